@@ -1,0 +1,125 @@
+"""Backends: where a resolved, validated run executes.
+
+Each backend module exposes ``submit(launch: Launch) -> SubmittedRun``.  The run already exists
+in MLflow (created by the runner, with its tags) when ``submit`` is called; the backend owns the
+run's terminal status from then on, through ``launch.tracker``.
+
+Built-in backends are listed in ``BACKENDS``; others are found through the entry-point groups
+``mlproj.backends`` (a module or object with ``submit``) and ``mlflow.project_backend``
+(MLflow's ``AbstractBackend`` plugins, adapted by ``mlproj.backends.mlflow_plugin``).
+"""
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from mlproj.errors import BackendError
+
+if TYPE_CHECKING:
+    from mlproj.params import BoundParams
+    from mlproj.request import RunRequest
+    from mlproj.source import ResolvedSource
+    from mlproj.spec import EntryPoint, Project
+    from mlproj.tracking import Tracker
+
+BACKENDS: dict[str, str] = {
+    'local': 'mlproj.backends.local',
+}
+
+RUNNING, FINISHED, FAILED, KILLED, SCHEDULED = 'RUNNING', 'FINISHED', 'FAILED', 'KILLED', 'SCHEDULED'
+TERMINAL = (FINISHED, FAILED, KILLED)
+
+
+@dataclass
+class Launch:
+    """Everything a backend needs: the request and what the runner resolved from it."""
+    request: RunRequest
+    source: ResolvedSource
+    project: Project
+    entry_point: EntryPoint
+    params: BoundParams
+    command: str                      # the entry point's shell command, parameters substituted
+    run_id: str
+    experiment_id: str
+    tracking_uri: str                 # absolute; what the child process must use
+    tracker: Tracker
+    env_manager: str                  # the manager chosen for this run
+    run_env: Mapping[str, str] = field(default_factory=dict)  # MLFLOW_* variables for the child
+
+    @property
+    def project_dir(self) -> Path:
+        return self.source.project_dir
+
+
+class SubmittedRun:
+    """A run handed to a backend: MLflow's ``SubmittedRun`` interface.
+
+    ``wait()`` returns True on success; ``get_status()`` is one of RUNNING, FINISHED, FAILED,
+    KILLED, SCHEDULED; ``cancel()`` stops the run and records it KILLED.  ``exit_code`` is the
+    process-style code the CLI exits with once the run is over.
+    """
+
+    def __init__(self, run_id: str) -> None:
+        self._run_id = run_id
+        self.exit_code: int | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self._run_id
+
+    def wait(self) -> bool:
+        raise NotImplementedError
+
+    def get_status(self) -> str:
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        raise NotImplementedError
+
+
+class Backend(Protocol):
+    def submit(self, launch: Launch) -> SubmittedRun: ...
+
+
+_plugin_lock = threading.Lock()
+_plugins: dict[str, Any] | None = None
+
+
+def _discover_plugins() -> dict[str, Any]:
+    global _plugins
+    with _plugin_lock:
+        if _plugins is None:
+            from importlib.metadata import entry_points
+
+            found: dict[str, Any] = {}
+            for group in ('mlflow.project_backend', 'mlproj.backends'):  # ours win on a name clash
+                for ep in entry_points(group=group):
+                    found[ep.name] = (group, ep)
+            _plugins = found
+        return _plugins
+
+
+def available() -> list[str]:
+    return sorted(set(BACKENDS) | set(_discover_plugins()))
+
+
+def get_backend(name: str) -> Backend:
+    if name in BACKENDS:
+        return importlib.import_module(BACKENDS[name])  # type: ignore[return-value]
+    plugin = _discover_plugins().get(name)
+    if plugin is None:
+        raise BackendError(f'unknown backend {name!r}; available: ' + ', '.join(available()))
+    group, ep = plugin
+    try:
+        obj = ep.load()
+    except Exception as e:  # a broken third-party plugin must not produce a traceback
+        raise BackendError(f'backend plugin {name!r} failed to load: {e}') from e
+    if group == 'mlflow.project_backend':
+        from mlproj.backends.mlflow_plugin import MlflowPluginBackend
+
+        return MlflowPluginBackend(name, obj)
+    return obj() if isinstance(obj, type) else obj

@@ -1,0 +1,128 @@
+"""``mlproj run``: flag-compatible with ``mlflow run``."""
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+import sys
+import threading
+
+import click
+
+from mlproj.request import ENV_MANAGERS
+
+
+@click.command('run')
+@click.argument('uri', default='.', required=False)
+@click.option('-e', '--entry-point', default='main', show_default=True, help='Entry point name, or a .py/.sh file.')
+@click.option('-v', '--version', 'version', default=None, help='Git revision: branch, tag, (short) SHA, HEAD~2, ...')
+@click.option('-P', '--param-list', 'param_list', multiple=True, metavar='NAME=VALUE', help='A parameter (repeatable).')
+@click.option('-A', '--docker-args', 'docker_args', multiple=True, metavar='NAME[=VALUE]',
+              help='A `docker run` option for docker projects (repeatable); a bare name is a flag.')
+@click.option('--experiment-name', default=None, help='Experiment name (created if missing). Env: MLFLOW_EXPERIMENT_NAME.')
+@click.option('--experiment-id', default=None, help='Experiment id. Env: MLFLOW_EXPERIMENT_ID.')
+@click.option('-b', '--backend', default='local', show_default=True, help='Execution backend.')
+@click.option('-c', '--backend-config', default=None, metavar='FILE|JSON', help='Backend config: a .json file or inline JSON.')
+@click.option('--env-manager', type=click.Choice(ENV_MANAGERS), default=None,
+              help='How to prepare the Python environment (default: uv for python_env/conda_env projects, '
+                   'local for projects without an environment).')
+@click.option('--storage-dir', envvar='MLFLOW_TMP_DIR', default=None, help='Where remote `path` parameters are downloaded.')
+@click.option('--run-id', default=None, help='Resume this existing (RUNNING) MLflow run instead of creating one.')
+@click.option('--run-name', default=None, help='Name of the MLflow run.')
+@click.option('--build-image', is_flag=True, help='Docker projects: build an image with the project copied in.')
+@click.option('--tracking-uri', default=None, help='MLflow tracking URI (default: MLFLOW_TRACKING_URI or ./mlflow.db).')
+@click.option('--dry-run', is_flag=True, help='Print the resolved command, environment and tags; create nothing.')
+@click.option('--json', 'as_json', is_flag=True, help='With --dry-run: print JSON.')
+@click.option('--keep-checkout', is_flag=True, help='Keep the checkout of a Git source after the run.')
+@click.option('--require-clean', is_flag=True, help='Refuse to run a local Git project with uncommitted changes.')
+@click.option('--no-wait', is_flag=True, help='Return once the run is submitted (remote backends).')
+def run(uri: str, entry_point: str, version: str | None, param_list: tuple[str, ...], docker_args: tuple[str, ...],
+        experiment_name: str | None, experiment_id: str | None, backend: str, backend_config: str | None,
+        env_manager: str | None, storage_dir: str | None, run_id: str | None, run_name: str | None,
+        build_image: bool, tracking_uri: str | None, dry_run: bool, as_json: bool, keep_checkout: bool,
+        require_clean: bool, no_wait: bool) -> None:
+    """Run the project at URI (a directory, or a Git URI with optional #subdirectory)."""
+    from mlproj.errors import BadArgumentError
+    from mlproj.params import parse_key_values
+    from mlproj.request import RunRequest
+    from mlproj.runner import load_backend_config
+
+    if experiment_name and experiment_id:
+        raise BadArgumentError('specify only one of --experiment-name and --experiment-id')
+    request = RunRequest(
+        uri=uri, entry_point=entry_point, version=version,
+        parameters=parse_key_values(param_list, '-P'),
+        docker_args=parse_key_values(docker_args, '-A', allow_flags=True),
+        experiment_name=experiment_name, experiment_id=experiment_id, backend=backend,
+        backend_config=load_backend_config(backend_config), env_manager=env_manager, storage_dir=storage_dir,
+        run_id=run_id, run_name=run_name, build_image=build_image, synchronous=not no_wait, dry_run=dry_run,
+        keep_checkout=keep_checkout, require_clean=require_clean, tracking_uri=tracking_uri,
+    )
+    if dry_run:
+        _dry_run(request, as_json)
+        return
+    code = execute(request)
+    sys.exit(code)
+
+
+def _dry_run(request, as_json: bool) -> None:
+    from mlproj.runner import plan
+
+    p = plan(request)
+    try:
+        info = p.as_dict()
+        if as_json:
+            click.echo(json.dumps(info, indent=2))
+            return
+        click.echo(f"project:     {info['project_dir']}")
+        if info['commit']:
+            click.echo(f"commit:      {info['commit']}")
+        click.echo(f"entry point: {info['entry_point']}")
+        click.echo(f"env manager: {info['env_manager']}")
+        click.echo(f"backend:     {info['backend']}")
+        click.echo(f"tracking:    {info['tracking_uri']}")
+        click.echo('parameters:')
+        for k, v in info['parameters'].items():
+            click.echo(f'  {k} = {shlex.quote(v)}')
+        click.echo('tags:')
+        for k, v in info['tags'].items():
+            click.echo(f'  {k} = {v}')
+        click.echo('command:')
+        click.echo(f"  {info['command']}")
+    finally:
+        p.source.cleanup()
+
+
+def execute(request) -> int:
+    """Submit, wait with signal forwarding, and return the process exit code."""
+    from mlproj.runner import submit
+
+    submitted = submit(request)
+    if not request.synchronous:
+        click.echo(submitted.run_id)
+        return 0
+    received: list[int] = []
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        if received:  # a second signal: no more grace
+            received.append(signum)
+            threading.Thread(target=submitted.cancel, args=(signal.SIGKILL,), daemon=True).start()
+            return
+        received.append(signum)
+        print(f"\n=== Run (ID '{submitted.run_id}') interrupted, cancelling run ===", file=sys.stderr, flush=True)
+        threading.Thread(target=submitted.cancel, args=(signum,), daemon=True).start()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        ok = submitted.wait()
+        while submitted.get_status() == 'RUNNING':  # wait() returned early on a signal
+            ok = submitted.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    status = submitted.get_status()
+    if ok:
+        print(f"=== Run (ID '{submitted.run_id}') succeeded ===", file=sys.stderr)
+        return 0
+    print(f"=== Run (ID '{submitted.run_id}') {status.lower()} ===", file=sys.stderr)
+    return submitted.exit_code if submitted.exit_code is not None else 1

@@ -1,0 +1,77 @@
+"""Environment managers: one module per manager behind one Protocol.
+
+A manager turns the project's environment spec into a prepared ``Environment``, which knows how
+to run the entry point's shell command inside it.  Managers are registered by name in
+``MANAGERS`` (module path, imported lazily so that unused managers cost nothing).
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+from mlproj.errors import EnvError
+from mlproj.spec import Project
+
+# name -> module implementing ``prepare(project, ctx) -> Environment``
+MANAGERS: dict[str, str] = {
+    'local': 'mlproj.envs.local',
+}
+
+
+# The manager used when --env-manager is not given, by the project's environment kind.  A project
+# without any environment runs in the caller's environment (MLflow would build an empty venv
+# through pyenv, which fails without pyenv and lacks mlflow even when it works).
+DEFAULT_FOR_KIND = {'none': 'local', 'python': 'uv', 'conda': 'uv'}
+
+
+@dataclass(frozen=True)
+class EnvContext:
+    """What a manager may need besides the project."""
+    docker_args: Mapping[str, Any] = field(default_factory=dict)
+    build_image: bool = False
+    tracking_uri: str | None = None
+    run_id: str | None = None
+    experiment_id: str | None = None
+    log: TextIO = sys.stderr
+
+
+class Environment(Protocol):
+    manager: str            # 'local', 'uv', 'virtualenv', 'conda', 'docker'
+    tag: str | None         # value for the mlflow.project.env tag (None for local, as MLflow)
+    hash: str | None        # content hash of the environment (mlproj.env.hash), None for local
+
+    def argv(self, command: str, env: dict[str, str], cwd: Path) -> tuple[list[str], dict[str, str]]:
+        """The argv that runs the shell ``command`` in this environment, and the child's env."""
+        ...
+
+
+class Manager(Protocol):
+    def prepare(self, project: Project, ctx: EnvContext) -> Environment: ...
+
+
+def select_manager(project: Project, requested: str | None) -> str:
+    """The manager to use for ``project`` given ``--env-manager`` (None = automatic)."""
+    if project.env.kind == 'docker':
+        return 'docker'
+    if requested is None:
+        default = DEFAULT_FOR_KIND.get(project.env.kind, 'local')
+        return default if default in MANAGERS else 'local'
+    if requested not in MANAGERS:
+        raise EnvError(f'env manager {requested!r} is not available; available: ' + ', '.join(sorted(MANAGERS)))
+    return requested
+
+
+def get_manager(name: str) -> Manager:
+    try:
+        module = MANAGERS[name]
+    except KeyError:
+        raise EnvError(f'unknown env manager {name!r}; known: ' + ', '.join(sorted(MANAGERS))) from None
+    return importlib.import_module(module)  # type: ignore[return-value]
+
+
+def prepare(project: Project, manager: str, ctx: EnvContext) -> Environment:
+    return get_manager(manager).prepare(project, ctx)

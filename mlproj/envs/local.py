@@ -1,0 +1,22 @@
+"""``--env-manager local``: run in the caller's own environment."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlproj.envs import EnvContext
+from mlproj.spec import Project
+
+
+@dataclass(frozen=True)
+class LocalEnvironment:
+    manager: str = 'local'
+    tag: str | None = None
+    hash: str | None = None
+
+    def argv(self, command: str, env: dict[str, str], cwd: Path) -> tuple[list[str], dict[str, str]]:
+        return ['bash', '-c', command], env
+
+
+def prepare(project: Project, ctx: EnvContext) -> LocalEnvironment:
+    return LocalEnvironment()

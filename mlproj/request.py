@@ -1,0 +1,37 @@
+"""The one value that describes a run request, passed inward through every layer."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+ENV_MANAGERS = ('local', 'uv', 'virtualenv', 'conda')
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    uri: str = '.'
+    entry_point: str = 'main'
+    version: str | None = None
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    docker_args: Mapping[str, Any] = field(default_factory=dict)
+    experiment_name: str | None = None
+    experiment_id: str | None = None
+    backend: str = 'local'
+    backend_config: Mapping[str, Any] = field(default_factory=dict)
+    env_manager: str | None = None
+    storage_dir: str | None = None
+    run_id: str | None = None
+    run_name: str | None = None
+    build_image: bool = False
+    synchronous: bool = True
+    dry_run: bool = False
+    keep_checkout: bool = False
+    require_clean: bool = False
+    tracking_uri: str | None = None
+    extra_tags: Mapping[str, str] = field(default_factory=dict)
+    cwd: str = field(default_factory=os.getcwd)
+
+    def with_(self, **changes: Any) -> RunRequest:
+        return replace(self, **changes)

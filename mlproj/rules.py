@@ -1,0 +1,63 @@
+"""Stable ids of every problem the MLproject loader and the linter can report.
+
+The loader (``spec.py``) and ``mlproj lint`` share these ids: whatever ``mlproj run`` rejects,
+``mlproj lint`` reports under the same id.  Ids are never reused or renumbered.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Rule(NamedTuple):
+    id: str
+    name: str
+    severity: str  # 'error' | 'warning'
+    doc: str
+
+
+_RULES = [
+    Rule('MLP001', 'yaml-syntax', 'error', 'The file is not valid YAML.'),
+    Rule('MLP002', 'duplicate-key', 'error',
+         'A mapping repeats a key; YAML keeps only the last one, so the first is silently lost.'),
+    Rule('MLP003', 'wrong-type', 'error',
+         'A field has the wrong type (e.g. entry_points is a list, command is a mapping).'),
+    Rule('MLP004', 'unknown-key', 'warning',
+         'A key MLflow does not know; usually a typo (entry_point for entry_points). '
+         'MLflow silently ignores it.'),
+    Rule('MLP005', 'unknown-param-type', 'error',
+         'A parameter type other than string, float, int, bool, path, uri.'),
+    Rule('MLP006', 'bad-default', 'error', 'A parameter default does not parse as its declared type.'),
+    Rule('MLP007', 'multiple-envs', 'error',
+         'More than one of docker_env, python_env, conda_env is set.'),
+    Rule('MLP008', 'docker-no-image', 'error', 'docker_env has no image.'),
+    Rule('MLP009', 'docker-volumes', 'error', 'docker_env.volumes is not a list of strings.'),
+    Rule('MLP010', 'docker-environment', 'error',
+         'docker_env.environment entries must be a variable name or a [name, value] pair.'),
+    Rule('MLP011', 'env-file-missing', 'error', 'The referenced conda_env / python_env file does not exist.'),
+    Rule('MLP012', 'unknown-placeholder', 'error',
+         'A {placeholder} in a command names no declared parameter.'),
+    Rule('MLP013', 'empty-file', 'warning', 'The MLproject file is empty.'),
+    Rule('MLP014', 'no-command', 'error',
+         'An entry point has no command (and no script of that name exists).'),
+    Rule('MLP015', 'misnamed-file', 'warning',
+         'A file named like MLproject.yaml / mlproject.yml: MLflow and mlproj only read a file '
+         'named exactly MLproject (any case), so this file is ignored.'),
+    Rule('MLP016', 'unused-param', 'warning',
+         'A declared parameter is never used in its command (it is not passed to the program).'),
+    Rule('MLP017', 'env-file-malformed', 'error',
+         'The referenced conda.yaml / python_env.yaml is not valid (syntax or structure).'),
+    Rule('MLP018', 'several-mlproject-files', 'error',
+         'More than one file in the directory is named MLproject in some letter case.'),
+    Rule('MLP019', 'bad-name', 'error', 'A parameter or entry point name is not a usable string.'),
+]
+
+RULES: dict[str, Rule] = {r.id: r for r in _RULES}
+
+
+def register(rule: Rule) -> Rule:
+    """Add a rule (used by ``mlproj.lint`` for lint-only rules)."""
+    existing = RULES.get(rule.id)
+    if existing is not None and existing != rule:
+        raise ValueError(f'rule id {rule.id} already registered')
+    RULES[rule.id] = rule
+    return rule

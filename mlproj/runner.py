@@ -1,0 +1,197 @@
+"""The run pipeline: source -> project -> parameters -> MLflow run -> backend.
+
+Everything that can be checked without side effects (URI, MLproject, entry point, parameter
+types, env manager, backend name) is checked before the MLflow run is created.  Once the run
+exists, any failure ends it FAILED before the error propagates: no run is ever left RUNNING.
+"""
+from __future__ import annotations
+
+import getpass
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlproj.errors import BackendError, EnvError, TrackingError
+from mlproj.request import ENV_MANAGERS, RunRequest
+
+
+@dataclass
+class Plan:
+    """What a request resolves to before anything is created (also what --dry-run prints)."""
+    request: RunRequest
+    source: Any
+    project: Any
+    entry_point: Any
+    params: Any
+    command: str
+    env_manager: str
+    tracking_uri: str
+    tags: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            'uri': self.source.uri,
+            'project_dir': str(self.source.project_dir),
+            'commit': self.source.commit,
+            'entry_point': self.entry_point.name,
+            'parameters': self.params.logged,
+            'command': self.command,
+            'env_manager': self.env_manager,
+            'backend': self.request.backend,
+            'tracking_uri': _redact(self.tracking_uri),
+            'tags': self.tags,
+        }
+
+
+def _redact(uri: str) -> str:
+    from mlproj.tracking import redact_uri
+
+    return redact_uri(uri)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return 'unknown'
+
+
+def plan(request: RunRequest, *, warn: Any = None) -> Plan:
+    """Resolve and validate a request; creates no MLflow run. The caller must clean up ``source``."""
+    from mlproj import backends, envs, params, source, spec, tracking
+
+    warn = warn or _warn
+    if request.env_manager is not None and request.env_manager not in ENV_MANAGERS:
+        raise EnvError(f'invalid env manager {request.env_manager!r}; choose one of: ' + ', '.join(ENV_MANAGERS))
+    if request.backend not in backends.available():
+        raise BackendError(f'unknown backend {request.backend!r}; available: ' + ', '.join(backends.available()))
+    src = source.resolve(request.uri, request.version, keep_checkout=request.keep_checkout,
+                         require_clean=request.require_clean, cwd=request.cwd)
+    try:
+        if src.dirty:
+            warn(f'the working tree of {src.root} has uncommitted changes; the run records commit '
+                 f'{(src.commit or "")[:12]} plus a diff hash')
+        project = spec.load_project(src.project_dir)
+        for f in project.warnings:
+            warn(str(f))
+        entry_point = project.get_entry_point(request.entry_point)
+        remote = request.backend != 'local'
+        bound = params.bind(entry_point, request.parameters, cwd=request.cwd, project_dir=src.project_dir,
+                            storage_dir=request.storage_dir, resolve_paths=True,
+                            download=not (request.dry_run or remote),
+                            where=f'entry point {entry_point.name!r} of {project.mlproject_path or src.project_dir}')
+        command = params.build_command(entry_point, bound)
+        manager = envs.select_manager(project, request.env_manager)
+        tracking_uri = tracking.resolve_tracking_uri(request.tracking_uri, request.cwd)
+        tags = {
+            'mlflow.user': _user(),
+            **src.tags(),
+            'mlflow.project.entryPoint': request.entry_point,
+            'mlflow.project.backend': request.backend,
+            'mlproj.env_manager': manager,
+            **dict(request.extra_tags),
+        }
+        if request.run_name:
+            tags['mlflow.runName'] = request.run_name
+        return Plan(request, src, project, entry_point, bound, command, manager, tracking_uri, tags)
+    except BaseException:
+        src.cleanup()
+        raise
+
+
+def _warn(message: str) -> None:
+    print(f'mlproj: warning: {message}', file=sys.stderr)
+
+
+def _parent_run_id() -> str | None:
+    """The active fluent run of this process, when mlproj.run is called from project code."""
+    mlflow = sys.modules.get('mlflow')
+    if mlflow is None:
+        return None
+    try:
+        active = mlflow.active_run()
+    except Exception:
+        return None
+    return active.info.run_id if active else None
+
+
+def submit(request: RunRequest):
+    """Plan, create the MLflow run, hand it to the backend. Returns a SubmittedRun."""
+    from mlproj import backends, tracking
+
+    p = plan(request)
+    try:
+        backend = backends.get_backend(request.backend)
+        tracker = tracking.get_tracker(p.tracking_uri)
+        exp_name, exp_id = tracking.resolve_experiment_args(request.experiment_name, request.experiment_id)
+        if request.run_id:
+            record = tracker.get_run(request.run_id)
+            if record.status not in ('RUNNING', 'SCHEDULED'):
+                raise TrackingError(f'run {request.run_id} has status {record.status}; only a RUNNING or '
+                                    'SCHEDULED run can be resumed with --run-id')
+            run_id, experiment_id = record.run_id, record.experiment_id
+            tracker.set_tags(run_id, p.tags)
+        else:
+            experiment_id = tracker.resolve_experiment(exp_name, exp_id)
+            tags = dict(p.tags)
+            parent = _parent_run_id()
+            if parent:
+                tags['mlflow.parentRunId'] = parent
+            run_id = tracker.create_run(experiment_id, tags, request.run_name)
+    except BaseException:
+        p.source.cleanup()
+        raise
+    try:
+        tracker.log_params(run_id, p.params.logged)
+        run_env = {
+            **tracking.child_env_for(p.tracking_uri),
+            'MLFLOW_RUN_ID': run_id,
+            'MLFLOW_EXPERIMENT_ID': str(experiment_id),
+            'MLPROJ_ENV_MANAGER': p.env_manager,
+        }
+        launch = backends.Launch(
+            request=request, source=p.source, project=p.project, entry_point=p.entry_point, params=p.params,
+            command=p.command, run_id=run_id, experiment_id=str(experiment_id), tracking_uri=p.tracking_uri,
+            tracker=tracker, env_manager=p.env_manager, run_env=run_env,
+        )
+        submitted = backend.submit(launch)
+    except BaseException as e:
+        status = 'KILLED' if isinstance(e, KeyboardInterrupt) else 'FAILED'
+        try:
+            tracker.set_status(run_id, status)
+        except Exception as inner:
+            print(f'mlproj: warning: could not mark run {run_id} {status}: {inner}', file=sys.stderr)
+        p.source.cleanup()
+        raise
+    return submitted
+
+
+def load_backend_config(value: Any) -> dict:
+    """A dict, a path to a ``.json`` file, or inline JSON text (the CLI's ``-c``)."""
+    import json
+    import os
+
+    from mlproj.errors import BadArgumentError
+
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    text = str(value)
+    if text.endswith('.json') or (os.path.isfile(text) and not text.lstrip().startswith('{')):
+        try:
+            with open(text, encoding='utf-8') as f:
+                data = json.load(f)
+        except OSError as e:
+            raise BadArgumentError(f'cannot read backend config: {e.strerror}', text) from None
+        except json.JSONDecodeError as e:
+            raise BadArgumentError(f'backend config is not valid JSON: {e.msg}', f'{text}:{e.lineno}:{e.colno}') from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise BadArgumentError(f'invalid backend config JSON: {e.msg} at column {e.colno}') from None
+    if not isinstance(data, dict):
+        raise BadArgumentError('backend config must be a JSON object')
+    return data

@@ -1,0 +1,68 @@
+"""Project sources: turn a URI (+ version, #subdirectory) into a directory and its provenance.
+
+``resolve()`` is the only entry point used by the runner.  It returns a ``ResolvedSource`` whose
+``project_dir`` holds the project files and whose fields feed MLflow's ``mlflow.source.*`` tags.
+The caller must call ``cleanup()`` when the run is over (a no-op for a local directory).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlproj.errors import SourceError
+
+
+@dataclass
+class ResolvedSource:
+    uri: str                      # the URI as given, credentials removed
+    project_dir: Path             # the directory holding the project (root / subdirectory)
+    root: Path                    # the checkout root
+    subdirectory: str = ''        # '' = the root
+    commit: str | None = None     # full SHA of the commit that was run
+    repo_url: str | None = None   # remote URL, credentials removed
+    branch: str | None = None     # only when the version named a branch
+    version: str | None = None    # the revision expression as requested
+    is_remote: bool = False
+    dirty: bool = False
+    diff_hash: str | None = None  # sha256 of the uncommitted diff of a dirty local tree
+    source_name: str = ''         # value of mlflow.source.name
+    _cleanup: Callable[[], None] | None = field(default=None, repr=False)
+
+    def cleanup(self) -> None:
+        fn, self._cleanup = self._cleanup, None
+        if fn is not None:
+            fn()
+
+    def tags(self) -> dict[str, str]:
+        """MLflow's source tags (plus mlproj's own) for this source."""
+        tags = {'mlflow.source.name': self.source_name, 'mlflow.source.type': 'PROJECT'}
+        if self.commit:
+            tags['mlflow.source.git.commit'] = self.commit
+        if self.repo_url:
+            tags['mlflow.source.git.repoURL'] = self.repo_url
+            tags['mlflow.gitRepoURL'] = self.repo_url
+        if self.branch:
+            tags['mlflow.source.git.branch'] = self.branch
+        if self.subdirectory:
+            tags['mlproj.source.subdirectory'] = self.subdirectory
+        if self.version:
+            tags['mlproj.source.version'] = self.version
+        if self.commit:
+            tags['mlflow.source.git.dirty'] = 'true' if self.dirty else 'false'
+        if self.diff_hash:
+            tags['mlproj.source.git.diff_sha256'] = self.diff_hash
+        return tags
+
+
+def resolve(uri: str, version: str | None = None, *, keep_checkout: bool = False,
+            require_clean: bool = False, cwd: str | None = None) -> ResolvedSource:
+    """Resolve ``uri`` (local path, ``file://``, Git remote; ``#subdir`` allowed) to a directory."""
+    from mlproj.source.local import resolve_local, split_subdirectory
+
+    base, subdir = split_subdirectory(uri)
+    path = Path(cwd or os.getcwd(), base) if base else Path(cwd or os.getcwd())
+    if os.path.isdir(path):
+        return resolve_local(uri, path, subdir, version=version, require_clean=require_clean)
+    raise SourceError('project directory does not exist', uri)

@@ -1,0 +1,597 @@
+"""MLproject loading: file discovery, YAML with positions, the project model, convention projects.
+
+``parse_mlproject`` never raises on bad content: it returns the project it could build plus a list
+of ``Finding``s (rule ids from ``rules.py``).  ``load_project`` is the strict entry used by
+``mlproj run``: it raises ``SpecError`` on the first error finding and prints warnings.
+The linter calls ``parse_mlproject`` directly, so run and lint agree by construction.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import shlex
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from mlproj.errors import SpecError
+from mlproj.rules import RULES
+
+PARAM_TYPES = ('string', 'float', 'int', 'bool', 'path', 'uri')
+# Accepted spellings that mean the same as a canonical type.
+PARAM_TYPE_ALIASES = {'str': 'string', 'integer': 'int', 'boolean': 'bool', 'double': 'float'}
+TOP_LEVEL_KEYS = ('name', 'entry_points', 'conda_env', 'python_env', 'docker_env', 'databricks_spark_job')
+ENTRY_POINT_KEYS = ('parameters', 'command')
+PARAM_KEYS = ('type', 'default')
+DOCKER_KEYS = ('image', 'volumes', 'environment')
+MISNAMED_RE = re.compile(r'^mlproject\.(ya?ml|json)$', re.IGNORECASE)
+DEFAULT_PYTHON_ENV = 'python_env.yaml'
+DEFAULT_CONDA_ENV = 'conda.yaml'
+
+Pos = tuple[int, int]  # 1-based line, column
+
+
+class Finding(NamedTuple):
+    rule: str
+    message: str
+    line: int = 0
+    col: int = 0
+    path: str = ''
+
+    @property
+    def severity(self) -> str:
+        return RULES[self.rule].severity
+
+    def where(self) -> str:
+        if self.line:
+            return f'{self.path}:{self.line}:{self.col}'
+        return self.path
+
+    def __str__(self) -> str:
+        return f'{self.where()}: {self.rule} {self.message}'
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    type: str = 'string'
+    default: Any = None
+    pos: Pos = (0, 0)
+
+    @property
+    def required(self) -> bool:
+        # MLflow's rule: a parameter is required when its default is null / absent.
+        return self.default is None
+
+    def default_text(self) -> str | None:
+        if self.default is None:
+            return None
+        if isinstance(self.default, bool):
+            return 'True' if self.default else 'False'  # as str() does, for MLflow parity
+        return str(self.default)
+
+
+@dataclass(frozen=True)
+class EntryPoint:
+    name: str
+    command: str | None
+    parameters: dict[str, Parameter] = field(default_factory=dict)
+    pos: Pos = (0, 0)
+    script: bool = False  # a convention entry point (a .py / .sh file), not declared
+
+
+@dataclass(frozen=True)
+class DockerSpec:
+    image: str
+    volumes: tuple[str, ...] = ()
+    # each entry: a host variable name to copy, or a (name, value) pair
+    environment: tuple[str | tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    kind: str  # 'docker' | 'python' | 'conda' | 'none'
+    path: Path | None = None
+    docker: DockerSpec | None = None
+    declared: bool = False  # named in MLproject rather than found by convention
+
+
+@dataclass(frozen=True)
+class Project:
+    directory: Path
+    name: str | None
+    entry_points: dict[str, EntryPoint]
+    env: EnvSpec
+    mlproject_path: Path | None
+    findings: tuple[Finding, ...] = ()
+    data: dict = field(default_factory=dict)
+
+    def get_entry_point(self, name: str) -> EntryPoint:
+        """A declared entry point, else a ``.py`` / ``.sh`` file of the project (MLflow's convention)."""
+        if name in self.entry_points:
+            return self.entry_points[name]
+        where = str(self.mlproject_path or self.directory)
+        ext = os.path.splitext(name)[1]
+        if ext in ('.py', '.sh'):
+            script = _safe_script_path(self.directory, name, where)
+            if not script.is_file():
+                raise SpecError(f'entry point script {name!r} does not exist in the project', where)
+            if ext == '.py':
+                command = 'python ' + shlex.quote(name)
+            else:
+                command = _shell_for_scripts() + ' ' + shlex.quote(name)
+            return EntryPoint(name=name, command=command, script=True)
+        known = ', '.join(sorted(self.entry_points)) or 'none declared'
+        hint = _did_you_mean(name, self.entry_points)
+        raise SpecError(
+            f'unknown entry point {name!r}{hint}; declared: {known}; a .py or .sh file of the '
+            'project can also be given',
+            where,
+        )
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == 'error']
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == 'warning']
+
+
+def _shell_for_scripts() -> str:
+    shell = os.environ.get('SHELL', '')
+    if os.path.basename(shell) in ('bash', 'sh', 'zsh', 'dash', 'ksh'):
+        return shlex.quote(shell)
+    return 'bash'
+
+
+def _safe_script_path(directory: Path, name: str, where: str) -> Path:
+    if os.path.isabs(name) or '\x00' in name:
+        raise SpecError(f'entry point script {name!r} must be a relative path inside the project', where)
+    root = directory.resolve()
+    target = (root / name).resolve()
+    if target != root and root not in target.parents:
+        raise SpecError(f'entry point script {name!r} escapes the project directory', where)
+    return target
+
+
+def _did_you_mean(word: str, candidates: Any) -> str:
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f' (did you mean {close[0]!r}?)' if close else ''
+
+
+# --------------------------------------------------------------------------------------------
+# file discovery
+
+
+def find_mlproject(directory: Path) -> tuple[Path | None, list[str]]:
+    """Return (the MLproject file or None, misnamed candidates such as MLproject.yaml).
+
+    Raises ``SpecError`` when several files match case-insensitively.
+    """
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError as e:
+        raise SpecError(f'cannot read project directory: {e.strerror}', str(directory)) from None
+    matches = [n for n in names if n.lower() == 'mlproject' and (directory / n).is_file()]
+    if len(matches) > 1:
+        raise SpecError('MLP018 several MLproject files differ only in letter case: ' + ', '.join(matches),
+                        str(directory))
+    misnamed = [n for n in names if MISNAMED_RE.match(n)]
+    return (directory / matches[0] if matches else None), misnamed
+
+
+# --------------------------------------------------------------------------------------------
+# YAML with positions and duplicate-key detection
+
+
+class _Doc:
+    """The constructed document plus the position of every key and value, by path."""
+
+    def __init__(self) -> None:
+        self.key_pos: dict[tuple, Pos] = {}
+        self.value_pos: dict[tuple, Pos] = {}
+        self.findings: list[Finding] = []
+
+
+def _mark(node: Any) -> Pos:
+    return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _construct(node: Any, path: tuple, doc: _Doc, loader: Any) -> Any:
+    import yaml
+
+    doc.value_pos[path] = _mark(node)
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)
+        out: dict = {}
+        for key_node, value_node in node.value:
+            key = _construct(key_node, path + ('<key>',), doc, loader)
+            try:
+                hash(key)
+            except TypeError:
+                doc.findings.append(Finding('MLP003', 'mapping key must be a scalar', *_mark(key_node)))
+                continue
+            if key in out:
+                first = doc.key_pos.get(path + (key,), (0, 0))
+                doc.findings.append(Finding(
+                    'MLP002', f'duplicate key {key!r} (first defined at line {first[0]})', *_mark(key_node)))
+            doc.key_pos[path + (key,)] = _mark(key_node)
+            out[key] = _construct(value_node, path + (key,), doc, loader)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(item, path + (i,), doc, loader) for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def parse_yaml(text: str) -> tuple[Any, _Doc]:
+    """Parse one YAML document keeping positions; syntax errors become an MLP001 finding."""
+    import yaml
+
+    doc = _Doc()
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, doc
+        return _construct(node, (), doc, loader), doc
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        problem = (e.problem or e.context or 'invalid YAML').strip()
+        doc.findings.append(Finding('MLP001', f'YAML syntax error: {problem}', line, col))
+        return None, doc
+    except yaml.YAMLError as e:  # ReaderError (bad bytes) has a position but no mark
+        position = getattr(e, 'position', None)
+        line, col = 0, 0
+        if position is not None:
+            before = text[:position]
+            line = before.count('\n') + 1
+            col = position - (before.rfind('\n') + 1) + 1
+        doc.findings.append(Finding('MLP001', f'YAML error: {str(e).splitlines()[0]}', line, col))
+        return None, doc
+    except (ValueError, TypeError, OverflowError, RecursionError) as e:
+        # e.g. an out-of-range timestamp, or pathological nesting
+        doc.findings.append(Finding('MLP001', f'YAML value cannot be read: {e}', 0, 0))
+        return None, doc
+    finally:
+        loader.dispose()
+
+
+# --------------------------------------------------------------------------------------------
+# placeholders in commands
+
+_PLACEHOLDER_NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_\-]*$')
+
+
+def iter_template(command: str) -> Iterator[tuple[str, str]]:
+    """Split a command template into ('text', s) and ('param', name) pieces.
+
+    ``{{`` and ``}}`` are literal braces (as in MLflow, which uses ``str.format``).  A brace group
+    whose content is not a name (``{print $1}``) is kept literally instead of failing.
+    """
+    i, n = 0, len(command)
+    buf: list[str] = []
+    while i < n:
+        c = command[i]
+        if c == '{':
+            if command.startswith('{{', i):
+                buf.append('{')
+                i += 2
+                continue
+            j = command.find('}', i + 1)
+            inner = command[i + 1:j] if j != -1 else ''
+            if j != -1 and _PLACEHOLDER_NAME.match(inner):
+                if buf:
+                    yield 'text', ''.join(buf)
+                    buf = []
+                yield 'param', inner
+                i = j + 1
+                continue
+            buf.append(c)
+            i += 1
+        elif c == '}' and command.startswith('}}', i):
+            buf.append('}')
+            i += 2
+        else:
+            buf.append(c)
+            i += 1
+    if buf:
+        yield 'text', ''.join(buf)
+
+
+def placeholders(command: str) -> list[str]:
+    return [v for kind, v in iter_template(command) if kind == 'param']
+
+
+# --------------------------------------------------------------------------------------------
+# the model
+
+
+def default_parses(ptype: str, value: Any) -> bool:
+    """Whether a YAML default is acceptable for its declared type."""
+    if value is None:
+        return True
+    if ptype == 'int':
+        if isinstance(value, bool):
+            return False
+        if isinstance(value, int):
+            return True
+        if isinstance(value, float):
+            return value.is_integer()
+        return _parses_int(str(value))
+    if ptype == 'float':
+        if isinstance(value, bool):
+            return False
+        if isinstance(value, (int, float)):
+            return True
+        return _parses_float(str(value))
+    if ptype == 'bool':
+        return isinstance(value, bool) or str(value).strip().lower() in BOOL_WORDS
+    if isinstance(value, (dict, list)):
+        return False
+    return True
+
+
+BOOL_WORDS = {'true': True, 'false': False, '1': True, '0': False, 'yes': True, 'no': False,
+              'on': True, 'off': False, 'y': True, 'n': False}
+
+
+def _parses_int(text: str) -> bool:
+    t = text.strip()
+    if not t or '_' in t:
+        return False
+    try:
+        int(t, 10)
+        return True
+    except ValueError:
+        return False
+
+
+def _parses_float(text: str) -> bool:
+    t = text.strip()
+    if not t or '_' in t:
+        return False
+    try:
+        float(t)
+        return True
+    except ValueError:
+        return False
+
+
+class _Builder:
+    def __init__(self, directory: Path, path_label: str, data: Any, doc: _Doc) -> None:
+        self.directory = directory
+        self.label = path_label
+        self.data = data
+        self.doc = doc
+        self.findings: list[Finding] = [f._replace(path=path_label) for f in doc.findings]
+
+    def add(self, rule: str, message: str, path: tuple, *, key: bool = False) -> None:
+        table = self.doc.key_pos if key else self.doc.value_pos
+        line, col = table.get(path) or self.doc.key_pos.get(path) or self.doc.value_pos.get(path[:-1], (0, 0))
+        self.findings.append(Finding(rule, message, line, col, self.label))
+
+    def unknown_keys(self, mapping: dict, allowed: tuple, path: tuple, what: str) -> None:
+        for key in mapping:
+            if key not in allowed:
+                hint = _did_you_mean(str(key), allowed)
+                self.add('MLP004', f'unknown key {key!r} in {what}{hint}; expected one of: '
+                         + ', '.join(allowed), path + (key,), key=True)
+
+    def build(self) -> Project:
+        data = self.data
+        if data is None:
+            if not any(f.rule == 'MLP001' for f in self.findings):
+                self.add('MLP013', 'MLproject is empty; running as a convention project', ())
+            data = {}
+        if not isinstance(data, dict):
+            self.add('MLP003', f'MLproject must be a mapping of keys, not {_kind(data)}', ())
+            data = {}
+        self.unknown_keys(data, TOP_LEVEL_KEYS, (), 'MLproject')
+        name = data.get('name')
+        if name is not None and not isinstance(name, (str, int, float)):
+            self.add('MLP003', f'name must be a string, not {_kind(name)}', ('name',))
+            name = None
+        entry_points = self.entry_points(data.get('entry_points'))
+        env = self.env(data)
+        return Project(
+            directory=self.directory,
+            name=str(name) if name is not None else None,
+            entry_points=entry_points,
+            env=env,
+            mlproject_path=None,
+            findings=tuple(self.findings),
+            data=data,
+        )
+
+    def entry_points(self, raw: Any) -> dict[str, EntryPoint]:
+        path = ('entry_points',)
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self.add('MLP003', f'entry_points must be a mapping of name to entry point, not {_kind(raw)}', path)
+            return {}
+        out: dict[str, EntryPoint] = {}
+        for ep_name, ep in raw.items():
+            ep_path = path + (ep_name,)
+            if not isinstance(ep_name, str) or not ep_name:
+                self.add('MLP019', f'entry point name must be a non-empty string, not {ep_name!r}', ep_path, key=True)
+                continue
+            if ep is None:
+                ep = {}
+            if not isinstance(ep, dict):
+                self.add('MLP003', f'entry point {ep_name!r} must be a mapping with command and parameters, '
+                         f'not {_kind(ep)}', ep_path)
+                continue
+            self.unknown_keys(ep, ENTRY_POINT_KEYS, ep_path, f'entry point {ep_name!r}')
+            params = self.parameters(ep_name, ep.get('parameters'), ep_path + ('parameters',))
+            command = ep.get('command')
+            if command is not None and not isinstance(command, (str, int, float)) or isinstance(command, bool):
+                self.add('MLP003', f'command of entry point {ep_name!r} must be a string, not {_kind(command)}',
+                         ep_path + ('command',))
+                command = None
+            elif command is not None:
+                command = str(command)
+                for ph in placeholders(command):
+                    if ph not in params:
+                        hint = _did_you_mean(ph, params)
+                        self.add('MLP012', f'command of entry point {ep_name!r} uses {{{ph}}} but declares no '
+                                 f'parameter {ph!r}{hint}', ep_path + ('command',))
+            out[ep_name] = EntryPoint(ep_name, command, params, self.doc.key_pos.get(ep_path, (0, 0)))
+        return out
+
+    def parameters(self, ep_name: str, raw: Any, path: tuple) -> dict[str, Parameter]:
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self.add('MLP003', f'parameters of entry point {ep_name!r} must be a mapping, not {_kind(raw)}', path)
+            return {}
+        out: dict[str, Parameter] = {}
+        for pname, spec in raw.items():
+            ppath = path + (pname,)
+            if not isinstance(pname, str) or not pname:
+                self.add('MLP019', f'parameter name must be a non-empty string, not {pname!r}', ppath, key=True)
+                continue
+            ptype, default = 'string', None
+            if isinstance(spec, str):
+                ptype = spec
+                tpath = ppath
+            elif isinstance(spec, dict):
+                self.unknown_keys(spec, PARAM_KEYS, ppath, f'parameter {pname!r}')
+                ptype = spec.get('type', 'string')
+                default = spec.get('default')
+                tpath = ppath + ('type',)
+                if not isinstance(ptype, str):
+                    self.add('MLP003', f'type of parameter {pname!r} must be a string, not {_kind(ptype)}', tpath)
+                    ptype = 'string'
+            elif spec is None:
+                tpath = ppath
+            else:
+                self.add('MLP003', f'parameter {pname!r} must be a type name or a mapping with type and default, '
+                         f'not {_kind(spec)}', ppath)
+                continue
+            ptype = PARAM_TYPE_ALIASES.get(ptype, ptype)
+            if ptype not in PARAM_TYPES:
+                hint = _did_you_mean(ptype, PARAM_TYPES)
+                self.add('MLP005', f'parameter {pname!r} has unknown type {ptype!r}{hint}; expected one of: '
+                         + ', '.join(PARAM_TYPES), tpath)
+                ptype = 'string'
+            elif not default_parses(ptype, default):
+                self.add('MLP006', f'default {default!r} of parameter {pname!r} is not a valid {ptype}',
+                         ppath + ('default',))
+            out[pname] = Parameter(pname, ptype, default, self.doc.key_pos.get(ppath, (0, 0)))
+        return out
+
+    def env(self, data: dict) -> EnvSpec:
+        present = [k for k in ('docker_env', 'python_env', 'conda_env') if data.get(k)]
+        if len(present) > 1:
+            self.add('MLP007', 'only one environment may be declared, found: ' + ', '.join(present),
+                     (present[1],), key=True)
+        docker_raw = data.get('docker_env')
+        if docker_raw:
+            return EnvSpec('docker', None, self.docker(docker_raw), True)
+        for key, kind in (('python_env', 'python'), ('conda_env', 'conda')):
+            value = data.get(key)
+            if not value:
+                continue
+            if not isinstance(value, str):
+                self.add('MLP003', f'{key} must be a path string, not {_kind(value)}', (key,))
+                return EnvSpec('none')
+            env_path = self.directory / value
+            if os.path.isabs(value) or '..' in Path(value).parts:
+                self.add('MLP003', f'{key} must be a relative path inside the project: {value!r}', (key,))
+                return EnvSpec('none')
+            if not env_path.is_file():
+                self.add('MLP011', f'{key} file {value!r} does not exist in the project', (key,))
+            return EnvSpec(kind, env_path, None, True)
+        for name, kind in ((DEFAULT_PYTHON_ENV, 'python'), (DEFAULT_CONDA_ENV, 'conda')):
+            if (self.directory / name).is_file():
+                return EnvSpec(kind, self.directory / name, None, False)
+        return EnvSpec('none')
+
+    def docker(self, raw: Any) -> DockerSpec:
+        path = ('docker_env',)
+        if not isinstance(raw, dict):
+            self.add('MLP003', f'docker_env must be a mapping with image, volumes, environment, not {_kind(raw)}',
+                     path)
+            return DockerSpec('')
+        self.unknown_keys(raw, DOCKER_KEYS, path, 'docker_env')
+        image = raw.get('image')
+        if not image or not isinstance(image, str):
+            self.add('MLP008', 'docker_env needs an image (a string such as "python:3.11-slim")',
+                     path + ('image',) if 'image' in raw else path)
+            image = ''
+        volumes = raw.get('volumes') or []
+        if not isinstance(volumes, list) or not all(isinstance(v, str) for v in volumes):
+            self.add('MLP009', 'docker_env.volumes must be a list of strings such as "/host/path:/container/path"',
+                     path + ('volumes',))
+            volumes = []
+        environment: list[str | tuple[str, str]] = []
+        env_raw = raw.get('environment') or []
+        if not isinstance(env_raw, list):
+            self.add('MLP010', 'docker_env.environment must be a list of variable names or [name, value] pairs',
+                     path + ('environment',))
+            env_raw = []
+        for i, item in enumerate(env_raw):
+            if isinstance(item, str) and item:
+                environment.append(item)
+            elif (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and item[0]
+                  and isinstance(item[1], (str, int, float)) and not isinstance(item[1], bool)):
+                environment.append((item[0], str(item[1])))
+            else:
+                self.add('MLP010', f'docker_env.environment entry {item!r} must be a variable name or a '
+                         '[name, value] pair', path + ('environment', i))
+        return DockerSpec(image, tuple(volumes), tuple(environment))
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return 'null'
+    return {dict: 'a mapping', list: 'a list', str: 'a string', bool: 'a boolean', int: 'a number',
+            float: 'a number'}.get(type(value), type(value).__name__)
+
+
+def parse_mlproject(text: str, directory: Path, label: str = 'MLproject') -> Project:
+    """Build a project from MLproject text; problems are returned as findings, never raised."""
+    data, doc = parse_yaml(text)
+    return _Builder(directory, label, data, doc).build()
+
+
+def load_project(directory: str | os.PathLike[str], *, strict: bool = True) -> Project:
+    """Load the project in ``directory`` (MLproject file or convention project).
+
+    With ``strict`` (the default) the first error finding raises ``SpecError`` with file:line:col.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise SpecError('project directory does not exist', str(directory))
+    mlproject, misnamed = find_mlproject(directory)
+    extra: list[Finding] = []
+    if mlproject is None:
+        for n in misnamed:
+            extra.append(Finding('MLP015', f'{n} is ignored: the project file must be named exactly '
+                                 '"MLproject" (no extension)', 0, 0, str(directory / n)))
+        project = _Builder(directory, str(directory), {}, _Doc()).build()
+        project = Project(directory, None, {}, project.env, None, tuple(extra), {})
+    else:
+        try:
+            raw = mlproject.read_bytes()
+        except OSError as e:
+            raise SpecError(f'cannot read MLproject: {e.strerror}', str(mlproject)) from None
+        try:
+            text = raw.decode('utf-8-sig')
+        except UnicodeDecodeError as e:
+            finding = Finding('MLP001', f'MLproject is not UTF-8 text (byte {e.start})', 0, 0, str(mlproject))
+            if strict:
+                raise SpecError(f'{finding.rule} {finding.message}', finding.where()) from None
+            return Project(directory, None, {}, EnvSpec('none'), mlproject, (finding,), {})
+        project = parse_mlproject(text, directory, str(mlproject))
+        project = Project(project.directory, project.name, project.entry_points, project.env, mlproject,
+                          project.findings, project.data)
+    if strict and project.errors:
+        first = project.errors[0]
+        raise SpecError(f'{first.rule} {first.message}', first.where())
+    return project

@@ -1,0 +1,357 @@
+"""MLflow tracking: the tracking URI, experiments, runs, tags and terminal status.
+
+Two implementations of one small ``Tracker`` interface:
+
+* ``ClientTracker`` goes through MLflow's own ``MlflowClient`` and serves every store MLflow
+  supports (sqlite, file, databricks, plugins).
+* ``RestTracker`` serves ``http(s)://`` tracking servers through MLflow's documented REST API
+  (``/api/2.0/mlflow/...``).  Importing the MLflow client costs ~1 s, which would be most of a
+  short run's overhead; the REST calls needed here are a handful of JSON requests.
+
+Both honour MLflow's client variables (MLFLOW_TRACKING_TOKEN, _USERNAME/_PASSWORD,
+_INSECURE_TLS, _SERVER_CERT_PATH).
+"""
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from mlproj.errors import BadArgumentError, TrackingError
+
+RUN_STATUSES = ('RUNNING', 'SCHEDULED', 'FINISHED', 'FAILED', 'KILLED')
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    experiment_id: str
+    status: str
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    artifact_uri: str = ''
+
+
+class Tracker(Protocol):
+    uri: str
+
+    def resolve_experiment(self, name: str | None, experiment_id: str | None) -> str: ...
+    def create_run(self, experiment_id: str, tags: dict[str, str], run_name: str | None) -> str: ...
+    def log_params(self, run_id: str, params: dict[str, str]) -> None: ...
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None: ...
+    def get_run(self, run_id: str) -> RunRecord: ...
+    def set_status(self, run_id: str, status: str) -> None: ...
+
+
+# --------------------------------------------------------------------------------------------
+# tracking URI
+
+
+def _has_mlruns_data(cwd: Path) -> bool:
+    mlruns = cwd / 'mlruns'
+    try:
+        with os.scandir(mlruns) as entries:
+            return any(e.is_dir() and e.name.isdigit() and os.path.lexists(os.path.join(e.path, 'meta.yaml'))
+                       for e in entries)
+    except OSError:
+        return False
+
+
+def absolutize(uri: str, cwd: str | Path) -> str:
+    """Make a local store URI absolute so a child with another cwd writes to the same store."""
+    cwd = Path(cwd)
+    if uri.startswith('sqlite:///') and not uri.startswith('sqlite:////'):
+        rest = uri[len('sqlite:///'):]
+        if rest and not rest.startswith(':memory:'):
+            return 'sqlite:///' + str((cwd / rest).resolve())
+        return uri
+    if '://' not in uri and ':' not in uri.split('/')[0]:
+        return Path(cwd, uri).resolve().as_uri()  # a plain path means a file store
+    if uri.startswith('file:') and not uri.startswith('file:/'):
+        return Path(cwd, uri[len('file:'):]).resolve().as_uri()
+    return uri
+
+
+def resolve_tracking_uri(explicit: str | None = None, cwd: str | Path | None = None) -> str:
+    """The tracking URI MLflow would use (explicit, then MLFLOW_TRACKING_URI, then MLflow's default)."""
+    cwd = Path(cwd or os.getcwd())
+    uri = explicit or os.environ.get('MLFLOW_TRACKING_URI')
+    if not uri:
+        uri = './mlruns' if _has_mlruns_data(cwd) else 'sqlite:///mlflow.db'
+    return absolutize(uri, cwd)
+
+
+def child_env_for(uri: str) -> dict[str, str]:
+    """Variables a child process needs to reach the same store."""
+    env = {'MLFLOW_TRACKING_URI': uri}
+    if uri.startswith('file:'):
+        env['MLFLOW_ALLOW_FILE_STORE'] = 'true'
+    return env
+
+
+def redact_uri(uri: str) -> str:
+    from mlproj.source.local import strip_credentials
+
+    return strip_credentials(uri)
+
+
+def get_tracker(uri: str) -> Tracker:
+    if uri.startswith(('http://', 'https://')):
+        return RestTracker(uri)
+    return ClientTracker(uri)
+
+
+def resolve_experiment_args(name: str | None, experiment_id: str | None) -> tuple[str | None, str | None]:
+    if name and experiment_id:
+        raise BadArgumentError('specify only one of --experiment-name and --experiment-id')
+    if not name and not experiment_id:
+        env_name = os.environ.get('MLFLOW_EXPERIMENT_NAME')
+        env_id = os.environ.get('MLFLOW_EXPERIMENT_ID')
+        if env_name and env_id:
+            raise BadArgumentError('both MLFLOW_EXPERIMENT_NAME and MLFLOW_EXPERIMENT_ID are set; unset one')
+        return env_name or None, env_id or None
+    return name, experiment_id
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return 'unknown'
+
+
+# --------------------------------------------------------------------------------------------
+# MLflow client
+
+
+class ClientTracker:
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        if uri.startswith('file:'):
+            os.environ.setdefault('MLFLOW_ALLOW_FILE_STORE', 'true')
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import logging
+
+            # alembic/mlflow print migration chatter at INFO on first use of a sqlite store
+            for name in ('alembic', 'mlflow.store.db.utils', 'mlflow.tracking.fluent'):
+                logging.getLogger(name).setLevel(logging.WARNING)
+            try:
+                from mlflow.tracking import MlflowClient
+
+                self._client = MlflowClient(tracking_uri=self.uri)
+            except Exception as e:
+                raise TrackingError(f'cannot open MLflow tracking store: {_first_line(e)}', redact_uri(self.uri)) from e
+        return self._client
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TrackingError:
+            raise
+        except Exception as e:
+            raise TrackingError(f'{what} failed: {_first_line(e)}', redact_uri(self.uri)) from e
+
+    def resolve_experiment(self, name: str | None, experiment_id: str | None) -> str:
+        client = self.client
+        if experiment_id is not None:
+            exp = self._call('looking up experiment', _get_experiment_or_none, client, experiment_id)
+            if exp is None:
+                raise TrackingError(f'experiment id {experiment_id!r} does not exist', redact_uri(self.uri))
+            return str(exp.experiment_id)
+        if name:
+            exp = self._call('looking up experiment', client.get_experiment_by_name, name)
+            if exp is not None:
+                if exp.lifecycle_stage == 'deleted':
+                    raise TrackingError(f'experiment {name!r} is deleted; restore it or choose another name')
+                return str(exp.experiment_id)
+            return str(self._call('creating experiment', client.create_experiment, name))
+        return self.resolve_experiment(None, '0')
+
+    def create_run(self, experiment_id: str, tags: dict[str, str], run_name: str | None) -> str:
+        run = self._call('creating run', self.client.create_run, experiment_id, tags=tags, run_name=run_name)
+        return run.info.run_id
+
+    def log_params(self, run_id: str, params: dict[str, str]) -> None:
+        if not params:
+            return
+        from mlflow.entities import Param
+
+        items = [Param(k, v) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self._call('logging parameters', self.client.log_batch, run_id, params=items[i:i + 100])
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        if not tags:
+            return
+        from mlflow.entities import RunTag
+
+        self._call('setting tags', self.client.log_batch, run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+    def get_run(self, run_id: str) -> RunRecord:
+        run = self._call(f'reading run {run_id}', self.client.get_run, run_id)
+        return RunRecord(run.info.run_id, str(run.info.experiment_id), run.info.status, dict(run.data.tags),
+                         dict(run.data.params), dict(run.data.metrics), run.info.artifact_uri)
+
+    def set_status(self, run_id: str, status: str) -> None:
+        self._call('ending run', self.client.set_terminated, run_id, status=status)
+
+
+def _get_experiment_or_none(client: Any, experiment_id: str) -> Any:
+    try:
+        return client.get_experiment(experiment_id)
+    except Exception as e:
+        if 'RESOURCE_DOES_NOT_EXIST' in str(e) or 'does not exist' in str(e) or 'No Experiment' in str(e):
+            return None
+        raise
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0][:500]
+
+
+# --------------------------------------------------------------------------------------------
+# REST
+
+
+class RestTracker:
+    def __init__(self, uri: str, timeout: float = 30.0) -> None:
+        self.uri = uri.rstrip('/')
+        self.timeout = timeout
+
+    def _request(self, method: str, endpoint: str, body: dict | None = None, query: dict | None = None,
+                 *, missing_ok: bool = False) -> dict | None:
+        import base64
+        import ssl
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
+        url = f'{self.uri}/api/2.0/mlflow/{endpoint}'
+        if query:
+            url += '?' + urllib.parse.urlencode(query)
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(url, data=data, method=method)
+        req.add_header('Content-Type', 'application/json')
+        req.add_header('User-Agent', 'mlproj')
+        token = os.environ.get('MLFLOW_TRACKING_TOKEN')
+        user, password = os.environ.get('MLFLOW_TRACKING_USERNAME'), os.environ.get('MLFLOW_TRACKING_PASSWORD')
+        if token:
+            req.add_header('Authorization', f'Bearer {token}')
+        elif user and password:
+            req.add_header('Authorization', 'Basic ' + base64.b64encode(f'{user}:{password}'.encode()).decode())
+        context = None
+        if self.uri.startswith('https://'):
+            if os.environ.get('MLFLOW_TRACKING_INSECURE_TLS', '').lower() == 'true':
+                context = ssl._create_unverified_context()
+            else:
+                context = ssl.create_default_context(cafile=os.environ.get('MLFLOW_TRACKING_SERVER_CERT_PATH') or None)
+        where = redact_uri(self.uri)
+        delay = 0.5
+        for attempt in range(4):
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout, context=context) as resp:
+                    payload = resp.read()
+                return json.loads(payload) if payload else {}
+            except urllib.error.HTTPError as e:
+                detail = _error_detail(e)
+                if e.code in (429, 502, 503, 504) and attempt < 3:
+                    time.sleep(delay)
+                    delay *= 2
+                    continue
+                if missing_ok and (e.code == 404 or 'RESOURCE_DOES_NOT_EXIST' in detail):
+                    return None
+                if e.code in (401, 403):
+                    raise TrackingError(f'tracking server refused the credentials (HTTP {e.code})', where) from None
+                raise TrackingError(f'{endpoint} failed: HTTP {e.code} {detail}', where) from None
+            except (urllib.error.URLError, OSError) as e:
+                reason = getattr(e, 'reason', e)
+                if attempt < 1:
+                    time.sleep(0.2)
+                    continue
+                raise TrackingError(f'cannot reach the tracking server: {reason}', where) from None
+        raise TrackingError(f'{endpoint} failed after retries', where)
+
+    def resolve_experiment(self, name: str | None, experiment_id: str | None) -> str:
+        if experiment_id is not None:
+            got = self._request('GET', 'experiments/get', query={'experiment_id': experiment_id}, missing_ok=True)
+            if not got:
+                raise TrackingError(f'experiment id {experiment_id!r} does not exist', redact_uri(self.uri))
+            return str(got['experiment']['experiment_id'])
+        if name:
+            got = self._request('GET', 'experiments/get-by-name', query={'experiment_name': name}, missing_ok=True)
+            if got:
+                exp = got['experiment']
+                if exp.get('lifecycle_stage') == 'deleted':
+                    raise TrackingError(f'experiment {name!r} is deleted; restore it or choose another name')
+                return str(exp['experiment_id'])
+            created = self._request('POST', 'experiments/create', {'name': name})
+            return str(created['experiment_id'])
+        return self.resolve_experiment(None, '0')
+
+    def create_run(self, experiment_id: str, tags: dict[str, str], run_name: str | None) -> str:
+        body: dict[str, Any] = {
+            'experiment_id': experiment_id,
+            'user_id': tags.get('mlflow.user', _user()),
+            'start_time': int(time.time() * 1000),
+            'tags': [{'key': k, 'value': v} for k, v in tags.items()],
+        }
+        if run_name:
+            body['run_name'] = run_name
+        got = self._request('POST', 'runs/create', body)
+        return got['run']['info']['run_id']
+
+    def log_params(self, run_id: str, params: dict[str, str]) -> None:
+        items = [{'key': k, 'value': v} for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self._request('POST', 'runs/log-batch', {'run_id': run_id, 'params': items[i:i + 100]})
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        if tags:
+            self._request('POST', 'runs/log-batch',
+                          {'run_id': run_id, 'tags': [{'key': k, 'value': v} for k, v in tags.items()]})
+
+    def get_run(self, run_id: str) -> RunRecord:
+        got = self._request('GET', 'runs/get', query={'run_id': run_id}, missing_ok=True)
+        if not got:
+            raise TrackingError(f'run {run_id!r} does not exist', redact_uri(self.uri))
+        run = got['run']
+        data = run.get('data', {})
+        return RunRecord(
+            run['info']['run_id'], str(run['info']['experiment_id']), run['info']['status'],
+            {t['key']: t.get('value', '') for t in data.get('tags', [])},
+            {p['key']: p.get('value', '') for p in data.get('params', [])},
+            {m['key']: m.get('value') for m in data.get('metrics', [])},
+            run['info'].get('artifact_uri', ''),
+        )
+
+    def set_status(self, run_id: str, status: str) -> None:
+        self._request('POST', 'runs/update',
+                      {'run_id': run_id, 'status': status, 'end_time': int(time.time() * 1000)})
+
+
+def _error_detail(e: Any) -> str:
+    try:
+        body = json.loads(e.read() or b'{}')
+        return f"{body.get('error_code', '')}: {body.get('message', '')}".strip(': ')[:300]
+    except Exception:
+        return str(e.reason)
+
+
+def end_run_if_running(tracker: Tracker, run_id: str, status: str) -> None:
+    """Record a terminal status unless the child already ended the run itself."""
+    try:
+        current = tracker.get_run(run_id).status
+    except TrackingError:
+        current = 'RUNNING'
+    if current in ('RUNNING', 'SCHEDULED'):
+        tracker.set_status(run_id, status)
