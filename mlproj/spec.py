@@ -231,8 +231,9 @@ def parse_yaml(text: str) -> tuple[Any, _Doc]:
     import yaml
 
     doc = _Doc()
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # the reader rejects control characters here already
         node = loader.get_single_node()
         if node is None:
             return None, doc
@@ -257,7 +258,8 @@ def parse_yaml(text: str) -> tuple[Any, _Doc]:
         doc.findings.append(Finding('MLP001', f'YAML value cannot be read: {e}', 0, 0))
         return None, doc
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 # --------------------------------------------------------------------------------------------
