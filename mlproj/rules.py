@@ -13,6 +13,7 @@ class Rule(NamedTuple):
     name: str
     severity: str  # 'error' | 'warning'
     doc: str
+    scope: str = 'spec'  # 'spec': the loader reports it (so `mlproj run` too); 'lint': only `mlproj lint`
 
 
 _RULES = [
@@ -45,10 +46,21 @@ _RULES = [
     Rule('MLP016', 'unused-param', 'warning',
          'A declared parameter is never used in its command (it is not passed to the program).'),
     Rule('MLP017', 'env-file-malformed', 'error',
-         'The referenced conda.yaml / python_env.yaml is not valid (syntax or structure).'),
+         'The referenced (or conventional) conda.yaml / python_env.yaml is not valid: YAML syntax, '
+         '`python` not a string, dependencies not a list of strings, a malformed pip section.'),
     Rule('MLP018', 'several-mlproject-files', 'error',
          'More than one file in the directory is named MLproject in some letter case.'),
     Rule('MLP019', 'bad-name', 'error', 'A parameter or entry point name is not a usable string.'),
+    # lint-only rules: `mlproj lint` reports them, the loader does not
+    Rule('MLP020', 'quoted-placeholder', 'warning',
+         'A {placeholder} inside quotes in a command: values are already shell-quoted, so a value with '
+         "spaces reaches the program with literal quote characters ('\"{x}\"' gives \"'a b'\").", 'lint'),
+    Rule('MLP021', 'missing-script', 'warning',
+         'The command runs a .py / .sh / .R file (python train.py) that does not exist in the project.', 'lint'),
+    Rule('MLP022', 'docker-no-name', 'warning',
+         'docker_env without a top-level name: MLflow needs the name to tag the image it builds.', 'lint'),
+    Rule('MLP023', 'bad-suppression', 'warning',
+         'A "# mlproj: disable=..." comment names a rule id that does not exist.', 'lint'),
 ]
 
 RULES: dict[str, Rule] = {r.id: r for r in _RULES}

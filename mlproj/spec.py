@@ -26,6 +26,7 @@ TOP_LEVEL_KEYS = ('name', 'entry_points', 'conda_env', 'python_env', 'docker_env
 ENTRY_POINT_KEYS = ('parameters', 'command')
 PARAM_KEYS = ('type', 'default')
 DOCKER_KEYS = ('image', 'volumes', 'environment')
+DATABRICKS_KEYS = ('python_file', 'parameters', 'python_libraries')
 MISNAMED_RE = re.compile(r'^mlproject\.(ya?ml|json)$', re.IGNORECASE)
 DEFAULT_PYTHON_ENV = 'python_env.yaml'
 DEFAULT_CONDA_ENV = 'conda.yaml'
@@ -125,6 +126,10 @@ class Project:
             return EntryPoint(name=name, command=command, script=True)
         known = ', '.join(sorted(self.entry_points)) or 'none declared'
         hint = _did_you_mean(name, self.entry_points)
+        misnamed = [f for f in self.findings if f.rule == 'MLP015']
+        if misnamed and self.mlproject_path is None:
+            hint += f'; note: {os.path.basename(misnamed[0].path)} is ignored, rename it to MLproject'
+
         raise SpecError(
             f'unknown entry point {name!r}{hint}; declared: {known}; a .py or .sh file of the '
             'project can also be given',
@@ -193,25 +198,49 @@ class _Doc:
     def __init__(self) -> None:
         self.key_pos: dict[tuple, Pos] = {}
         self.value_pos: dict[tuple, Pos] = {}
+        self.value_end: dict[tuple, Pos] = {}
         self.findings: list[Finding] = []
+        self.budget = _NODE_BUDGET
+
+
+# An MLproject has a few hundred nodes; aliases can make a tiny file expand exponentially
+# ("billion laughs"), so construction stops after this many nodes.
+_NODE_BUDGET = 100_000
+
+
+class _TooLarge(Exception):
+    pass
 
 
 def _mark(node: Any) -> Pos:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-def _construct(node: Any, path: tuple, doc: _Doc, loader: Any) -> Any:
+def _end(node: Any) -> Pos:
+    return (node.end_mark.line + 1, node.end_mark.column + 1)
+
+
+def _construct(node: Any, path: tuple, doc: _Doc, loader: Any, active: frozenset = frozenset()) -> Any:
     import yaml
 
+    doc.budget -= 1
+    if doc.budget < 0:
+        raise _TooLarge('the document expands to more than 100000 nodes (aliases?)')
     doc.value_pos[path] = _mark(node)
     if isinstance(node, yaml.MappingNode):
+        if id(node) in active:
+            raise _TooLarge('an alias refers to a mapping that contains it (recursive structure)')
+        inner = active | {id(node)}
         loader.flatten_mapping(node)
         out: dict = {}
         for key_node, value_node in node.value:
-            key = _construct(key_node, path + ('<key>',), doc, loader)
+            if not isinstance(key_node, yaml.ScalarNode):
+                doc.findings.append(Finding('MLP003', 'mapping key must be a scalar', *_mark(key_node)))
+                continue
+            key = loader.construct_object(key_node, deep=True)
             try:
                 hash(key)
-            except TypeError:
+            except TypeError:  # e.g. a key tagged !!set
                 doc.findings.append(Finding('MLP003', 'mapping key must be a scalar', *_mark(key_node)))
                 continue
             if key in out:
@@ -219,11 +248,23 @@ def _construct(node: Any, path: tuple, doc: _Doc, loader: Any) -> Any:
                 doc.findings.append(Finding(
                     'MLP002', f'duplicate key {key!r} (first defined at line {first[0]})', *_mark(key_node)))
             doc.key_pos[path + (key,)] = _mark(key_node)
-            out[key] = _construct(value_node, path + (key,), doc, loader)
+            out[key] = _construct(value_node, path + (key,), doc, loader, inner)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, path + (i,), doc, loader) for i, item in enumerate(node.value)]
+        if id(node) in active:
+            raise _TooLarge('an alias refers to a list that contains it (recursive structure)')
+        inner = active | {id(node)}
+        return [_construct(item, path + (i,), doc, loader, inner) for i, item in enumerate(node.value)]
+    doc.value_end[path] = _end(node)
     return loader.construct_object(node, deep=True)
+
+
+def _loader_class() -> Any:
+    import yaml
+
+    # libyaml (shipped in PyYAML's wheels) composes ~10x faster than the pure-Python reader;
+    # construction (and so every value's type) is the same SafeConstructor either way.
+    return getattr(yaml, 'CSafeLoader', None) or yaml.SafeLoader
 
 
 def parse_yaml(text: str) -> tuple[Any, _Doc]:
@@ -233,7 +274,7 @@ def parse_yaml(text: str) -> tuple[Any, _Doc]:
     doc = _Doc()
     loader = None
     try:
-        loader = yaml.SafeLoader(text)  # the reader rejects control characters here already
+        loader = _loader_class()(text)  # the reader rejects control characters here already
         node = loader.get_single_node()
         if node is None:
             return None, doc
@@ -247,11 +288,15 @@ def parse_yaml(text: str) -> tuple[Any, _Doc]:
     except yaml.YAMLError as e:  # ReaderError (bad bytes) has a position but no mark
         position = getattr(e, 'position', None)
         line, col = 0, 0
-        if position is not None:
-            before = text[:position]
+        if isinstance(position, int) and position >= 0:
+            before = text.encode('utf-8', 'surrogatepass')[:position].decode('utf-8', 'replace') \
+                if type(loader).__name__.startswith('C') else text[:position]
             line = before.count('\n') + 1
-            col = position - (before.rfind('\n') + 1) + 1
+            col = len(before) - (before.rfind('\n') + 1) + 1
         doc.findings.append(Finding('MLP001', f'YAML error: {str(e).splitlines()[0]}', line, col))
+        return None, doc
+    except _TooLarge as e:
+        doc.findings.append(Finding('MLP001', f'YAML cannot be read: {e}', 0, 0))
         return None, doc
     except (ValueError, TypeError, OverflowError, RecursionError) as e:
         # e.g. an out-of-range timestamp, or pathological nesting
@@ -399,6 +444,8 @@ class _Builder:
             name = None
         entry_points = self.entry_points(data.get('entry_points'))
         env = self.env(data)
+        if data.get('databricks_spark_job') is not None:
+            self.databricks_spark_job(data['databricks_spark_job'])
         return Project(
             directory=self.directory,
             name=str(name) if name is not None else None,
@@ -431,19 +478,47 @@ class _Builder:
             self.unknown_keys(ep, ENTRY_POINT_KEYS, ep_path, f'entry point {ep_name!r}')
             params = self.parameters(ep_name, ep.get('parameters'), ep_path + ('parameters',))
             command = ep.get('command')
+            script = False
             if command is not None and not isinstance(command, (str, int, float)) or isinstance(command, bool):
                 self.add('MLP003', f'command of entry point {ep_name!r} must be a string, not {_kind(command)}',
                          ep_path + ('command',))
                 command = None
             elif command is not None:
                 command = str(command)
-                for ph in placeholders(command):
+                for ph in dict.fromkeys(placeholders(command)):
                     if ph not in params:
                         hint = _did_you_mean(ph, params)
                         self.add('MLP012', f'command of entry point {ep_name!r} uses {{{ph}}} but declares no '
                                  f'parameter {ph!r}{hint}', ep_path + ('command',))
-            out[ep_name] = EntryPoint(ep_name, command, params, self.doc.key_pos.get(ep_path, (0, 0)))
+                used = set(placeholders(command))
+                for pname in params:
+                    if pname not in used:
+                        self.add('MLP016', f'parameter {pname!r} of entry point {ep_name!r} is never used in its '
+                                 'command, so its value never reaches the program',
+                                 ep_path + ('parameters', pname), key=True)
+            elif 'command' not in ep or ep.get('command') is None:
+                command = self.script_command(ep_name, params)
+                script = command is not None
+                if command is None:
+                    self.add('MLP014', f'entry point {ep_name!r} has no command (add `command: ...`, or name the '
+                             'entry point after a .py / .sh file of the project)', ep_path, key=True)
+            out[ep_name] = EntryPoint(ep_name, command, params, self.doc.key_pos.get(ep_path, (0, 0)), script)
         return out
+
+    def script_command(self, ep_name: str, params: dict[str, Parameter]) -> str | None:
+        """A declared entry point named like a project script (``train.py``) runs that script.
+
+        Its declared parameters are passed as ``--name value``, as MLflow does for script entry points.
+        """
+        ext = os.path.splitext(ep_name)[1]
+        if ext not in ('.py', '.sh') or os.path.isabs(ep_name) or '\x00' in ep_name:
+            return None
+        if '..' in Path(ep_name).parts or not (self.directory / ep_name).is_file():
+            return None
+        prog = 'python' if ext == '.py' else _shell_for_scripts()
+        literal = f'{prog} {shlex.quote(ep_name)}'.replace('{', '{{').replace('}', '}}')
+        args = [f' --{pname} {{{pname}}}' for pname in params if _PLACEHOLDER_NAME.match(pname)]
+        return literal + ''.join(args)
 
     def parameters(self, ep_name: str, raw: Any, path: tuple) -> dict[str, Parameter]:
         if raw is None:
@@ -514,6 +589,21 @@ class _Builder:
                 return EnvSpec(kind, self.directory / name, None, False)
         return EnvSpec('none')
 
+    def databricks_spark_job(self, raw: Any) -> None:
+        path = ('databricks_spark_job',)
+        if not isinstance(raw, dict):
+            self.add('MLP003', f'databricks_spark_job must be a mapping, not {_kind(raw)}', path)
+            return
+        self.unknown_keys(raw, DATABRICKS_KEYS, path, 'databricks_spark_job')
+        python_file = raw.get('python_file')
+        if python_file is not None and not isinstance(python_file, str):
+            self.add('MLP003', f'databricks_spark_job.python_file must be a string, not {_kind(python_file)}',
+                     path + ('python_file',))
+        for key in ('parameters', 'python_libraries'):
+            value = raw.get(key)
+            if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                self.add('MLP003', f'databricks_spark_job.{key} must be a list of strings', path + (key,))
+
     def docker(self, raw: Any) -> DockerSpec:
         path = ('docker_env',)
         if not isinstance(raw, dict):
@@ -558,8 +648,26 @@ def _kind(value: Any) -> str:
 
 def parse_mlproject(text: str, directory: Path, label: str = 'MLproject') -> Project:
     """Build a project from MLproject text; problems are returned as findings, never raised."""
+    return analyse_mlproject(text, directory, label)[0]
+
+
+def analyse_mlproject(text: str, directory: Path, label: str = 'MLproject') -> tuple[Project, _Doc]:
+    """``parse_mlproject`` plus the source positions of every key and value (for ``mlproj lint``)."""
     data, doc = parse_yaml(text)
-    return _Builder(directory, label, data, doc).build()
+    return _Builder(directory, label, data, doc).build(), doc
+
+
+def locate_in_value(doc: _Doc, text: str, path: tuple, needle: str) -> Pos | None:
+    """The 1-based position of ``needle`` inside the scalar at ``path``, when the source shows it verbatim."""
+    start, end = doc.value_pos.get(path), doc.value_end.get(path)
+    if not (start and end and text):
+        return None
+    lines = text.splitlines()
+    for number in range(start[0], min(end[0], len(lines)) + 1):
+        offset = lines[number - 1].find(needle, start[1] - 1 if number == start[0] else 0)
+        if offset != -1:
+            return number, offset + 1
+    return None
 
 
 def load_project(directory: str | os.PathLike[str], *, strict: bool = True) -> Project:
