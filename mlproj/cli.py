@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     'lint': ('mlproj.commands.lint', 'lint', 'Lint MLproject files (stable rule ids; text/json/github/sarif).'),
     'schema': ('mlproj.commands.schema', 'schema', 'Print the JSON Schema of the MLproject file.'),
     'hooks': ('mlproj.commands.hooks', 'hooks', 'Install plain Git hooks: lint on commit, dry-run on push.'),
+    'cache': ('mlproj.commands.cache', 'cache', 'List or prune the Git clone cache.'),
+    'reproduce': ('mlproj.commands.reproduce', 'reproduce', 'Run a recorded MLflow run again, pinned to its commit.'),
 }
 
 

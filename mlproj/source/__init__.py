@@ -2,7 +2,12 @@
 
 ``resolve()`` is the only entry point used by the runner.  It returns a ``ResolvedSource`` whose
 ``project_dir`` holds the project files and whose fields feed MLflow's ``mlflow.source.*`` tags.
-The caller must call ``cleanup()`` when the run is over (a no-op for a local directory).
+The caller must call ``cleanup()`` when the run is over (a no-op for a local directory run in
+place; removes the checkout of a Git revision unless ``keep_checkout``).
+
+Modules: ``uri`` (parsing and validation), ``local`` (directories and local repositories),
+``git`` (remotes through a locked mirror cache), ``cache`` (cache layout, locks, prune),
+``tree`` (revisions, exports, submodules), ``credentials``, ``redact``.
 """
 from __future__ import annotations
 
@@ -10,8 +15,6 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from mlproj.errors import SourceError
 
 
 @dataclass
@@ -28,6 +31,7 @@ class ResolvedSource:
     dirty: bool = False
     diff_hash: str | None = None  # sha256 of the uncommitted diff of a dirty local tree
     source_name: str = ''         # value of mlflow.source.name
+    origin_uri: str | None = None  # re-resolvable URI without fragment/credentials (mlproj reproduce)
     _cleanup: Callable[[], None] | None = field(default=None, repr=False)
 
     def cleanup(self) -> None:
@@ -53,16 +57,26 @@ class ResolvedSource:
             tags['mlflow.source.git.dirty'] = 'true' if self.dirty else 'false'
         if self.diff_hash:
             tags['mlproj.source.git.diff_sha256'] = self.diff_hash
+        if self.origin_uri:
+            tags['mlproj.source.uri'] = self.origin_uri
         return tags
 
 
 def resolve(uri: str, version: str | None = None, *, keep_checkout: bool = False,
             require_clean: bool = False, cwd: str | None = None) -> ResolvedSource:
-    """Resolve ``uri`` (local path, ``file://``, Git remote; ``#subdir`` allowed) to a directory."""
-    from mlproj.source.local import resolve_local, split_subdirectory
+    """Resolve ``uri`` (local path, ``file://``, Git remote; ``#subdir`` allowed) to a directory.
 
-    base, subdir = split_subdirectory(uri)
-    path = Path(cwd or os.getcwd(), base) if base else Path(cwd or os.getcwd())
-    if os.path.isdir(path):
-        return resolve_local(uri, path, subdir, version=version, require_clean=require_clean)
-    raise SourceError('project directory does not exist', uri)
+    ``version`` is any revision expression (branch, tag, full or short SHA, ``HEAD~2``,
+    ``v1.2^{commit}``); the full SHA it resolves to is recorded.
+    """
+    from mlproj.source.uri import check_revision, parse
+
+    parsed = parse(uri, cwd or os.getcwd())
+    rev = check_revision(version)
+    if parsed.is_remote:
+        from mlproj.source.git import resolve_remote
+
+        return resolve_remote(parsed, rev, keep_checkout=keep_checkout)
+    from mlproj.source.local import resolve_local
+
+    return resolve_local(parsed, rev, require_clean=require_clean, keep_checkout=keep_checkout)

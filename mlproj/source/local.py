@@ -1,34 +1,26 @@
-"""Local project directories, inside or outside a Git repository."""
+"""Local project directories, inside or outside a Git repository (also ``file://`` URIs).
+
+* No version: the project runs in place (as ``mlflow run``).  Inside a Git work tree the HEAD
+  commit is recorded, and a dirty tree is recorded as a sha256 of its diff (or refused with
+  ``--require-clean``).
+* ``-v REV`` (or a bare repository): that commit is exported from the object database into a
+  fresh checkout; the user's working tree, index, HEAD and refs are never written.
+"""
 from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path, PurePosixPath
+import sys
+from pathlib import Path
+from typing import Any
 
 from mlproj.errors import SourceError
 from mlproj.source import ResolvedSource
+from mlproj.source.redact import strip_credentials
+from mlproj.source.uri import ParsedURI, normalize_subdirectory, split_subdirectory
 
-
-def split_subdirectory(uri: str) -> tuple[str, str]:
-    """Split ``uri#sub/dir`` at the first ``#``; quotes around the whole URI are dropped (as MLflow).
-
-    The subdirectory is normalised ('' for the root; ``#`` and ``#.`` mean the root) and must stay
-    inside the checkout.
-    """
-    uri = uri.strip().strip('\'"')
-    base, sep, sub = uri.partition('#')
-    return base, normalize_subdirectory(sub, uri) if sep else ''
-
-
-def normalize_subdirectory(sub: str, uri: str) -> str:
-    if any(ord(c) < 32 or ord(c) == 127 for c in sub):
-        raise SourceError('subdirectory contains control characters', uri)
-    if sub.startswith('/') or sub.startswith('\\') or (len(sub) > 1 and sub[1] == ':'):
-        raise SourceError(f'subdirectory {sub!r} must be relative to the repository root', uri)
-    parts = [p for p in PurePosixPath(sub.replace('\\', '/')).parts if p not in ('', '.')]
-    if '..' in parts:
-        raise SourceError(f'subdirectory {sub!r} escapes the repository', uri)
-    return '/'.join(parts)
+__all__ = ['strip_credentials', 'split_subdirectory', 'normalize_subdirectory', 'contained_subdirectory',
+           'git_info', 'resolve_local']
 
 
 def contained_subdirectory(root: Path, sub: str, uri: str) -> Path:
@@ -42,52 +34,45 @@ def contained_subdirectory(root: Path, sub: str, uri: str) -> Path:
     return target
 
 
-def strip_credentials(url: str) -> str:
-    """Remove ``user:password@`` / ``token@`` from a URL (scp-like ``git@host:`` is kept)."""
-    scheme, sep, rest = url.partition('://')
-    if not sep:
-        return url
-    authority, slash, path = rest.partition('/')
-    if '@' in authority:
-        userinfo, _, host = authority.rpartition('@')
-        user = userinfo.split(':', 1)[0]
-        keep_user = scheme.startswith('ssh') and ':' not in userinfo and user
-        authority = f'{user}@{host}' if keep_user else host
-    return f'{scheme}://{authority}{slash}{path}'
-
-
-def git_info(path: Path) -> dict | None:
-    """Commit, first remote, dirty flag and diff hash of the repository containing ``path``."""
+def open_repository(path: Path) -> Any:
+    """The pygit2 repository containing ``path`` (work tree or bare), or None."""
     import pygit2
 
     try:
-        repo_path = pygit2.discover_repository(str(path))
+        found = pygit2.discover_repository(str(path))
     except pygit2.GitError:
         return None
-    if repo_path is None:
+    if found is None:
         return None
     try:
-        repo = pygit2.Repository(repo_path)
+        return pygit2.Repository(found)
     except pygit2.GitError:
         return None
-    if repo.is_bare or repo.head_is_unborn:
+
+
+def _remote_url(repo: Any) -> str | None:
+    remotes = list(repo.remotes)
+    remotes.sort(key=lambda r: r.name != 'origin')
+    for remote in remotes:
+        if remote.url:
+            return strip_credentials(remote.url)
+    return None
+
+
+def git_info(path: Path) -> dict | None:
+    """Commit, first remote, dirty flag and diff hash of the work tree containing ``path``."""
+    repo = open_repository(path)
+    if repo is None or repo.is_bare or repo.head_is_unborn:
         return None
     workdir = Path(repo.workdir)
     commit = str(repo.head.target)
-    remote_url = None
-    for remote in repo.remotes:
-        if remote.url:
-            remote_url = strip_credentials(remote.url)
-            break
-    branch = None
-    if not repo.head_is_detached:
-        branch = repo.head.shorthand
+    branch = None if repo.head_is_detached else repo.head.shorthand
     dirty, diff_hash = _dirty_state(repo)
-    return {'root': workdir, 'commit': commit, 'repo_url': remote_url, 'branch': branch,
+    return {'root': workdir, 'commit': commit, 'repo_url': _remote_url(repo), 'branch': branch,
             'dirty': dirty, 'diff_hash': diff_hash}
 
 
-def _dirty_state(repo) -> tuple[bool, str | None]:
+def _dirty_state(repo: Any) -> tuple[bool, str | None]:
     import pygit2
 
     flags = repo.status(untracked_files='no')
@@ -104,24 +89,72 @@ def _dirty_state(repo) -> tuple[bool, str | None]:
     return True, digest.hexdigest()
 
 
-def resolve_local(uri: str, path: Path, subdir: str, *, version: str | None = None,
-                  require_clean: bool = False) -> ResolvedSource:
-    path = path.resolve()
-    if version:
-        raise SourceError('--version on a local directory is not supported yet', uri)
-    project_dir = contained_subdirectory(path, subdir, uri)
+def resolve_local(parsed: ParsedURI, rev: str | None, *, require_clean: bool = False,
+                  keep_checkout: bool = False) -> ResolvedSource:
+    path = Path(parsed.url).resolve()
+    where = strip_credentials(parsed.display)
+    if not path.is_dir():
+        raise SourceError('project URI must be a directory', where)
+    repo = open_repository(path)
+    if rev is not None or (repo is not None and repo.is_bare):
+        if repo is None:
+            raise SourceError(f'--version {rev} needs a Git repository', where)
+        return _export_local(repo, path, parsed, rev, keep_checkout)
+    project_dir = contained_subdirectory(path, parsed.subdirectory, where)
     info = git_info(project_dir)
     if info is None:
-        return ResolvedSource(uri=strip_credentials(uri), project_dir=project_dir, root=path,
-                              subdirectory=subdir, source_name=str(project_dir))
+        return ResolvedSource(uri=where + (f'#{parsed.subdirectory}' if parsed.subdirectory else ''),
+                              project_dir=project_dir, root=path, subdirectory=parsed.subdirectory,
+                              source_name=str(project_dir), origin_uri=path.as_uri())
     root = info['root'].resolve()
     rel = os.path.relpath(project_dir, root)
     rel = '' if rel == '.' else rel.replace(os.sep, '/')
     if info['dirty'] and require_clean:
         raise SourceError('the working tree has uncommitted changes (--require-clean)', str(root))
-    source_name = f'file://{root}' + (f'#{rel}' if rel else '')
+    source_name = root.as_uri() + (f'#{rel}' if rel else '')
     return ResolvedSource(
-        uri=strip_credentials(uri), project_dir=project_dir, root=root, subdirectory=rel,
-        commit=info['commit'], repo_url=info['repo_url'], branch=None,
-        dirty=info['dirty'], diff_hash=info['diff_hash'], source_name=source_name,
+        uri=source_name, project_dir=project_dir, root=root, subdirectory=rel,
+        commit=info['commit'], repo_url=info['repo_url'], branch=info['branch'],
+        dirty=info['dirty'], diff_hash=info['diff_hash'], source_name=source_name, origin_uri=root.as_uri(),
+    )
+
+
+def _export_local(repo: Any, path: Path, parsed: ParsedURI, rev: str | None, keep_checkout: bool) -> ResolvedSource:
+    from mlproj.source.cache import Store
+    from mlproj.source.git import Fetcher, export_submodules_from
+    from mlproj.source.tree import export_commit, find_commit
+
+    if repo.is_bare:
+        root = Path(repo.path).resolve()
+        base_rel = os.path.relpath(path, root)
+        if base_rel != '.':
+            raise SourceError('a path inside a bare repository is not a project directory', str(path))
+        base_rel = ''
+    else:
+        root = Path(repo.workdir).resolve()
+        base_rel = os.path.relpath(path, root).replace(os.sep, '/')
+        base_rel = '' if base_rel == '.' else base_rel
+        if base_rel == '.git' or base_rel.startswith('.git/'):
+            raise SourceError('the project directory is inside .git', str(path))
+    subdir = normalize_subdirectory('/'.join(p for p in (base_rel, parsed.subdirectory) if p))
+    where = root.as_uri()
+    revision = find_commit(repo, rev, where)
+    store = Store()
+    checkout = store.new_checkout(revision.commit, where, keep_checkout)
+    try:
+        export_commit(repo, revision.commit, checkout)
+        base_url = _remote_url(repo) or str(root)
+        modules = None if repo.is_bare else Path(repo.path) / 'modules'
+        export_submodules_from(Fetcher(store), repo, revision.commit, checkout, base_url, where, modules)
+        project_dir = contained_subdirectory(checkout, subdir, f'{where} at {revision.commit[:12]}')
+    except BaseException:
+        store.remove_checkout(checkout)
+        raise
+    if keep_checkout:
+        print(f'mlproj: checkout of {revision.commit[:12]} kept at {checkout}', file=sys.stderr)
+    source_name = where + (f'#{subdir}' if subdir else '')
+    return ResolvedSource(
+        uri=source_name, project_dir=project_dir, root=checkout, subdirectory=subdir, commit=revision.commit,
+        repo_url=_remote_url(repo), branch=revision.branch, version=rev, source_name=source_name,
+        origin_uri=where, _cleanup=None if keep_checkout else (lambda: store.remove_checkout(checkout)),
     )

@@ -1,0 +1,249 @@
+"""Credentials and server verification for libgit2, without ever prompting.
+
+HTTPS/HTTP, tried in order, each once:
+
+1. ``user:password@`` from the URI itself (never stored: the mirror keeps the stripped URL);
+2. ``MLPROJ_GIT_TOKEN`` (user name ``MLPROJ_GIT_USERNAME``, the URL's user, or ``x-access-token``);
+3. ``GITHUB_TOKEN`` for github.com (or the host of ``GITHUB_SERVER_URL``) only;
+4. the user's Git credential helpers (``credential.helper``), run with no terminal.
+
+SSH: ``MLPROJ_SSH_KEY`` (+ ``MLPROJ_SSH_KEY_PASSPHRASE``), then ssh-agent (``SSH_AUTH_SOCK``),
+then ``~/.ssh/id_ed25519``, ``id_ecdsa``, ``id_rsa``.  Host keys are checked against
+``~/.ssh/known_hosts`` by libgit2; ``MLPROJ_SSH_STRICT_HOST_KEY_CHECKING=no`` opts out.
+
+TLS certificates are verified (``SSL_CERT_FILE``/``SSL_CERT_DIR``/``GIT_SSL_CAINFO`` add trust);
+``GIT_SSL_NO_VERIFY=true`` opts out.  When nothing is left to try, a one-line ``SourceError``
+says what was tried; a secret never appears in it.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from mlproj.errors import SourceError
+from mlproj.source.uri import ParsedURI
+
+HELPER_TIMEOUT = 30.0
+_TRUE = ('1', 'true', 'yes', 'on')
+
+
+class Secrets:
+    """Every secret seen during one resolution, so errors can be redacted."""
+
+    def __init__(self) -> None:
+        self.values: set[str] = set()
+        for name in ('MLPROJ_GIT_TOKEN', 'GITHUB_TOKEN', 'MLPROJ_SSH_KEY_PASSPHRASE'):
+            value = os.environ.get(name)
+            if value:
+                self.values.add(value)
+
+    def add(self, value: str | None) -> None:
+        if value:
+            self.values.add(value)
+
+
+def _host_only(host: str) -> str:
+    host = host.lower()
+    if host.startswith('['):
+        return host.split(']')[0] + ']'
+    return host.rsplit(':', 1)[0] if host.count(':') == 1 else host
+
+
+def _github_hosts() -> set[str]:
+    hosts = {'github.com'}
+    server = os.environ.get('GITHUB_SERVER_URL')
+    if server:
+        netloc = urlsplit(server).netloc
+        if netloc:
+            hosts.add(_host_only(netloc.rpartition('@')[2]))
+    return hosts
+
+
+def make_callbacks(parsed: ParsedURI, secrets: Secrets, config: Any = None) -> Any:
+    """A ``pygit2.RemoteCallbacks`` for ``parsed`` (``config``: a pygit2 Config for credential helpers)."""
+    import pygit2
+
+    class Callbacks(pygit2.RemoteCallbacks):
+        def __init__(self) -> None:
+            super().__init__()
+            self._candidates: list[tuple[str, Any]] | None = None
+            self._tried: list[str] = []
+
+        # -- credentials ------------------------------------------------------------
+        def credentials(self, url: str, username_from_url: str | None, allowed_types: Any) -> Any:
+            ct = pygit2.enums.CredentialType
+            if allowed_types & ct.USERNAME:
+                return pygit2.Username(username_from_url or parsed.username or _default_ssh_user())
+            if self._candidates is None:
+                self._candidates = _candidates(parsed, username_from_url, allowed_types, secrets, config)
+            while self._candidates:
+                label, cred = self._candidates.pop(0)
+                if isinstance(cred, _LazyHelper):  # helpers run only when their turn comes
+                    cred = cred.resolve()
+                if cred is None:
+                    continue
+                self._tried.append(label)
+                return cred
+            raise _auth_error(parsed, self._tried)
+
+        # -- server identity --------------------------------------------------------
+        def certificate_check(self, certificate: Any, valid: bool, host: bytes | str) -> bool:
+            if valid:
+                return True
+            name = host.decode('utf-8', 'replace') if isinstance(host, bytes) else str(host)
+            if parsed.scheme == 'ssh':
+                if os.environ.get('MLPROJ_SSH_STRICT_HOST_KEY_CHECKING', '').lower() in ('no', 'off', 'false', '0'):
+                    return True
+                raise SourceError(f'SSH host key of {name} is not in ~/.ssh/known_hosts; add it (ssh-keyscan) or '
+                                  'set MLPROJ_SSH_STRICT_HOST_KEY_CHECKING=no', parsed.display)
+            if os.environ.get('GIT_SSL_NO_VERIFY', '').lower() in _TRUE:
+                return True
+            raise SourceError(f'TLS certificate of {name} is not trusted; point SSL_CERT_FILE or GIT_SSL_CAINFO '
+                              'at its CA bundle, or set GIT_SSL_NO_VERIFY=true', parsed.display)
+
+    return Callbacks()
+
+
+def _default_ssh_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:
+        return 'git'
+
+
+def _auth_error(parsed: ParsedURI, tried: list[str]) -> SourceError:
+    what = ', '.join(tried) if tried else 'nothing'
+    if parsed.scheme == 'ssh':
+        hint = 'set MLPROJ_SSH_KEY or load a key into ssh-agent'
+    else:
+        hint = 'set MLPROJ_GIT_TOKEN or configure a git credential helper'
+    return SourceError(f'authentication to {parsed.host} failed (tried: {what}); {hint}', parsed.display)
+
+
+def _candidates(parsed: ParsedURI, username_from_url: str | None, allowed: Any, secrets: Secrets,
+                config: Any) -> list[tuple[str, Any]]:
+    import pygit2
+
+    ct = pygit2.enums.CredentialType
+    out: list[tuple[str, Any]] = []
+    user = username_from_url or parsed.username
+    if allowed & ct.SSH_KEY:
+        ssh_user = user or _default_ssh_user()
+        key = os.environ.get('MLPROJ_SSH_KEY')
+        passphrase = os.environ.get('MLPROJ_SSH_KEY_PASSPHRASE', '')
+        if key:
+            key = os.path.expanduser(key)
+            if not os.path.isfile(key):
+                raise SourceError(f'MLPROJ_SSH_KEY file {key} does not exist', parsed.display)
+            pub = key + '.pub'
+            out.append(('MLPROJ_SSH_KEY', pygit2.Keypair(ssh_user, pub if os.path.isfile(pub) else None, key,
+                                                        passphrase)))
+        if os.environ.get('SSH_AUTH_SOCK'):
+            out.append(('ssh-agent', pygit2.KeypairFromAgent(ssh_user)))
+        ssh_dir = Path.home() / '.ssh'
+        for name in ('id_ed25519', 'id_ecdsa', 'id_rsa'):
+            path = ssh_dir / name
+            if path.is_file():
+                pub = path.with_name(name + '.pub')
+                out.append((f'~/.ssh/{name}', pygit2.Keypair(ssh_user, str(pub) if pub.is_file() else None,
+                                                            str(path), passphrase)))
+    if allowed & ct.USERPASS_PLAINTEXT:
+        if parsed.password is not None and parsed.username:
+            secrets.add(parsed.password)
+            out.append(('credentials in the URI', pygit2.UserPass(parsed.username, parsed.password)))
+        if parsed.scheme in ('http', 'https'):
+            token = os.environ.get('MLPROJ_GIT_TOKEN')
+            token_user = os.environ.get('MLPROJ_GIT_USERNAME') or user or 'x-access-token'
+            if token:
+                out.append(('MLPROJ_GIT_TOKEN', pygit2.UserPass(token_user, token)))
+            gh = os.environ.get('GITHUB_TOKEN')
+            if gh and _host_only(parsed.host) in _github_hosts():
+                out.append(('GITHUB_TOKEN', pygit2.UserPass(user or 'x-access-token', gh)))
+            out.append(('git credential helper', _LazyHelper(parsed, user, secrets, config)))
+    return out
+
+
+class _LazyHelper:
+    def __init__(self, parsed: ParsedURI, user: str | None, secrets: Secrets, config: Any) -> None:
+        self.parsed, self.user, self.secrets, self.config = parsed, user, secrets, config
+
+    def resolve(self) -> Any:
+        import pygit2
+
+        got = credential_from_helpers(self.parsed, self.user, self.config)
+        if got is None:
+            return None
+        username, password = got
+        self.secrets.add(password)
+        return pygit2.UserPass(username, password)
+
+
+# --------------------------------------------------------------------------------------------
+# git credential helpers
+
+
+def _helpers(config: Any, parsed: ParsedURI) -> list[str]:
+    """``credential.helper`` values that apply to this URL, in Git's order (an empty value resets)."""
+    if config is None:
+        return []
+    url = f'{parsed.scheme}://{parsed.host}'
+    found: list[str] = []
+    try:
+        entries = list(config)
+    except Exception:
+        return []
+    for entry in entries:
+        name = entry.name
+        if not name.lower().startswith('credential.') or not name.lower().endswith('.helper'):
+            continue
+        middle = name[len('credential.'):-len('.helper')]
+        if middle and not (url + '/').startswith(middle.rstrip('/') + '/') and middle.rstrip('/') != url:
+            continue
+        value = entry.value or ''
+        if not value:
+            found = []
+        else:
+            found.append(value)
+    return found
+
+
+def credential_from_helpers(parsed: ParsedURI, user: str | None, config: Any) -> tuple[str, str] | None:
+    request = f'protocol={parsed.scheme}\nhost={parsed.host}\n'
+    if user:
+        request += f'username={user}\n'
+    request += '\n'
+    for helper in _helpers(config, parsed):
+        if helper.startswith('!'):
+            command = helper[1:]
+        elif os.path.isabs(shlex.split(helper)[0] if helper.strip() else helper):
+            command = helper
+        else:
+            command = f'git credential-{helper}'
+        env = {**os.environ, 'GIT_TERMINAL_PROMPT': '0', 'GCM_INTERACTIVE': 'never', 'SSH_ASKPASS': '',
+               'GIT_ASKPASS': ''}
+        try:
+            # helpers are shell snippets by Git's definition; the request goes through stdin
+            proc = subprocess.run(['/bin/sh', '-c', command + ' get'], input=request, capture_output=True,
+                                  text=True, timeout=HELPER_TIMEOUT, env=env, start_new_session=True)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            print(f'mlproj: warning: git credential helper failed: {type(e).__name__}', file=sys.stderr)
+            continue
+        if proc.returncode != 0:
+            continue
+        values: dict[str, str] = {}
+        for line in proc.stdout.splitlines():
+            key, sep, value = line.partition('=')
+            if sep:
+                values[key] = value
+        if values.get('quit', '').lower() in _TRUE:
+            return None
+        if values.get('password'):
+            return values.get('username') or user or 'x-access-token', values['password']
+    return None
