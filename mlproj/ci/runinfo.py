@@ -1,0 +1,71 @@
+"""From a recorded MLflow run (plus what the action knows) to a ``Report``; run page URLs."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from mlproj.ci.gha import ActionsContext
+from mlproj.ci.markdown import LintSummary, Report
+
+
+def default_key(uri: str | None, entry_point: str) -> str:
+    """One sticky comment / status context per project and entry point."""
+    return f'{uri or "."}:{entry_point}'
+
+
+def mlflow_run_url(tracking_uri: str, experiment_id: str, run_id: str, environ: dict[str, str] | None = None) -> str:
+    """The MLflow UI page of a run, when the store has a UI ('' for sqlite/file stores)."""
+    from mlproj.tracking import redact_uri
+
+    env = os.environ if environ is None else environ
+    if not (run_id and experiment_id):
+        return ''
+    if tracking_uri.startswith(('http://', 'https://')):
+        base = redact_uri(tracking_uri).split('?', 1)[0].rstrip('/')
+        return f'{base}/#/experiments/{experiment_id}/runs/{run_id}'
+    if tracking_uri == 'databricks' or tracking_uri.startswith('databricks://'):
+        host = (env.get('DATABRICKS_HOST') or '').rstrip('/')
+        if host and '://' not in host:
+            host = 'https://' + host
+        return f'{host}/ml/experiments/{experiment_id}/runs/{run_id}' if host else ''
+    return ''
+
+
+def _same_repo(repo_url: str, ctx: ActionsContext) -> bool:
+    def norm(url: str) -> str:
+        url = url.strip().rstrip('/')
+        url = url[:-4] if url.endswith('.git') else url
+        return url.split('://', 1)[-1].split('@')[-1].lower()
+
+    return bool(ctx.repo_url) and norm(repo_url) == norm(ctx.repo_url)
+
+
+def build_report(state: dict[str, Any], record: Any | None, ctx: ActionsContext,
+                 lint: LintSummary | None = None) -> Report:
+    """``record`` is a ``mlproj.tracking.RunRecord`` (or None when no run was created)."""
+    entry_point = state.get('entry_point') or 'main'
+    uri = state.get('uri') or '.'
+    report = Report(
+        key=state.get('key') or default_key(uri, entry_point), entry_point=entry_point, project=uri,
+        status=state.get('status', ''), run_id=state.get('run_id', ''),
+        experiment_id=str(state.get('experiment_id') or ''), run_url=state.get('run_url', ''),
+        workflow_url=ctx.run_url, backend=state.get('backend', ''), duration_s=state.get('duration_s'),
+        error=state.get('error', ''), lint=lint,
+    )
+    if record is not None:
+        tags = record.tags
+        report.status = record.status if report.status in ('', 'RUNNING') else report.status
+        report.entry_point = tags.get('mlflow.project.entryPoint', report.entry_point)
+        report.backend = tags.get('mlflow.project.backend', report.backend)
+        report.env_manager = tags.get('mlproj.env_manager', '')
+        report.commit = tags.get('mlflow.source.git.commit', '')
+        report.databricks_url = tags.get('mlflow.databricks.runURL', '')
+        report.params = dict(record.params)
+        report.metrics = dict(record.metrics)
+        report.experiment_id = str(record.experiment_id)
+        repo_url = tags.get('mlflow.source.git.repoURL', '')
+        if report.commit and ctx.repository and (not repo_url or _same_repo(repo_url, ctx)):
+            report.commit_url = f'{ctx.repo_url}/commit/{report.commit}'
+        if not report.run_url and state.get('tracking_uri'):
+            report.run_url = mlflow_run_url(state['tracking_uri'], report.experiment_id, report.run_id)
+    return report
