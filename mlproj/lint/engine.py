@@ -185,6 +185,18 @@ def _sort_key(issue: Issue) -> tuple:
     return (f.path, f.line, f.col, f.rule, f.message)
 
 
+def lint_blobs(blobs: Iterable[tuple[str, Path, bytes]], config: LintConfig) -> LintResult:
+    """Lint contents not read from disk, such as staged files: (label, path in the work tree, bytes)."""
+    files: list[str] = []
+    findings: list[Finding] = []
+    for label, path, data in blobs:
+        target = Target(path, label, bool(MISNAMED_RE.match(path.name)), True)
+        files.append(label)
+        findings += lint_file(target, config, data=data)
+    issues = sorted(set(_issues(findings, config)), key=_sort_key)
+    return LintResult(tuple(files), tuple(issues))
+
+
 def lint_paths(paths: Iterable[str], config: LintConfig, *, stdin_data: bytes | None = None,
                stdin_filename: str | None = None) -> LintResult:
     """Lint files and directories (``-`` lints ``stdin_data``, named ``stdin_filename``)."""
