@@ -699,8 +699,14 @@ def load_project(directory: str | os.PathLike[str], *, strict: bool = True) -> P
                 raise SpecError(f'{finding.rule} {finding.message}', finding.where()) from None
             return Project(directory, None, {}, EnvSpec('none'), mlproject, (finding,), {})
         project = parse_mlproject(text, directory, str(mlproject))
+        findings = project.findings
+        if 'mlproj:' in text and project.warnings:  # `# mlproj: disable=...` comments silence warnings
+            from mlproj.lint.suppress import parse_suppressions
+
+            suppressions = parse_suppressions(text, str(mlproject))
+            findings = tuple(f for f in findings if not suppressions.covers(f))
         project = Project(project.directory, project.name, project.entry_points, project.env, mlproject,
-                          project.findings, project.data)
+                          findings, project.data)
     if strict and project.errors:
         first = project.errors[0]
         raise SpecError(f'{first.rule} {first.message}', first.where())

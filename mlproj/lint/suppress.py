@@ -6,8 +6,9 @@
   from the line above it.
 - ``# mlproj: disable-file=MLP016,MLP004`` anywhere silences the rules in the whole file.
 
-Rules are given by id (``MLP016``) or name (``unused-param``).  A name that is neither gives an
-MLP023 finding.
+Rules are given by id (``MLP016``) or name (``unused-param``).  Errors that make ``mlproj run``
+refuse the file cannot be disabled (lint and run must agree); naming one, or a rule that does not
+exist, gives an MLP023 finding.
 """
 from __future__ import annotations
 
@@ -27,10 +28,18 @@ class Suppressions(NamedTuple):
     findings: tuple[Finding, ...]  # MLP023 for unknown rule names
 
     def covers(self, finding: Finding) -> bool:
+        if not suppressible(finding.rule):
+            return False
         for rules in (self.file, self.lines.get(finding.line, frozenset())):
             if '*' in rules or finding.rule in rules:
                 return True
         return False
+
+
+def suppressible(rule: str) -> bool:
+    """Warnings and lint-only rules; not the errors that stop `mlproj run`."""
+    r = RULES.get(rule)
+    return r is not None and (r.severity == 'warning' or r.scope == 'lint')
 
 
 def _by_name() -> dict[str, str]:
@@ -64,6 +73,10 @@ def parse_suppressions(text: str, label: str) -> Suppressions:
                 if rule is None:
                     bad.append(Finding('MLP023', f'unknown rule {item!r} in suppression comment',
                                        number, m.start(2) + 1, label))
+                    continue
+                if not suppressible(rule):
+                    bad.append(Finding('MLP023', f'{rule} cannot be disabled: `mlproj run` refuses the file '
+                                       'anyway, so fix it', number, m.start(2) + 1, label))
                     continue
                 rules.add(rule)
         if kind == 'disable-file':

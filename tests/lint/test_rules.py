@@ -1,0 +1,91 @@
+"""Every rule has a failing and a passing fixture; the loader (`mlproj run`) agrees with lint."""
+from __future__ import annotations
+
+import pytest
+
+from mlproj.errors import SpecError
+from mlproj.lint import lint_paths, load_config
+from mlproj.rules import RULES
+from mlproj.spec import load_project
+from tests.lint.conftest import FIXTURES, fixture_dirs
+
+GENERATED = {'MLP018'}  # case variants of a file name cannot live in Git portably: made in tmp_path
+
+
+def lint_dir(directory, **kw):
+    return lint_paths([str(directory)], load_config(None, **kw))
+
+
+def test_every_rule_has_a_failing_and_a_passing_fixture():
+    have_bad = {d.parent.name for d in fixture_dirs('bad')}
+    have_good = {d.parent.name for d in fixture_dirs('good')}
+    assert set(RULES) - GENERATED == have_bad == have_good
+
+
+def _findings(directory, rule):
+    result = lint_dir(directory)
+    rel = [(i.finding.path[len(str(directory)) + 1:], i.rule) for i in result.issues]
+    return result, sorted(f'{where}:{i.finding.line}:{i.finding.col}'.replace(':0:0', '') + f' {i.rule}'
+                          for (where, _), i in zip(rel, result.issues) if i.rule == rule)
+
+
+@pytest.mark.parametrize('directory', fixture_dirs('bad'), ids=lambda d: d.parent.name)
+def test_bad_fixture_reports_exactly_the_expected_findings(directory):
+    rule = directory.parent.name
+    expected = sorted((directory / 'EXPECTED').read_text().splitlines())
+    _, got = _findings(directory, rule)
+    assert got == expected
+
+
+@pytest.mark.parametrize('directory', fixture_dirs('good'), ids=lambda d: d.parent.name)
+def test_good_fixture_is_clean(directory):
+    result = lint_dir(directory)
+    assert [str(i.finding) for i in result.issues] == []
+    assert result.exit_code(strict=True) == 0
+
+
+def test_case_variants_are_reported(tmp_path):
+    (tmp_path / 'MLproject').write_text('entry_points: {main: {command: "true"}}\n')
+    (tmp_path / 'mlproject').write_text('entry_points: {main: {command: "true"}}\n')
+    result = lint_dir(tmp_path)
+    assert [i.rule for i in result.issues] == ['MLP018']
+    assert result.exit_code(strict=False) == 1
+    (tmp_path / 'mlproject').unlink()
+    assert lint_dir(tmp_path).issues == ()
+
+
+@pytest.mark.parametrize('directory', fixture_dirs('bad'), ids=lambda d: d.parent.name)
+def test_loader_rejects_what_lint_reports_as_spec_errors(directory):
+    """Whatever `mlproj run` rejects, `mlproj lint` reports with the same id, and the reverse."""
+    result = lint_dir(directory)
+    spec_errors = [i for i in result.issues if i.severity == 'error' and RULES[i.rule].scope == 'spec'
+                   and i.finding.path.endswith(('MLproject',))]
+    try:
+        load_project(directory)
+    except SpecError as e:
+        assert spec_errors, f'run rejects but lint reports no spec error: {e}'
+        assert str(e).split()[0] == spec_errors[0].rule or any(str(e).startswith(i.rule) for i in spec_errors)
+    else:
+        assert not spec_errors, 'lint reports a spec error that `mlproj run` accepts'
+
+
+@pytest.mark.parametrize('directory', fixture_dirs('good'), ids=lambda d: d.parent.name)
+def test_loader_accepts_good_fixtures(directory):
+    if (directory / 'MLproject').exists():
+        project = load_project(directory)
+        assert project.errors == [] and project.warnings == []
+
+
+def test_declared_script_entry_point_runs_the_script_with_its_parameters():
+    project = load_project(FIXTURES / 'MLP014' / 'good')
+    ep = project.get_entry_point('train.py')
+    assert ep.command == 'python train.py --epochs {epochs}'
+    assert ep.script
+
+
+def test_rule_table_is_stable():
+    # ids are never renumbered: name and severity of the first rules are part of the public contract
+    assert (RULES['MLP001'].name, RULES['MLP012'].name, RULES['MLP016'].severity) == (
+        'yaml-syntax', 'unknown-placeholder', 'warning')
+    for rule in RULES.values():
+        assert rule.severity in ('error', 'warning') and rule.scope in ('spec', 'lint') and rule.doc

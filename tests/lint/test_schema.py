@@ -1,0 +1,151 @@
+"""The JSON Schema: valid draft 2020-12, shipped in the wheel, agrees with the linter on structure."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from mlproj.lint import lint_paths, load_config
+from tests.lint.conftest import REPO, run_cli
+
+SCHEMA_PATH = REPO / 'mlproj' / 'schemas' / 'mlproject.schema.json'
+# Rules a JSON Schema can express: the shape of the document. The others need the file system
+# (env files, scripts), the command text (placeholders) or the YAML source (duplicate keys).
+STRUCTURAL = {'MLP003', 'MLP004', 'MLP005', 'MLP006', 'MLP007', 'MLP008', 'MLP009', 'MLP010', 'MLP019'}
+
+
+def validator():
+    schema = json.loads(SCHEMA_PATH.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def every_mlproject_in_the_repo() -> list[Path]:
+    found = []
+    for top in ('examples', 'tests'):
+        for root, dirs, names in os.walk(REPO / top):
+            dirs[:] = [d for d in dirs if d not in ('__pycache__', '.git')]
+            found += [Path(root) / n for n in names if n.lower() == 'mlproject']
+    return sorted(found)
+
+
+def test_schema_is_valid_draft_2020_12_and_documents_every_field():
+    schema = json.loads(SCHEMA_PATH.read_text())
+    assert schema['$schema'] == 'https://json-schema.org/draft/2020-12/schema'
+    validator()
+
+    def walk(node, where):
+        if isinstance(node, dict):
+            for key, sub in node.get('properties', {}).items():
+                assert 'description' in sub or '$ref' in sub, f'{where}.{key} has no description'
+            for key, sub in node.items():
+                if key not in ('allOf', 'not', 'if', 'then'):  # constraints, not fields
+                    walk(sub, f'{where}.{key}')
+        elif isinstance(node, list):
+            for i, sub in enumerate(node):
+                walk(sub, f'{where}[{i}]')
+
+    walk(schema, '$')
+    for name in ('entryPoint', 'parameter', 'dockerEnv', 'databricksSparkJob', 'parameterType'):
+        assert schema['$defs'][name]['description']
+
+
+def test_examples_are_valid():
+    examples = [p for p in every_mlproject_in_the_repo() if 'examples' in p.relative_to(REPO).parts[:1]]
+    assert examples, 'the repository has example projects'
+    v = validator()
+    for path in examples:
+        errors = [e.message for e in v.iter_errors(yaml.safe_load(path.read_text()))]
+        assert errors == [], path
+
+
+@pytest.mark.parametrize('path', every_mlproject_in_the_repo(), ids=lambda p: str(p.relative_to(REPO)))
+def test_schema_and_linter_agree(path):
+    result = lint_paths([str(path)], load_config(None))
+    rules = {i.rule for i in result.issues if i.finding.path == str(path)}
+    if 'MLP001' in rules:
+        return  # not YAML: neither can say more
+    data = yaml.safe_load(path.read_text(encoding='utf-8-sig'))
+    schema_ok = validator().is_valid(data)
+    assert schema_ok == (not rules & STRUCTURAL), (schema_ok, sorted(rules))
+
+
+CASES = [
+    ('name: a\n', True),
+    ('', True),
+    ('entry_points: {main: {command: "x"}}\n', True),
+    ('entry_points: [main]\n', False),
+    ('entry_points: {main: {command: [a]}}\n', False),
+    ('entry_points: {main: {parameters: {a: float}, command: "{a}"}}\n', True),
+    ('entry_points: {main: {parameters: {a: floot}, command: "{a}"}}\n', False),
+    ('entry_points: {main: {parameters: {a: {type: int, default: "12"}}, command: "{a}"}}\n', True),
+    ('entry_points: {main: {parameters: {a: {type: int, default: 1.5}}, command: "{a}"}}\n', False),
+    ('entry_points: {main: {parameters: {a: {type: float, default: 1e-5}}, command: "{a}"}}\n', True),
+    ('entry_points: {main: {parameters: {a: {type: float, default: "x1"}}, command: "{a}"}}\n', False),
+    ('entry_points: {main: {parameters: {a: {type: bool, default: "Yes"}}, command: "{a}"}}\n', True),
+    ('entry_points: {main: {parameters: {a: {type: bool, default: "maybe"}}, command: "{a}"}}\n', False),
+    ('entry_points: {main: {parameters: {a: {type: path, default: [1]}}, command: "{a}"}}\n', False),
+    ('entry_points: {main: {parameters: {a: {tpye: int}}, command: "{a}"}}\n', False),
+    ('docker_env: {image: x}\nname: n\n', True),
+    ('docker_env: {volumes: [a]}\n', False),
+    ('docker_env: {image: x, volumes: a}\n', False),
+    ('docker_env: {image: x, environment: [A, [B, 1], [C, d]]}\n', True),
+    ('docker_env: {image: x, environment: [[B, 1, 2]]}\n', False),
+    ('docker_env: {image: x}\nconda_env: c.yaml\n', False),
+    ('python_env: p.yaml\nconda_env: c.yaml\n', False),
+    ('python_env: ../p.yaml\n', False),
+    ('python_env: /abs/p.yaml\n', False),
+    ('entry_point: {main: {command: x}}\n', False),
+    ('databricks_spark_job: {python_file: a.py, parameters: [x]}\n', True),
+    ('databricks_spark_job: {python_file: [a.py]}\n', False),
+]
+
+
+@pytest.mark.parametrize('text,valid', CASES)
+def test_structural_cases(tmp_path, text, valid):
+    (tmp_path / 'MLproject').write_text(text)
+    for name in ('c.yaml', 'p.yaml'):
+        (tmp_path / name).write_text('dependencies: []\n')
+    assert validator().is_valid(yaml.safe_load(text)) is valid
+    rules = {i.rule for i in lint_paths([str(tmp_path)], load_config(None)).issues}
+    assert (not rules & STRUCTURAL) is valid, sorted(rules)
+
+
+def test_schema_command_prints_the_packaged_file(tmp_path):
+    r = run_cli(['schema'], tmp_path)
+    assert r.code == 0 and json.loads(r.out) == json.loads(SCHEMA_PATH.read_text())
+    assert run_cli(['schema', '-o', 'out.json'], tmp_path).code == 0
+    assert json.loads((tmp_path / 'out.json').read_text()) == json.loads(SCHEMA_PATH.read_text())
+
+
+def test_check_jsonschema_uses_the_schema(tmp_path):
+    exe = Path(sys.executable).with_name('check-jsonschema')
+    assert exe.exists(), 'check-jsonschema (the [dev] extra) is missing'
+    (tmp_path / 'MLproject').write_text('entry_points: {main: {command: x, params: {}}}\n')
+    proc = subprocess.run([str(exe), '--schemafile', str(SCHEMA_PATH), '--default-filetype', 'yaml',
+                           str(tmp_path / 'MLproject')], capture_output=True, text=True)
+    assert proc.returncode == 1 and 'params' in proc.stdout
+
+
+def test_wheel_contains_the_schema(tmp_path):
+    uv = shutil.which('uv') or str(Path(sys.executable).with_name('uv'))
+    src = tmp_path / 'src'
+    # build from the committed-or-not working files that matter, not the whole shared tree
+    shutil.copytree(REPO / 'mlproj', src / 'mlproj', ignore=shutil.ignore_patterns('__pycache__'))
+    for name in ('pyproject.toml', 'README.md'):
+        shutil.copy(REPO / name, src / name)
+    env = dict(os.environ, UV_CACHE_DIR=str(tmp_path / 'uv-cache'))
+    proc = subprocess.run([uv, 'build', '--wheel', '--out-dir', str(tmp_path / 'dist'), str(src)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (wheel,) = (tmp_path / 'dist').glob('*.whl')
+    with zipfile.ZipFile(wheel) as z:
+        assert json.loads(z.read('mlproj/schemas/mlproject.schema.json')) == json.loads(SCHEMA_PATH.read_text())
