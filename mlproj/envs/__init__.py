@@ -19,6 +19,10 @@ from mlproj.spec import Project
 # name -> module implementing ``prepare(project, ctx) -> Environment``
 MANAGERS: dict[str, str] = {
     'local': 'mlproj.envs.local',
+    'uv': 'mlproj.envs.uv',
+    'virtualenv': 'mlproj.envs.virtualenv',
+    'conda': 'mlproj.envs.conda',
+    'docker': 'mlproj.envs.docker',
 }
 
 
@@ -43,6 +47,7 @@ class Environment(Protocol):
     manager: str            # 'local', 'uv', 'virtualenv', 'conda', 'docker'
     tag: str | None         # value for the mlflow.project.env tag (None for local, as MLflow)
     hash: str | None        # content hash of the environment (mlproj.env.hash), None for local
+    # Optional: ``extra_tags: Mapping[str, str]``, more run tags (docker: mlflow.docker.image.uri/.id).
 
     def argv(self, command: str, env: dict[str, str], cwd: Path) -> tuple[list[str], dict[str, str]]:
         """The argv that runs the shell ``command`` in this environment, and the child's env."""
@@ -54,14 +59,31 @@ class Manager(Protocol):
 
 
 def select_manager(project: Project, requested: str | None) -> str:
-    """The manager to use for ``project`` given ``--env-manager`` (None = automatic)."""
-    if project.env.kind == 'docker':
+    """The manager to use for ``project`` given ``--env-manager`` (None = automatic).
+
+    docker_env always runs in docker (as in MLflow).  Without ``--env-manager``, a conda_env
+    project uses conda when a conda, mamba or micromamba executable is available, else uv (its
+    conda.yaml mapped onto PyPI).  ``conda`` on a project without a conda_env is refused, as MLflow
+    refuses it.
+    """
+    kind = project.env.kind
+    if kind == 'docker':
         return 'docker'
     if requested is None:
-        default = DEFAULT_FOR_KIND.get(project.env.kind, 'local')
+        if kind == 'conda':
+            from mlproj.envs.conda import conda_available
+
+            if conda_available():
+                return 'conda'
+        default = DEFAULT_FOR_KIND.get(kind, 'local')
         return default if default in MANAGERS else 'local'
-    if requested not in MANAGERS:
-        raise EnvError(f'env manager {requested!r} is not available; available: ' + ', '.join(sorted(MANAGERS)))
+    if requested not in MANAGERS or requested == 'docker':
+        raise EnvError(f'env manager {requested!r} is not available; available: '
+                       + ', '.join(sorted(m for m in MANAGERS if m != 'docker')))
+    if requested == 'conda' and kind != 'conda':
+        what = 'a python_env project' if kind == 'python' else 'a project without a conda_env'
+        raise EnvError(f'{what} cannot be executed using conda (MLflow refuses it too); use --env-manager uv, '
+                       'virtualenv or local', str(project.env.path or project.mlproject_path or project.directory))
     return requested
 
 

@@ -1,0 +1,394 @@
+"""``python_env.yaml`` and ``conda.yaml``: parsing with positions, validation, conda -> PyPI mapping.
+
+The same readers serve ``mlproj run`` (which raises ``EnvError`` on the first error, with
+``file:line:col``) and ``mlproj lint`` (``validate_python_env`` / ``validate_conda_env`` return
+every finding under rule ``MLP017``).
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlproj.errors import EnvError
+from mlproj.spec import Finding, parse_yaml
+
+RULE = 'MLP017'
+PYTHON_ENV_KEYS = ('python', 'build_dependencies', 'dependencies')
+# pip options that name a file, relative to the project directory
+FILE_OPTIONS = ('-r', '--requirement', '-c', '--constraint')
+BUILD_PACKAGES = ('pip', 'setuptools', 'wheel')
+
+
+@dataclass(frozen=True)
+class PythonEnv:
+    """A python_env spec (MLflow's format), whatever file it came from."""
+    python: str | None = None
+    build_dependencies: tuple[str, ...] = ()
+    dependencies: tuple[str, ...] = ()
+    source: str = ''          # the file it was read from ('' = none)
+    python_where: str = ''    # file:line:col of the python version, for error messages
+
+    def as_dict(self) -> dict:
+        return {'python': self.python, 'build_dependencies': list(self.build_dependencies),
+                'dependencies': list(self.dependencies)}
+
+
+@dataclass(frozen=True)
+class CondaEnv:
+    name: str | None
+    channels: tuple[str, ...]
+    dependencies: tuple[tuple[str, str], ...]   # (conda spec, file:line:col)
+    pip: tuple[str, ...]
+    source: str
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+
+
+def _read_text(path: Path) -> tuple[str | None, list[Finding]]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None, [Finding('MLP011', 'environment file does not exist', 0, 0, str(path))]
+    except OSError as e:
+        return None, [Finding(RULE, f'cannot read environment file: {e.strerror}', 0, 0, str(path))]
+    try:
+        return raw.decode('utf-8-sig'), []
+    except UnicodeDecodeError as e:
+        return None, [Finding(RULE, f'environment file is not UTF-8 text (byte {e.start})', 0, 0, str(path))]
+
+
+def _yaml(path: Path) -> tuple[Any, Any, list[Finding]]:
+    text, findings = _read_text(path)
+    if text is None:
+        return None, None, findings
+    data, doc = parse_yaml(text)
+    for f in doc.findings:  # syntax errors and duplicate keys, reported under the env-file rule
+        findings.append(Finding(RULE, f.message, f.line, f.col, str(path)))
+    return data, doc, findings
+
+
+class _Pos:
+    def __init__(self, path: Path, doc: Any) -> None:
+        self.path = str(path)
+        self.doc = doc
+
+    def at(self, keypath: tuple, key: bool = False) -> tuple[int, int]:
+        if self.doc is None:
+            return (0, 0)
+        table = self.doc.key_pos if key else self.doc.value_pos
+        return table.get(keypath) or self.doc.key_pos.get(keypath) or (0, 0)
+
+    def finding(self, message: str, keypath: tuple = (), key: bool = False) -> Finding:
+        line, col = self.at(keypath, key)
+        return Finding(RULE, message, line, col, self.path)
+
+    def where(self, keypath: tuple) -> str:
+        line, col = self.at(keypath)
+        return f'{self.path}:{line}:{col}' if line else self.path
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return 'null'
+    if isinstance(value, bool):
+        return 'a boolean'
+    if isinstance(value, (int, float)):
+        return f'the number {value!r}'
+    return {dict: 'a mapping', list: 'a list', str: 'a string'}.get(type(value), type(value).__name__)
+
+
+def _file_references(line: str) -> list[str]:
+    """Files named by ``-r x`` / ``--requirement=x`` / ``-c x`` in one requirement line."""
+    try:
+        words = shlex.split(line, comments=True)
+    except ValueError:
+        return []
+    out = []
+    for i, w in enumerate(words):
+        for opt in FILE_OPTIONS:
+            if w == opt and i + 1 < len(words):
+                out.append(words[i + 1])
+            elif opt.startswith('--') and w.startswith(opt + '='):
+                out.append(w[len(opt) + 1:])
+            elif not opt.startswith('--') and w.startswith(opt) and len(w) > len(opt):
+                out.append(w[len(opt):])
+    return out
+
+
+def read_python_env(path: str | os.PathLike[str], project_dir: str | os.PathLike[str] | None = None
+                    ) -> tuple[PythonEnv | None, list[Finding]]:
+    """Parse a python_env.yaml; ``-r`` files are resolved against ``project_dir`` (default: its dir)."""
+    path = Path(path)
+    base = Path(project_dir) if project_dir is not None else path.parent
+    data, doc, findings = _yaml(path)
+    if data is None and not findings:
+        findings.append(Finding(RULE, 'python_env file is empty; expected keys: ' + ', '.join(PYTHON_ENV_KEYS),
+                                0, 0, str(path)))
+    if findings and data is None:
+        return None, findings
+    pos = _Pos(path, doc)
+    if not isinstance(data, dict):
+        return None, findings + [pos.finding(f'python_env must be a mapping with keys {", ".join(PYTHON_ENV_KEYS)}, '
+                                             f'not {_kind(data)}')]
+    for key in data:
+        if key not in PYTHON_ENV_KEYS:
+            close = difflib.get_close_matches(str(key), PYTHON_ENV_KEYS, n=1, cutoff=0.6)
+            hint = f' (did you mean {close[0]!r}?)' if close else ''
+            findings.append(pos.finding(f'unknown key {key!r} in python_env{hint}; expected one of: '
+                                        + ', '.join(PYTHON_ENV_KEYS), (key,), key=True))
+    python = data.get('python')
+    if python is not None and not isinstance(python, str):
+        hint = ' (quote it: YAML reads 3.10 as the number 3.1)' if isinstance(python, float) else ''
+        findings.append(pos.finding(f'python must be a string such as "3.11", not {_kind(python)}{hint}',
+                                    ('python',)))
+        python = None
+    elif isinstance(python, str) and not python.strip():
+        findings.append(pos.finding('python must not be empty', ('python',)))
+        python = None
+    lists: dict[str, tuple[str, ...]] = {}
+    for key in ('build_dependencies', 'dependencies'):
+        value = data.get(key)
+        if value is None:
+            lists[key] = ()
+            continue
+        if not isinstance(value, list):
+            findings.append(pos.finding(f'{key} must be a list of requirement strings, not {_kind(value)}', (key,)))
+            lists[key] = ()
+            continue
+        items = []
+        for i, item in enumerate(value):
+            if isinstance(item, bool) or not isinstance(item, (str, int, float)) or not str(item).strip():
+                findings.append(pos.finding(f'{key} entry {i + 1} must be a requirement string, not {_kind(item)}',
+                                            (key, i)))
+                continue
+            line = str(item).strip()
+            for ref in _file_references(line):
+                if not (base / ref).is_file():
+                    findings.append(pos.finding(f'requirements file {ref!r} does not exist (relative to {base})',
+                                                (key, i)))
+            items.append(line)
+        lists[key] = tuple(items)
+    env = PythonEnv(python.strip() if isinstance(python, str) else None, lists['build_dependencies'],
+                    lists['dependencies'], str(path), pos.where(('python',)) if python else str(path))
+    return env, findings
+
+
+def validate_python_env(path: str | os.PathLike[str], project_dir: str | os.PathLike[str] | None = None
+                        ) -> list[Finding]:
+    """Every problem of a python_env.yaml (rule MLP017; MLP011 when the file is missing)."""
+    return read_python_env(path, project_dir)[1]
+
+
+def load_python_env(path: str | os.PathLike[str], project_dir: str | os.PathLike[str] | None = None) -> PythonEnv:
+    env, findings = read_python_env(path, project_dir)
+    _raise_first(findings)
+    assert env is not None
+    return env
+
+
+def _raise_first(findings: list[Finding]) -> None:
+    errors = [f for f in findings if f.severity == 'error']
+    if errors:
+        f = errors[0]
+        raise EnvError(f'{f.rule} {f.message}', f.where())
+
+
+def read_conda_env(path: str | os.PathLike[str]) -> tuple[CondaEnv | None, list[Finding]]:
+    path = Path(path)
+    data, doc, findings = _yaml(path)
+    if data is None and not findings:
+        findings.append(Finding(RULE, 'conda environment file is empty', 0, 0, str(path)))
+    if findings and data is None:
+        return None, findings
+    pos = _Pos(path, doc)
+    if not isinstance(data, dict):
+        return None, findings + [pos.finding(f'conda environment must be a mapping with name, channels and '
+                                             f'dependencies, not {_kind(data)}')]
+    name = data.get('name')
+    if name is not None and not isinstance(name, (str, int, float)):
+        findings.append(pos.finding(f'name must be a string, not {_kind(name)}', ('name',)))
+    channels = data.get('channels') or []
+    if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+        findings.append(pos.finding('channels must be a list of channel names', ('channels',)))
+        channels = []
+    deps_raw = data.get('dependencies')
+    deps: list[tuple[str, str]] = []
+    pip: list[str] = []
+    if deps_raw is None:
+        deps_raw = []
+    if not isinstance(deps_raw, list):
+        findings.append(pos.finding(f'dependencies must be a list, not {_kind(deps_raw)}', ('dependencies',)))
+        deps_raw = []
+    for i, item in enumerate(deps_raw):
+        kp = ('dependencies', i)
+        if isinstance(item, str) and item.strip():
+            deps.append((item.strip(), pos.where(kp)))
+        elif isinstance(item, (int, float)) and not isinstance(item, bool):
+            deps.append((str(item), pos.where(kp)))
+        elif isinstance(item, dict) and set(item) == {'pip'}:
+            plist = item['pip'] or []
+            if not isinstance(plist, list):
+                findings.append(pos.finding(f'the pip section must be a list of requirement strings, not '
+                                            f'{_kind(plist)}', kp + ('pip',)))
+                continue
+            for j, p in enumerate(plist):
+                if isinstance(p, bool) or not isinstance(p, (str, int, float)) or not str(p).strip():
+                    findings.append(pos.finding(f'pip entry {j + 1} must be a requirement string, not {_kind(p)}',
+                                                kp + ('pip', j)))
+                    continue
+                for ref in _file_references(str(p)):
+                    if not (path.parent / ref).is_file():
+                        findings.append(pos.finding(f'requirements file {ref!r} does not exist (relative to '
+                                                    f'{path.parent})', kp + ('pip', j)))
+                pip.append(str(p).strip())
+        else:
+            findings.append(pos.finding(f'invalid conda dependency {item!r}: must be a string or a mapping '
+                                        '{pip: [...]}', kp))
+    env = CondaEnv(str(name) if isinstance(name, (str, int, float)) else None, tuple(channels), tuple(deps),
+                   tuple(pip), str(path))
+    return env, findings
+
+
+def validate_conda_env(path: str | os.PathLike[str]) -> list[Finding]:
+    """Every problem of a conda.yaml (rule MLP017; MLP011 when the file is missing)."""
+    return read_conda_env(path)[1]
+
+
+def load_conda_env(path: str | os.PathLike[str]) -> CondaEnv:
+    env, findings = read_conda_env(path)
+    _raise_first(findings)
+    assert env is not None
+    return env
+
+
+# --------------------------------------------------------------------------------------------
+# conda -> PyPI
+
+# conda package names whose PyPI distribution has another name
+CONDA_TO_PYPI = {
+    'pytorch': 'torch',
+    'pytorch-cpu': 'torch',
+    'py-xgboost': 'xgboost',
+    'py-xgboost-cpu': 'xgboost',
+    'py-lightgbm': 'lightgbm',
+    'py-catboost': 'catboost',
+    'py-opencv': 'opencv-python',
+    'opencv': 'opencv-python',
+    'msgpack-python': 'msgpack',
+    'matplotlib-base': 'matplotlib',
+    'numpy-base': 'numpy',
+    'pytables': 'tables',
+    'ruamel_yaml': 'ruamel.yaml',
+    'python-graphviz': 'graphviz',
+    'tensorflow-gpu': 'tensorflow',
+    'tensorflow-base': 'tensorflow',
+    'pyqt': 'PyQt5',
+    'typing_extensions': 'typing-extensions',
+    'importlib_metadata': 'importlib-metadata',
+    'py-spy': 'py-spy',
+    'pillow-simd': 'pillow',
+    'scikit-learn-intelex': 'scikit-learn-intelex',
+    'mlflow-skinny': 'mlflow-skinny',
+}
+# conda packages that are native libraries / tools with no PyPI equivalent
+CONDA_ONLY = {
+    'cudatoolkit', 'cudnn', 'cuda', 'cuda-toolkit', 'cuda-nvcc', 'cuda-version', 'pytorch-cuda', 'cpuonly',
+    'mkl', 'mkl-include', 'nomkl', 'blas', 'openblas', 'openssl', 'ca-certificates', 'zlib', 'xz', 'bzip2',
+    'sqlite', 'tk', 'readline', 'ncurses', 'git', 'make', 'gcc', 'gxx', 'gfortran', 'compilers', 'cxx-compiler',
+    'c-compiler', 'fortran-compiler', 'nodejs', 'openjdk', 'ffmpeg', 'graphviz', 'jpeg', 'libpng', 'freetype',
+    'hdf5', 'arrow-cpp', 'libarrow', 'libprotobuf', 'r', 'r-base', 'boost', 'boost-cpp', 'icu', 'openmpi',
+    'mpich', 'nccl', 'tbb', 'intel-openmp', 'llvm-openmp', 'conda', 'conda-build', 'mamba', 'yaml', 'expat',
+    'zstd', 'lz4-c', 'snappy', 'gdal', 'proj', 'geos', 'libgdal', 'poppler', 'cairo', 'pango', 'glib', 'dbus',
+}
+_CONDA_ONLY_RE = re.compile(r'^(_|r-|lib(gcc|stdcxx|gfortran|blas|cblas|lapack|ffi|uuid|zlib|xml2|curl|ssh2|iconv'
+                            r'|sodium|edit|nsl|sqlite|openblas|cu|npp|nvjpeg|jpeg|png|tiff|gomp|std)|cuda-'
+                            r'|ld_impl|sysroot_|kernel-headers)')
+_CONDA_SPEC_RE = re.compile(r'^(?:(?P<channel>[^\s:]+)::)?(?P<name>[A-Za-z0-9][A-Za-z0-9_.\-]*)\s*(?P<rest>.*)$')
+_PY_VERSION_RE = re.compile(r'^\d+(\.\d+){0,2}(\.\*)?$')
+
+
+class _Mapped:
+    def __init__(self) -> None:
+        self.python: str | None = None
+        self.build: list[str] = []
+        self.deps: list[str] = []
+        self.unmappable: list[str] = []
+
+
+def _conda_version(rest: str) -> str | None:
+    """A conda version constraint as a PEP 508 specifier ('' = any, None = cannot be mapped)."""
+    rest = rest.strip()
+    if not rest:
+        return ''
+    if '|' in rest:
+        return None
+    if rest.startswith('=') and not rest.startswith('=='):
+        parts = rest[1:].split('=')          # name=1.2=build -> fuzzy 1.2, build dropped
+        version = parts[0].strip()
+        if not version:
+            return None
+        return f'=={version}' if version.endswith('*') else f'=={version}.*' if version.count('.') < 2 else f'=={version}'
+    if rest.startswith('=='):
+        version = rest[2:].split('=')[0].strip()
+        return f'=={version}' if version else None
+    if rest[0] in '<>!~':
+        return rest.replace(' ', '')
+    words = rest.split()                     # conda's "name 1.2.*" / "name >=1.2 build" forms
+    version = words[0]
+    if version[0] in '<>=!~':
+        return _conda_version(version)
+    return f'=={version}'
+
+
+def _map_conda_dep(spec: str, where: str, out: _Mapped) -> None:
+    m = _CONDA_SPEC_RE.match(spec)
+    if not m:
+        out.unmappable.append(f'{spec} ({where})')
+        return
+    name = m.group('name').lower()
+    rest = m.group('rest')
+    version = _conda_version(rest)
+    if name == 'python':
+        if version is None:
+            out.unmappable.append(f'{spec} ({where})')
+            return
+        text = version
+        if text.startswith('=='):
+            text = text[2:]
+            text = text[:-2] if text.endswith('.*') else text
+            if not _PY_VERSION_RE.match(text):
+                out.unmappable.append(f'{spec} ({where})')
+                return
+        out.python = text or None
+        return
+    if name in CONDA_ONLY or _CONDA_ONLY_RE.match(name) or version is None:
+        out.unmappable.append(f'{spec} ({where})')
+        return
+    pypi = CONDA_TO_PYPI.get(name, name)
+    (out.build if pypi in BUILD_PACKAGES else out.deps).append(pypi + version)
+
+
+def conda_to_python_env(env: CondaEnv) -> PythonEnv:
+    """Map a conda environment onto PyPI: python version, pip section, conda packages by name.
+
+    Raises ``EnvError`` listing every conda package that has no PyPI equivalent.
+    """
+    out = _Mapped()
+    python_where = env.source
+    for spec, where in env.dependencies:
+        before = out.python
+        _map_conda_dep(spec, where, out)
+        if out.python != before:
+            python_where = where
+    if out.unmappable:
+        raise EnvError('conda packages with no PyPI equivalent: ' + ', '.join(out.unmappable)
+                       + '; use --env-manager conda on a machine with conda, or replace them by PyPI '
+                       'packages in the pip section', env.source)
+    return PythonEnv(out.python, tuple(out.build), tuple(out.deps) + env.pip, env.source, python_where)

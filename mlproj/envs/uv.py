@@ -1,0 +1,133 @@
+"""``--env-manager uv`` (the default for python_env and, without conda, conda_env projects).
+
+uv comes from the ``uv`` package mlproj depends on (``uv.find_uv_bin()``), not from PATH.
+Steps, each a plain ``uv`` command so a first build costs what ``uv venv && uv pip install`` costs:
+
+1. ``uv venv --python <interpreter> <env>`` with an interpreter found by ``interpreters.find``
+   (uv installs one with ``uv python install`` when none matches, unless
+   ``UV_PYTHON_DOWNLOADS=never``);
+2. ``uv pip install`` of ``build_dependencies``, then, when the project has ``uv.lock`` and
+   ``pyproject.toml``, ``uv sync --frozen --no-dev --no-install-project`` into the env (as MLflow
+   does), then ``uv pip install`` of ``dependencies``.  Requirement lines are passed as arguments
+   with the project directory as working directory, so ``-r requirements.txt`` and ``./pkg``
+   resolve against the project.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from mlproj.envs import EnvContext
+from mlproj.envs.envfiles import PythonEnv
+from mlproj.envs.interpreters import Interpreter
+from mlproj.envs.store import Store, content_hash
+from mlproj.envs.venv import (
+    VenvEnvironment,
+    _hash_file,
+    announce,
+    base_env,
+    choose_interpreter,
+    key_payload,
+    project_python_env,
+    requirement_args,
+    run_step,
+)
+from mlproj.errors import EnvError
+from mlproj.spec import Project
+
+MANAGER = 'uv'
+
+
+def uv_bin() -> str:
+    explicit = os.environ.get('MLPROJ_UV')
+    if explicit:
+        return explicit
+    try:
+        from uv import find_uv_bin
+
+        return find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        found = shutil.which('uv')
+        if found:
+            return found
+    raise EnvError('cannot find the uv executable: reinstall mlproj (it depends on the uv package) or set MLPROJ_UV')
+
+
+def install_python(spec: str | None) -> str | None:
+    """Try ``uv python install``; None on success, else the reason it failed."""
+    if os.environ.get('UV_PYTHON_DOWNLOADS', '').lower() in ('never', 'false', '0'):
+        return 'Python downloads are disabled (UV_PYTHON_DOWNLOADS=never)'
+    if spec is None:
+        return 'no version given'
+    try:
+        run_step([uv_bin(), 'python', 'install', spec], f'uv python install {spec}', cwd=Path.cwd(), env=base_env())
+    except EnvError as e:
+        return e.message
+    return None
+
+
+def lock_files(project_dir: Path) -> dict[str, str]:
+    """{name: sha256} of uv.lock and pyproject.toml when the project is uv-locked, else {}."""
+    lock = project_dir / 'uv.lock'
+    pyproject = project_dir / 'pyproject.toml'
+    if not (lock.is_file() and pyproject.is_file()):
+        return {}
+    out = {'uv.lock': _hash_file(lock), 'pyproject.toml': _hash_file(pyproject)}
+    pv = project_dir / '.python-version'
+    if pv.is_file():
+        out['.python-version'] = _hash_file(pv)
+    return out
+
+
+def build(target: Path, spec: PythonEnv, interpreter: Interpreter, project_dir: Path, ctx: EnvContext,
+          locked: dict[str, str]) -> dict:
+    uv = uv_bin()
+    env = base_env()
+    where = spec.source or str(project_dir)
+    run_step([uv, 'venv', '--quiet', '--no-project', '--python', interpreter.path, str(target)],
+             'creating the virtual environment', cwd=project_dir, env=env, log=ctx.log, where=where)
+    python = str(target / 'bin' / 'python')
+    if spec.build_dependencies:
+        run_step([uv, 'pip', 'install', '--python', python, *requirement_args(spec.build_dependencies)],
+                 'installing build_dependencies', cwd=project_dir, env=env, log=ctx.log, where=where)
+    if locked:
+        with tempfile.TemporaryDirectory(prefix='mlproj-uvlock-') as tmp:
+            for name in locked:
+                shutil.copyfile(project_dir / name, Path(tmp) / name)
+            sync_env = dict(env, UV_PROJECT_ENVIRONMENT=str(target))
+            run_step([uv, 'sync', '--frozen', '--no-dev', '--no-install-project', '--python', python],
+                     'installing uv.lock', cwd=Path(tmp), env=sync_env, log=ctx.log,
+                     where=str(project_dir / 'uv.lock'))
+    if spec.dependencies:
+        run_step([uv, 'pip', 'install', '--python', python, *requirement_args(spec.dependencies)],
+                 'installing dependencies', cwd=project_dir, env=env, log=ctx.log, where=where)
+    return {}
+
+
+def prepare(project: Project, ctx: EnvContext) -> VenvEnvironment:
+    return prepare_venv(project, ctx, MANAGER, build_fn=build, installer=install_python, use_lock=True)
+
+
+def prepare_venv(project: Project, ctx: EnvContext, manager: str, *, build_fn, installer, use_lock: bool,
+                 store: Store | None = None) -> VenvEnvironment:
+    """Find or build the venv for ``project`` with ``build_fn`` (shared by uv and virtualenv)."""
+    spec = project_python_env(project)
+    interpreter = choose_interpreter(spec, installer)
+    project_dir = project.directory
+    locked = lock_files(project_dir) if use_lock and project.env.kind == 'python' else {}
+    payload = key_payload(manager, spec, interpreter, project_dir, {'lock': locked} if locked else None)
+    digest = content_hash(payload)
+    name = f'{manager}-{digest[:24]}'
+    store = store or Store()
+
+    def do_build(target: Path) -> dict:
+        announce(ctx, f'Creating {manager} environment {name} (Python {interpreter.version_text})')
+        build_fn(target, spec, interpreter, project_dir, ctx, locked)
+        return {'manager': manager, 'hash': digest, 'python': interpreter.version_text,
+                'interpreter': interpreter.path, 'project': str(project_dir), 'spec': spec.as_dict(),
+                'source': spec.source}
+
+    path, _built = store.ensure(name, do_build, log=ctx.log)
+    return VenvEnvironment(manager, manager, digest, path, interpreter.version_text)

@@ -1,0 +1,250 @@
+"""What the uv and virtualenv managers share: the spec, the cache key, the prepared venv.
+
+The cache key is the sha256 of everything that determines the environment:
+
+* the manager and the store format;
+* the interpreter's implementation and full version (not its path) and the platform
+  (``sys.platform``, machine, libc);
+* the python_env spec (python, build_dependencies, dependencies) after conda -> PyPI mapping;
+* the contents of every file a requirement line names (``-r`` / ``-c``, recursively) and of local
+  path requirements (``./pkg``, ``-e ./pkg``);
+* for uv, the project's ``uv.lock`` and ``pyproject.toml`` (they are installed with ``uv sync``).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from mlproj.envs import EnvContext
+from mlproj.envs import interpreters as interp
+from mlproj.envs.envfiles import (
+    FILE_OPTIONS,
+    PythonEnv,
+    conda_to_python_env,
+    load_conda_env,
+    load_python_env,
+)
+from mlproj.errors import EnvError
+from mlproj.spec import Project
+
+_SKIP_DIRS = {'.git', '__pycache__', '.venv', 'build', 'dist', '.tox', '.mypy_cache', '.pytest_cache'}
+_ANSI = re.compile(r'\x1b\[[0-9;]*[A-Za-z]')
+
+
+@dataclass(frozen=True)
+class VenvEnvironment:
+    manager: str
+    tag: str | None
+    hash: str | None
+    path: Path
+    python: str = ''          # version of the interpreter
+
+    def argv(self, command: str, env: dict[str, str], cwd: Path) -> tuple[list[str], dict[str, str]]:
+        child = dict(env)
+        child.pop('PYTHONHOME', None)
+        child.pop('CONDA_PREFIX', None)
+        child['VIRTUAL_ENV'] = str(self.path)
+        child['PATH'] = str(self.path / 'bin') + os.pathsep + env.get('PATH', os.defpath)
+        return ['bash', '-c', command], child
+
+
+def project_python_env(project: Project) -> PythonEnv:
+    """The python_env spec of a project: its python_env.yaml, its conda.yaml mapped onto PyPI, or empty."""
+    env = project.env
+    if env.kind == 'python' and env.path is not None:
+        return load_python_env(env.path, project.directory)
+    if env.kind == 'conda' and env.path is not None:
+        return conda_to_python_env(load_conda_env(env.path))
+    return PythonEnv()
+
+
+def choose_interpreter(spec: PythonEnv, installer=None) -> interp.Interpreter:
+    """Find the interpreter for ``spec``; ``installer(spec) -> str | None`` may install one (uv)."""
+    where = spec.python_where or spec.source
+    candidates = interp.discover()
+    found = interp.find(spec.python, where, candidates)
+    if found is not None:
+        return found
+    reason = 'no installer available'
+    if installer is not None:
+        reason = installer(spec.python)
+        if reason is None:
+            candidates = interp.discover()
+            found = interp.find(spec.python, where, candidates)
+            if found is not None:
+                return found
+            reason = 'the installed Python was not found afterwards'
+    raise EnvError(f'no installed Python matches python {spec.python!r} (installed: {interp.describe(candidates)}); '
+                   f'it could not be installed: {reason}', where)
+
+
+def platform_tag() -> dict:
+    libc = platform.libc_ver()
+    return {'platform': sys.platform, 'machine': platform.machine(), 'libc': '-'.join(x for x in libc if x)}
+
+
+def _hash_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _hash_tree(root: Path) -> str:
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.endswith('.egg-info'))
+        for n in sorted(filenames):
+            p = Path(dirpath) / n
+            try:
+                digest = _hash_file(p)
+            except OSError:
+                continue
+            h.update(f'{p.relative_to(root).as_posix()}\0{digest}\n'.encode())
+    return h.hexdigest()
+
+
+def _split_line(line: str) -> list[str]:
+    """A requirement line as command-line arguments (pip/uv accept the same syntax there)."""
+    text = line.strip()
+    if text.startswith('-'):
+        try:
+            return shlex.split(text, comments=True)
+        except ValueError:
+            return [text]
+    return [text]
+
+
+def requirement_args(lines: tuple[str, ...] | list[str]) -> list[str]:
+    out: list[str] = []
+    for line in lines:
+        out.extend(_split_line(line))
+    return out
+
+
+def _local_path(word: str, base: Path) -> Path | None:
+    if word.startswith('file:'):
+        word = word[len('file:'):].lstrip('/')
+        word = '/' + word
+    if word.startswith(('.', '/')) or word.startswith('~'):
+        p = (base / os.path.expanduser(word)).resolve()
+        return p if p.exists() else None
+    return None
+
+
+def referenced_files(lines: tuple[str, ...], base: Path, seen: set[Path] | None = None) -> dict[str, str]:
+    """{relative or absolute path: content hash} for files and local packages the lines reference."""
+    seen = seen if seen is not None else set()
+    out: dict[str, str] = {}
+    for line in lines:
+        args = _split_line(line)
+        i = 0
+        while i < len(args):
+            word = args[i]
+            ref: str | None = None
+            if word in FILE_OPTIONS and i + 1 < len(args):
+                ref, i = args[i + 1], i + 1
+            else:
+                for opt in FILE_OPTIONS:
+                    if opt.startswith('--') and word.startswith(opt + '='):
+                        ref = word[len(opt) + 1:]
+                    elif not opt.startswith('--') and word.startswith(opt) and len(word) > len(opt) \
+                            and not word.startswith('--'):
+                        ref = word[len(opt):]
+            if ref is not None:
+                path = (base / ref).resolve()
+                if path in seen:
+                    i += 1
+                    continue
+                seen.add(path)
+                try:
+                    out[str(path)] = _hash_file(path)
+                    nested = tuple(path.read_text(encoding='utf-8', errors='replace').splitlines())
+                except OSError as e:
+                    raise EnvError(f'cannot read requirements file {ref!r}: {e.strerror}', str(base)) from None
+                nested = tuple(x for x in nested if x.strip() and not x.lstrip().startswith('#'))
+                out.update(referenced_files(nested, path.parent, seen))
+            else:
+                local = _local_path(word.split('#', 1)[0].split(' @ ')[-1].strip(), base)
+                if local is not None and local not in seen:
+                    seen.add(local)
+                    out[str(local)] = _hash_file(local) if local.is_file() else _hash_tree(local)
+            i += 1
+    return out
+
+
+def key_payload(manager: str, spec: PythonEnv, interpreter: interp.Interpreter, project_dir: Path,
+                extra: dict | None = None) -> dict:
+    from mlproj.envs.store import FORMAT
+
+    lines = spec.build_dependencies + spec.dependencies
+    files = referenced_files(lines, project_dir)
+    # paths inside the project are recorded relative to it, so two checkouts share an environment
+    rel = {}
+    for p, digest in files.items():
+        try:
+            rel[Path(p).relative_to(project_dir.resolve()).as_posix()] = digest
+        except ValueError:
+            rel[p] = digest
+    return {
+        'format': FORMAT,
+        'manager': manager,
+        'python': {'implementation': interpreter.implementation, 'version': interpreter.version_text},
+        'platform': platform_tag(),
+        'spec': {'build_dependencies': list(spec.build_dependencies), 'dependencies': list(spec.dependencies)},
+        'files': rel,
+        **(extra or {}),
+    }
+
+
+def run_step(argv: list[str], what: str, *, cwd: Path, env: dict[str, str] | None = None,
+             log: TextIO | None = None, where: str = '') -> str:
+    """Run one build step; on failure print its output and raise a one-line ``EnvError``."""
+    try:
+        proc = subprocess.run(argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, errors='replace')
+    except OSError as e:
+        raise EnvError(f'{what}: cannot run {argv[0]!r}: {e.strerror}', where) from None
+    if proc.returncode != 0:
+        output = proc.stdout or ''
+        if log is not None and output.strip():
+            log.write(output if output.endswith('\n') else output + '\n')
+            log.flush()
+        raise EnvError(f'{what} failed: {summarize(output) or f"exit code {proc.returncode}"}', where)
+    return proc.stdout
+
+
+def summarize(output: str) -> str:
+    """The informative part of a uv/pip error as one line."""
+    lines = []
+    for raw in _ANSI.sub('', output).splitlines():
+        line = raw.strip().lstrip('×╰─▶│├┬ ').strip()
+        if line:
+            lines.append(line)
+    picked = [ln for ln in lines if ln.lower().startswith(('error:', 'because', 'no solution', 'hint:'))
+              or 'no matching distribution' in ln.lower() or 'could not find a version' in ln.lower()
+              or 'unsatisfiable' in ln.lower()]
+    chosen = picked or lines[-2:]
+    text = ' '.join(chosen[:3])
+    return text[:600]
+
+
+def announce(ctx: EnvContext, text: str) -> None:
+    print(f'=== {text} ===', file=ctx.log, flush=True)
+
+
+def base_env() -> dict[str, str]:
+    """The environment for build steps: ours, minus anything pointing at another venv."""
+    env = dict(os.environ)
+    for name in ('VIRTUAL_ENV', 'PYTHONHOME', 'PYTHONPATH', 'CONDA_PREFIX', 'UV_PROJECT_ENVIRONMENT'):
+        env.pop(name, None)
+    return env
