@@ -16,6 +16,7 @@ from mlproj import __version__
 COMMANDS: dict[str, tuple[str, str, str]] = {
     'run': ('mlproj.commands.run', 'run', 'Run a project (flag-compatible with `mlflow run`).'),
     'show': ('mlproj.commands.show', 'show', 'Show a resolved project: entry points, parameters, commands.'),
+    'env': ('mlproj.commands.env', 'env', 'List, prune and build cached environments.'),
     'ci': ('mlproj.commands.ci', 'ci', 'CI helpers behind the GitHub Action: run, report, env-key, cancel.'),
     'lint': ('mlproj.commands.lint', 'lint', 'Lint MLproject files (stable rule ids; text/json/github/sarif).'),
     'schema': ('mlproj.commands.schema', 'schema', 'Print the JSON Schema of the MLproject file.'),
