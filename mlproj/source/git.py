@@ -27,18 +27,20 @@ from mlproj.source.uri import ParsedURI, is_full_sha
 REFSPECS = ('+refs/heads/*:refs/heads/*', '+refs/tags/*:refs/tags/*')
 DEFAULT_CONNECT_TIMEOUT_MS = 15_000
 DEFAULT_IO_TIMEOUT_MS = 120_000
-_configured = False
+_applied: tuple[str, ...] | None = None
 
 
 def configure_libgit2() -> None:
-    """Timeouts and TLS trust, once per process (libgit2 settings are global)."""
-    global _configured
-    if _configured:
-        return
+    """Timeouts and TLS trust (libgit2 settings are process-global; re-applied when the env changes)."""
+    global _applied
     import pygit2
 
+    wanted = tuple(os.environ.get(k, '') for k in ('MLPROJ_GIT_TIMEOUT', 'GIT_SSL_CAINFO', 'SSL_CERT_FILE',
+                                                   'GIT_SSL_CAPATH', 'SSL_CERT_DIR'))
+    if wanted == _applied:
+        return
     try:
-        seconds = float(os.environ.get('MLPROJ_GIT_TIMEOUT', '0') or 0)
+        seconds = float(wanted[0] or 0)
     except ValueError:
         seconds = 0
     try:
@@ -46,14 +48,14 @@ def configure_libgit2() -> None:
         pygit2.settings.server_timeout = int(seconds * 1000) if seconds else DEFAULT_IO_TIMEOUT_MS
     except (AttributeError, pygit2.GitError):  # older libgit2
         pass
-    cainfo = os.environ.get('GIT_SSL_CAINFO') or os.environ.get('SSL_CERT_FILE')
-    capath = os.environ.get('GIT_SSL_CAPATH') or os.environ.get('SSL_CERT_DIR')
+    cainfo = wanted[1] or wanted[2]
+    capath = wanted[3] or wanted[4]
     if cainfo or capath:
         try:
             pygit2.settings.set_ssl_cert_locations(cainfo or None, capath or None)
         except pygit2.GitError as e:
             raise SourceError(f'cannot use the CA bundle: {first_line(e)}', cainfo or capath) from None
-    _configured = True
+    _applied = wanted
 
 
 class Fetcher:

@@ -84,17 +84,52 @@ def has_commit(repo: Any, sha: str) -> bool:
 
 
 def export_commit(repo: Any, sha: str, dest: Path) -> None:
-    """Write the tree of commit ``sha`` into ``dest`` (created if missing); touches nothing in ``repo``."""
+    """Write the tree of commit ``sha`` into ``dest`` (created if missing); touches nothing in ``repo``.
+
+    Blobs are written as stored (like ``git archive``), executables keep their bit, symlinks stay
+    symlinks and submodule paths become empty directories.  Files are created with
+    ``O_EXCL | O_NOFOLLOW`` and directories with ``mkdir`` (no ``exist_ok``), so a hostile tree can
+    never make the export write through a symlink or outside ``dest``.
+    """
     import pygit2
 
-    strategy = pygit2.enums.CheckoutStrategy
     commit = repo[sha].peel(pygit2.Commit)
     dest.mkdir(parents=True, exist_ok=True)
     try:
-        repo.checkout_tree(commit.tree, directory=str(dest),
-                           strategy=strategy.FORCE | strategy.DONT_UPDATE_INDEX | strategy.DISABLE_PATHSPEC_MATCH)
+        _write_tree(repo, commit.tree, str(dest))
+    except OSError as e:
+        raise SourceError(f'cannot export commit {sha[:12]}: {e.strerror} ({e.filename})', str(dest)) from None
     except pygit2.GitError as e:
         raise SourceError(f'cannot export commit {sha[:12]}: {first_line(e)}', str(dest)) from None
+
+
+_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_CLOEXEC', 0)
+
+
+def _write_tree(repo: Any, tree: Any, dest: str) -> None:
+    for entry in tree:
+        name = entry.name
+        if not name or name in ('.', '..') or '/' in name or '\0' in name or name.lower() == '.git':
+            raise SourceError(f'unsafe path {name!r} in the repository tree', dest)
+        path = os.path.join(dest, name)
+        mode = entry.filemode
+        if mode == 0o040000:
+            os.mkdir(path)
+            _write_tree(repo, repo[entry.id], path)
+        elif mode == 0o120000:
+            os.symlink(os.fsdecode(repo[entry.id].data), path)
+        elif mode == GITLINK:
+            os.mkdir(path)
+        else:
+            data = repo[entry.id].data
+            fd = os.open(path, _FLAGS, 0o777 if mode == 0o100755 else 0o666)
+            try:
+                view = memoryview(data)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+            finally:
+                os.close(fd)
 
 
 class Submodule(NamedTuple):

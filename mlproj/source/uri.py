@@ -160,42 +160,36 @@ def _check_host(host: str, where: str) -> None:
 
 def _parse_url(base: str, scheme: str, subdir: str) -> ParsedURI:
     where = safe_repr(base)
-    if '\\' in base:
+    rest = base[_SCHEME.match(base).end():]  # type: ignore[union-attr]
+    authority, slash, path = rest.partition('/')
+    path = slash + path
+    userinfo, _, hostport = authority.rpartition('@')
+    if '\\' in hostport or '\\' in path:
         raise SourceError('URI contains a backslash', where)
-    try:
-        parts = urlsplit(base)
-        port = parts.port
-    except ValueError as e:
-        raise SourceError(f'invalid URI: {e}', where) from None
-    netloc = parts.netloc
-    userinfo, _, hostport = netloc.rpartition('@')
     username, password = None, None
     if userinfo:
         user, has_pw, pw = userinfo.partition(':')
         username = unquote(user) or None
         password = unquote(pw) if has_pw else None
-        if username and username.startswith('-'):
+        if username and username.startswith('-') and scheme != 'https' and scheme != 'http':
             raise SourceError(f'user name {username!r} looks like an option', where)
     _check_host(hostport, where)
-    path = parts.path
     if not path or path == '/':
         raise SourceError('URI has no repository path', where)
-    if parts.query:
+    if '?' in path:
         raise SourceError('URI must not have a query string', where)
     if scheme in ('git+ssh', 'ssh+git'):
         scheme = 'ssh'
-    host = hostport
     if scheme == 'ssh':
         # libgit2 gets the user name (not a password) in the URL
-        auth = f'{username}@' if username else ''
-        url = f'ssh://{auth}{host}{path}'
+        auth = f'{user}@' if userinfo and (user := userinfo.partition(':')[0]) else ''
+        url = f'ssh://{auth}{hostport}{path}'
     else:
-        url = f'{scheme}://{host}{path}'
         if scheme == 'git' and userinfo:
             raise SourceError('git:// URIs cannot carry credentials', where)
-    del port
+        url = f'{scheme}://{hostport}{path}'
     display = strip_credentials(base)
-    return ParsedURI('remote', url, display, subdir, scheme, host, username, password)
+    return ParsedURI('remote', url, display, subdir, scheme, hostport, username, password)
 
 
 def _parse_scp(base: str, m: re.Match[str], subdir: str) -> ParsedURI:
