@@ -66,6 +66,28 @@ def select_manager(project: Project, requested: str | None) -> str:
     conda.yaml mapped onto PyPI).  ``conda`` on a project without a conda_env is refused, as MLflow
     refuses it.
     """
+    manager = _select(project, requested)
+    check_env_file(project, manager)
+    return manager
+
+
+def check_env_file(project: Project, manager: str) -> None:
+    """Validate the env file the manager will read (cheap, no side effects), so a malformed
+    python_env.yaml / conda.yaml fails with file:line:col before any MLflow run is created."""
+    env = project.env
+    if manager in ('local', 'docker') or env.path is None:
+        return
+    from mlproj.envs import envfiles
+
+    if env.kind == 'python':
+        envfiles.load_python_env(env.path, project.directory)
+    elif env.kind == 'conda':
+        conda = envfiles.load_conda_env(env.path)
+        if manager in ('uv', 'virtualenv'):
+            envfiles.conda_to_python_env(conda)
+
+
+def _select(project: Project, requested: str | None) -> str:
     kind = project.env.kind
     if kind == 'docker':
         return 'docker'
