@@ -238,26 +238,32 @@ class Servers:
     http_log: str = ''
 
 
+def start_daemon(root: Path, home: Path, log_path: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    log = open(log_path, 'ab')
+    proc = subprocess.Popen(
+        ['git', 'daemon', f'--base-path={root}', '--export-all', '--listen=127.0.0.1', f'--port={port}',
+         '--reuseaddr', '--enable=upload-pack', '--verbose', str(root)],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=git_env(home))
+    log.close()
+    wait_port('127.0.0.1', port, proc)
+    return proc, port
+
+
 @pytest.fixture(scope='session')
 def git_daemon(repos):
-    port = free_port()
-    log = open(repos.base / 'daemon.log', 'wb')
-    proc = subprocess.Popen(
-        ['git', 'daemon', f'--base-path={repos.srv}', '--export-all', '--listen=127.0.0.1', f'--port={port}',
-         '--reuseaddr', '--enable=upload-pack', '--verbose', str(repos.srv)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=git_env(repos.home))
+    proc, port = start_daemon(repos.srv, repos.home, repos.base / 'daemon.log')
     try:
-        wait_port('127.0.0.1', port, proc)
         yield port
     finally:
         stop(proc)
-        log.close()
 
 
 def start_http(repos: Repos, *, tls: tuple[str, str] | None = None, log: Path | None = None,
-               throttle: Path | None = None, port: int | None = None) -> tuple[subprocess.Popen, int]:
+               throttle: Path | None = None, port: int | None = None, root: Path | None = None
+               ) -> tuple[subprocess.Popen, int]:
     port = port or free_port()
-    argv = [sys.executable, str(HTTP_SERVER), '--root', str(repos.srv), '--port', str(port),
+    argv = [sys.executable, str(HTTP_SERVER), '--root', str(root or repos.srv), '--port', str(port),
             '--auth', f'{USER}:{TOKEN}']
     if tls:
         argv += ['--cert', tls[0], '--key', tls[1]]
@@ -409,3 +415,22 @@ def trust_ssh_host(ssh: SSH, monkeypatch) -> Path:
     (home / '.ssh' / 'known_hosts').write_text(ssh.known_hosts_line)
     monkeypatch.setattr(pygit2.settings, 'homedir', str(home))
     return home
+
+
+MLPROJ = str(Path(sys.executable).with_name('mlproj'))
+RESOLVE_PY = ('import sys\nfrom mlproj import source\n'
+              's = source.resolve(sys.argv[1], sys.argv[2] or None)\nprint(s.commit)\ns.cleanup()\n')
+
+
+def run_mlproj(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+               timeout: float = 120) -> subprocess.CompletedProcess:
+    """`mlproj ARGS` as a real subprocess (the current os.environ plus ``env``)."""
+    return subprocess.run([MLPROJ, *args], env={**os.environ, **(env or {})}, cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def resolve_process(uri: str, rev: str | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`source.resolve(uri, rev)` in a child process (own process group), printing the commit."""
+    return subprocess.Popen([sys.executable, '-c', RESOLVE_PY, uri, rev or ''], env={**os.environ, **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            stdin=subprocess.DEVNULL)
