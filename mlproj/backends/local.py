@@ -47,6 +47,7 @@ class LocalSubmittedRun(SubmittedRun):
         self._status = RUNNING
         self._cancel_signal: int | None = None
         self._done = threading.Event()
+        self._cancelled = threading.Event()  # set once a cancel has finished killing the group
         self._lock = threading.Lock()
         self._monitor = threading.Thread(target=self._watch, name=f'mlproj-run-{launch.run_id}', daemon=True)
         self._monitor.start()
@@ -87,6 +88,8 @@ class LocalSubmittedRun(SubmittedRun):
 
     def wait(self, timeout: float | None = None) -> bool:
         self._done.wait(timeout)
+        if self._done.is_set() and self._cancel_signal is not None:
+            self._cancelled.wait(timeout)  # leftovers of the group must be gone before we return
         return self._status == FINISHED
 
     def get_status(self) -> str:
@@ -94,20 +97,23 @@ class LocalSubmittedRun(SubmittedRun):
 
     # -- cancellation ---------------------------------------------------------------------
     def cancel(self, sig: int = signal.SIGTERM) -> None:
-        if self._done.is_set():
+        if self._done.is_set() and self._cancel_signal is None:
             return
         with self._lock:
             if self._cancel_signal is None:
                 self._cancel_signal = sig
         pgid = self.command_proc.pid
-        _signal_group(pgid, sig)
-        deadline = time.monotonic() + _grace()
-        while time.monotonic() < deadline:
-            if self.command_proc.poll() is not None and not _group_alive(pgid):
-                break
-            time.sleep(0.05)
-        _signal_group(pgid, signal.SIGKILL)
-        self._done.wait()
+        try:
+            _signal_group(pgid, sig)
+            deadline = time.monotonic() + (0 if sig == signal.SIGKILL else _grace())
+            while time.monotonic() < deadline:
+                if self.command_proc.poll() is not None and not _group_alive(pgid):
+                    break
+                time.sleep(0.05)
+            _signal_group(pgid, signal.SIGKILL)
+            self._done.wait()
+        finally:
+            self._cancelled.set()
 
 
 def _signal_group(pgid: int, sig: int) -> None:
