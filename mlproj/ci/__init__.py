@@ -3,7 +3,7 @@
 * ``gha``          the Actions runtime: event JSON, file commands (outputs, summary), masking,
                    the environment handed to project code.
 * ``markdown``     the run report rendered for the step summary, the PR comment and the check run.
-* ``annotations``  lint findings read back from workflow-command lines, batched for the Checks API.
+* ``findings``     lint findings read back from workflow-command lines, batched for the Checks API.
 * ``github``       PyGithub: sticky PR comment, commit status, check run with annotations.
 * ``runstep``      ``mlproj ci run``: run a project, forward cancellation, write outputs and summary.
 * ``state``        the small JSON file the action's steps hand to each other.

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mlproj.ci import annotations as ann
+from mlproj.ci import findings as ann
 from mlproj.ci.markdown import CHECK_SUMMARY_CAP, COMMENT_CAP, Report, commit_state, conclusion, description
 from mlproj.ci.markdown import marker, render, title
 from mlproj.errors import BackendError

@@ -6,11 +6,12 @@ place where the result shows.  ``--strict`` turns refusals into a non-zero exit.
 """
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any
 
-from mlproj.ci import annotations as ann
+from mlproj.ci import findings as ann
 from mlproj.ci import gha, state
 from mlproj.ci.markdown import Report
 from mlproj.ci.runinfo import build_report
@@ -27,6 +28,7 @@ class ReportOptions:
     check: str = 'status'          # status | check-run | none
     start: bool = False
     key: str | None = None
+    uri: str | None = None
     entry_point: str | None = None
     repo: str | None = None
     sha: str | None = None
@@ -51,14 +53,17 @@ def _load_report(opts: ReportOptions, ctx: gha.ActionsContext) -> tuple[Report, 
     st = dict(state.load(opts.state_file))
     if opts.entry_point and not st.get('entry_point'):
         st['entry_point'] = opts.entry_point
+    if opts.uri is not None and 'uri' not in st:
+        st['uri'] = opts.uri or '.'
     if opts.key:
         st['key'] = opts.key
     run_id = opts.run_id or st.get('run_id') or ''
     st['run_id'] = run_id
     if run_id:
         st['tracking_uri'] = opts.tracking_uri or st.get('tracking_uri') or resolve_tracking_uri(None)
-    found = ann.read_file(opts.lint_file) if opts.lint_file else []
-    lint = ann.summarize(found) if opts.lint_file else None
+    linted = bool(opts.lint_file) and os.path.exists(opts.lint_file or '')
+    found = ann.read_file(opts.lint_file) if linted else []
+    lint = ann.summarize(found) if linted else None
     record = None
     if opts.start:
         st['status'] = 'RUNNING'

@@ -60,7 +60,7 @@ def build_report(state: dict[str, Any], record: Any | None, ctx: ActionsContext,
         report.env_manager = tags.get('mlproj.env_manager', '')
         report.commit = tags.get('mlflow.source.git.commit', '')
         report.databricks_url = tags.get('mlflow.databricks.runURL', '')
-        report.params = dict(record.params)
+        report.params = dict(sorted(record.params.items()))
         report.metrics = dict(record.metrics)
         report.experiment_id = str(record.experiment_id)
         repo_url = tags.get('mlflow.source.git.repoURL', '')
