@@ -64,7 +64,7 @@ def plan(request: RunRequest, *, warn: Any = None) -> Plan:
     warn = warn or _warn
     if request.env_manager is not None and request.env_manager not in ENV_MANAGERS:
         raise EnvError(f'invalid env manager {request.env_manager!r}; choose one of: ' + ', '.join(ENV_MANAGERS))
-    if request.backend not in backends.available():
+    if request.backend not in backends.BACKENDS and request.backend not in backends.available():
         raise BackendError(f'unknown backend {request.backend!r}; available: ' + ', '.join(backends.available()))
     src = source.resolve(request.uri, request.version, keep_checkout=request.keep_checkout,
                          require_clean=request.require_clean, cwd=request.cwd)
