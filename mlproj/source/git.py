@@ -66,19 +66,24 @@ class Fetcher:
         self.secrets = secrets or Secrets()
         # user:password given in the top-level URI also serve submodules on the same host
         self.host_credentials: dict[str, tuple[str, str]] = {}
+        self.host_users: dict[str, str] = {}
 
     def _with_credentials(self, parsed: ParsedURI) -> ParsedURI:
+        host = parsed.host.lower()
+        if parsed.username and parsed.scheme in ('http', 'https'):
+            self.host_users.setdefault(host, parsed.username)
         if parsed.password is not None and parsed.username:
             self.secrets.add(parsed.password)
-            self.host_credentials.setdefault(parsed.host.lower(), (parsed.username, parsed.password))
+            self.host_credentials.setdefault(host, (parsed.username, parsed.password))
             return parsed
-        known = self.host_credentials.get(parsed.host.lower())
-        if known and parsed.scheme in ('http', 'https'):
+        if parsed.scheme not in ('http', 'https'):
+            return parsed
+        known = self.host_credentials.get(host)
+        if known:
             return parsed._replace(username=parsed.username or known[0], password=known[1])
+        if not parsed.username and host in self.host_users:
+            return parsed._replace(username=self.host_users[host])
         return parsed
-
-    def _error(self, parsed: ParsedURI, e: BaseException, prefix: str = 'cannot fetch') -> SourceError:
-        return SourceError(f'{prefix}: {redact(first_line(e), self.secrets.values)}', parsed.display)
 
     # -- mirror maintenance -------------------------------------------------------------
     def _fetch(self, mirror: Mirror, parsed: ParsedURI, extra: list[str] | None = None) -> Any:

@@ -213,7 +213,8 @@ def repos(tmp_path_factory) -> Repos:
 
     # a private copy (basic auth over http(s)) and a user's working clone
     (srv / 'private').mkdir()
-    git('clone', '-q', '--bare', str(srv / 'proj.git'), str(srv / 'private' / 'proj.git'), home=home)
+    for name in ('proj', 'lib', 'leaf'):
+        git('clone', '-q', '--bare', str(srv / f'{name}.git'), str(srv / 'private' / f'{name}.git'), home=home)
     git('clone', '-q', '--recurse-submodules', str(srv / 'proj.git'), str(r.work), home=home)
     git('branch', '-q', 'feature', 'origin/feature', cwd=r.work, home=home)
     _write(r.plain / 'MLproject', MLPROJECT.format(name='plain'))
