@@ -330,3 +330,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture
+def file_store(tmp_path, monkeypatch) -> str:
+    """A fast MLflow file store (creating a sqlite schema costs seconds)."""
+    monkeypatch.setenv('MLFLOW_ALLOW_FILE_STORE', 'true')
+    return (tmp_path / 'mlruns').as_uri()
+
+
+@pytest.fixture(scope='session')
+def session_sqlite_store(tmp_path_factory) -> str:
+    """One sqlite store for the whole envs session."""
+    d = tmp_path_factory.mktemp('sqlite-store')
+    return f'sqlite:///{d}/mlflow.db'

@@ -74,7 +74,7 @@ def test_create_then_reuse_without_subprocess(tmp_path, offline_index, monkeypat
     assert link.is_symlink() and Path(os.path.realpath(link)) == env.path
 
 
-def test_default_manager_runs_the_project_and_records_tags(tmp_path, offline_index, sqlite_store):
+def test_default_manager_runs_the_project_and_records_tags(tmp_path, offline_index, file_store):
     import mlflow
 
     import mlproj
@@ -82,8 +82,8 @@ def test_default_manager_runs_the_project_and_records_tags(tmp_path, offline_ind
     proj = make(tmp_path, ['mlproj-tiny-a==1.0'])
     project = load_project(proj)
     assert select_manager(project, None) == 'uv'
-    submitted = mlproj.run(str(proj), 'main', tracking_uri=sqlite_store)
-    run = mlflow.MlflowClient(sqlite_store).get_run(submitted.run_id)
+    submitted = mlproj.run(str(proj), 'main', tracking_uri=file_store)
+    run = mlflow.MlflowClient(file_store).get_run(submitted.run_id)
     assert run.info.status == 'FINISHED'
     env, _ = prep(proj)
     assert run.data.tags['mlflow.project.env'] == 'uv'
@@ -114,10 +114,10 @@ def test_unresolvable_dependency_fails_and_publishes_nothing(tmp_path, offline_i
     assert list((root / '.store').iterdir()) == []
 
 
-def test_malformed_python_env_fails_before_the_run_with_line_col(tmp_path, sqlite_store):
+def test_malformed_python_env_fails_before_the_run_with_line_col(tmp_path, file_store):
     proj = make(tmp_path, [])
     (proj / 'python_env.yaml').write_text('python: "3.11"\ndependencies: [six\n')
-    out = subprocess.run([sys.executable, '-m', 'mlproj', 'run', str(proj), '--tracking-uri', sqlite_store],
+    out = subprocess.run([sys.executable, '-m', 'mlproj', 'run', str(proj), '--tracking-uri', file_store],
                          capture_output=True, text=True)
     assert out.returncode == 68, out.stderr
     assert f"{proj / 'python_env.yaml'}:3:1)" in out.stderr
