@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -105,8 +106,14 @@ def workspace(tmp_path):
     assert fake.violations == [], fake.violations
 
 
+@pytest.fixture(scope='session')
+def tracking_server(request) -> str:
+    """The shared real ``mlflow server``; MLPROJ_TEST_MLFLOW_URI points at one already running (local runs)."""
+    return os.environ.get('MLPROJ_TEST_MLFLOW_URI') or request.getfixturevalue('mlflow_server')
+
+
 @pytest.fixture
-def dbx_env(workspace, mlflow_server, monkeypatch, tmp_path):
+def dbx_env(workspace, tracking_server, monkeypatch, tmp_path):
     """DATABRICKS_HOST/TOKEN for the fake, no ~/.databrickscfg, tracking on the real MLflow server."""
     for name in list(os.environ):
         if name.startswith(('DATABRICKS_', 'ARM_', 'AZURE_', 'GOOGLE_')) or name.startswith('MLFLOW_TRACKING_'):
@@ -114,15 +121,17 @@ def dbx_env(workspace, mlflow_server, monkeypatch, tmp_path):
     monkeypatch.setenv('DATABRICKS_HOST', workspace.url)
     monkeypatch.setenv('DATABRICKS_TOKEN', TOKEN)
     monkeypatch.setenv('DATABRICKS_CONFIG_FILE', str(tmp_path / 'no-databrickscfg'))
-    monkeypatch.setenv('MLFLOW_TRACKING_URI', mlflow_server)
-    return mlflow_server
+    monkeypatch.setenv('MLFLOW_TRACKING_URI', tracking_server)
+    # each test in its own experiment, so that its runs are easy to find on the shared server
+    monkeypatch.setenv('MLFLOW_EXPERIMENT_NAME', f'dbx-{uuid.uuid4().hex}')
+    return tracking_server
 
 
 @pytest.fixture(scope='session')
-def mlflow_client(mlflow_server):
+def mlflow_client(tracking_server):
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=mlflow_server)
+    return MlflowClient(tracking_uri=tracking_server)
 
 
 def mlproj_subprocess_argv() -> list[str]:
