@@ -1,0 +1,291 @@
+"""What every remote backend (Ray, Slurm, Kubernetes, MLflow plugins) shares.
+
+A backend module submits its job, then hands a small ``RemoteJob`` object to ``RemoteSubmittedRun``,
+which owns the run's lifecycle the same way for every engine:
+
+* a monitor thread polls ``job.state()`` (and a second thread follows the job's output) until the
+  engine reports a terminal state, then records FINISHED / FAILED / KILLED in MLflow and sets
+  ``exit_code`` (0; the job's exit code or 1; 128 + signal when cancelled);
+* ``cancel(sig)`` asks the engine to stop the job, waits until the engine confirms (at most
+  ``MLPROJ_CANCEL_TIMEOUT`` seconds, default 60) and records KILLED; a second cancel (the CLI sends
+  SIGKILL on a second Ctrl-C) escalates with ``job.kill()`` and stops waiting;
+* when the engine cannot be reached for ``MLPROJ_LOST_TIMEOUT`` seconds (default 120) the run is
+  recorded FAILED with exit code 69: a run is never left RUNNING by a watching mlproj;
+* with ``--no-wait`` nothing is watched: ``get_status()`` asks the engine once, ``wait()`` starts
+  watching on demand.
+
+It also holds the backend-config validation helpers, so that every backend rejects an unknown or
+ill-typed key with one line naming the key.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from mlproj.backends import FAILED, FINISHED, KILLED, RUNNING, SCHEDULED, TERMINAL, Launch, SubmittedRun
+from mlproj.errors import EXIT_BACKEND, BackendError
+
+
+@dataclass(frozen=True)
+class JobState:
+    status: str                  # one of RUNNING, SCHEDULED, FINISHED, FAILED, KILLED
+    exit_code: int | None = None  # the job's own exit code when the engine knows it
+    detail: str = ''             # the engine's state name / message, for the final line
+
+
+class RemoteJob(Protocol):
+    description: str             # e.g. "Ray job 'mlproj-abc'" (used in messages)
+
+    def state(self) -> JobState: ...
+
+    def follow_logs(self, stop: threading.Event) -> None:
+        """Copy the job's output to our stdout until the job ends (or ``stop`` is set)."""
+        ...
+
+    def stop(self) -> None:
+        """Ask the engine to cancel the job (graceful)."""
+        ...
+
+    def kill(self) -> None:
+        """Ask the engine to cancel the job without grace (second Ctrl-C)."""
+        ...
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def say(message: str) -> None:
+    """A status line of mlproj itself (stderr, like the local backend's ``=== ... ===`` lines)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+class RemoteSubmittedRun(SubmittedRun):
+    def __init__(self, launch: Launch, job: RemoteJob, *, poll_interval: float = 1.0,
+                 follow_logs: bool = True) -> None:
+        super().__init__(launch.run_id)
+        self.launch = launch
+        self.job = job
+        self.poll_interval = poll_interval
+        self._follow = follow_logs
+        self._status = SCHEDULED
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._wake = threading.Event()        # set to make the monitor poll right away
+        self._stop_logs = threading.Event()
+        self._cancel_signal: int | None = None
+        self._monitor: threading.Thread | None = None
+        self._log_thread: threading.Thread | None = None
+        self.final: JobState | None = None
+
+    # -- watching -------------------------------------------------------------------------
+    def start(self) -> RemoteSubmittedRun:
+        with self._lock:
+            if self._monitor is not None:
+                return self
+            if self._follow:
+                self._log_thread = threading.Thread(target=self._logs, name=f'mlproj-logs-{self.run_id}',
+                                                    daemon=True)
+                self._log_thread.start()
+            self._monitor = threading.Thread(target=self._watch, name=f'mlproj-watch-{self.run_id}', daemon=True)
+            self._monitor.start()
+        return self
+
+    def _logs(self) -> None:
+        try:
+            self.job.follow_logs(self._stop_logs)
+        except Exception as e:  # logs are a convenience; the status is what matters
+            say(f'mlproj: warning: stopped following the output of {self.job.description}: {_one_line(e)}')
+        finally:
+            self._wake.set()  # the output usually ends when the job does: poll now
+
+    def _watch(self) -> None:
+        lost_timeout = _env_float('MLPROJ_LOST_TIMEOUT', 120.0)
+        failing_since: float | None = None
+        state = JobState(RUNNING)
+        while True:
+            try:
+                state = self.job.state()
+                failing_since = None
+            except Exception as e:
+                now = time.monotonic()
+                if failing_since is None:
+                    failing_since = now
+                    say(f'mlproj: warning: cannot get the state of {self.job.description}: {_one_line(e)}; retrying')
+                if now - failing_since > lost_timeout:
+                    state = JobState(FAILED, EXIT_BACKEND,
+                                     f'lost contact with the engine for {lost_timeout:.0f} s: {_one_line(e)}')
+                    break
+            else:
+                if state.status in TERMINAL:
+                    break
+                if self._status not in TERMINAL:
+                    self._status = state.status
+            self._wake.wait(self.poll_interval)
+            self._wake.clear()
+        self._finish(state)
+
+    def _finish(self, state: JobState) -> None:
+        if self._log_thread is not None:
+            self._log_thread.join(_env_float('MLPROJ_LOG_DRAIN_TIMEOUT', 10.0))  # print the tail first
+            self._stop_logs.set()
+        with self._lock:
+            if self._done.is_set():
+                return
+            sig = self._cancel_signal
+            status = state.status
+            if sig is not None and status != FINISHED:
+                status, code = KILLED, 128 + sig
+            elif status == FINISHED:
+                code = 0
+            elif status == KILLED:
+                code = 128 + signal.SIGTERM    # cancelled by someone else (scancel, ray job stop, kubectl)
+            else:
+                code = state.exit_code if state.exit_code not in (None, 0) else 1
+            self.exit_code = code
+            self.final = JobState(status, code, state.detail)
+            try:
+                self._record(status)
+            finally:
+                self._status = status
+                self._done.set()
+        if state.detail and status != FINISHED:
+            say(f'mlproj: {self.job.description}: {state.detail}')
+
+    def _record(self, status: str) -> None:
+        tracker = self.launch.tracker
+        try:
+            if status == FINISHED:
+                from mlproj.tracking import end_run_if_running
+
+                end_run_if_running(tracker, self.run_id, status)
+            else:
+                tracker.set_status(self.run_id, status)
+        except Exception as e:  # the job is over; report, don't mask its exit code
+            say(f'mlproj: warning: could not record status {status} for run {self.run_id}: {e}')
+
+    # -- SubmittedRun -----------------------------------------------------------------------
+    def wait(self, timeout: float | None = None) -> bool:
+        self.start()
+        self._done.wait(timeout)
+        return self._status == FINISHED
+
+    def get_status(self) -> str:
+        if self._monitor is None and not self._done.is_set():
+            try:
+                return self.job.state().status
+            except Exception as e:
+                raise BackendError(f'cannot get the state of {self.job.description}: {_one_line(e)}') from None
+        return self._status
+
+    def cancel(self, sig: int = signal.SIGTERM) -> None:
+        if self._done.is_set():
+            return
+        with self._lock:
+            first = self._cancel_signal is None
+            if first:
+                self._cancel_signal = sig if sig != signal.SIGKILL else signal.SIGTERM
+        try:
+            if first and sig != signal.SIGKILL:
+                self.job.stop()
+            else:
+                self.job.kill()
+        except Exception as e:
+            say(f'mlproj: warning: could not cancel {self.job.description}: {_one_line(e)}')
+        self.start()
+        self._wake.set()
+        if not first or sig == signal.SIGKILL:
+            self._done.wait(5.0)
+        else:
+            self._done.wait(_env_float('MLPROJ_CANCEL_TIMEOUT', 60.0))
+        if not self._done.is_set():
+            say(f'mlproj: warning: {self.job.description} did not confirm the cancellation; recording the run KILLED')
+            self._finish(JobState(KILLED, None, 'cancellation not confirmed by the engine'))
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return ' '.join(text.split())[:400]
+
+
+one_line = _one_line
+
+
+# --------------------------------------------------------------------------------------------
+# backend config validation
+
+
+class Key:
+    """One accepted backend-config key: a checker returns the normalised value or raises ValueError."""
+
+    def __init__(self, check: Callable[[Any], Any], help: str) -> None:  # noqa: A002
+        self.check = check
+        self.help = help
+
+
+def validate_config(config: Mapping[str, Any], keys: Mapping[str, Key], backend: str,
+                    *, ignore: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Check every key of ``config`` against ``keys``; one-line BackendError naming the first bad key."""
+    out: dict[str, Any] = {}
+    where = f'{backend} backend config'
+    for name, value in config.items():
+        if name in ignore:
+            continue
+        key = keys.get(name)
+        if key is None:
+            close = difflib.get_close_matches(str(name), list(keys), n=1)
+            hint = f' (did you mean {close[0]!r}?)' if close else ''
+            raise BackendError(f'unknown key {name!r}{hint}; known keys: ' + ', '.join(sorted(keys)), where)
+        try:
+            out[name] = key.check(value)
+        except (ValueError, TypeError) as e:
+            raise BackendError(f'key {name!r}: {e} (expected {key.help}, got {value!r:.80})', where) from None
+    return out
+
+
+def is_str(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError('must be a non-empty string')
+    if any(ord(c) < 32 for c in value):
+        raise ValueError('must not contain control characters')
+    return value
+
+
+def is_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError('must be true or false')
+    return value
+
+
+def is_number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError('must be a non-negative number')
+    return value
+
+
+def is_positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError('must be a positive integer')
+    return value
+
+
+def is_mapping(value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError('must be a JSON object')
+    return value
+
+
+def is_str_list(value: Any) -> list[str]:
+    if isinstance(value, str) or not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError('must be a list of strings')
+    return list(value)
