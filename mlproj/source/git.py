@@ -85,6 +85,9 @@ class Fetcher:
             return parsed._replace(username=self.host_users[host])
         return parsed
 
+    def _error(self, parsed: ParsedURI, e: BaseException, prefix: str = 'cannot fetch') -> SourceError:
+        return SourceError(f'{prefix}: {redact(first_line(e), self.secrets.values)}', parsed.display)
+
     # -- mirror maintenance -------------------------------------------------------------
     def _fetch(self, mirror: Mirror, parsed: ParsedURI, extra: list[str] | None = None) -> Any:
         """Create or update the mirror (caller holds the lock); returns the opened repository."""
