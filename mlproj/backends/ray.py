@@ -241,20 +241,29 @@ class RayJob:
                 detail += f' ... {lines[-1][:300]}'
         return JobState(status, getattr(info, 'driver_exit_code', None), detail)
 
-    def follow_logs(self, stop: threading.Event) -> None:
+    def follow_logs(self, ended: threading.Event) -> None:
+        """Ray closes the log websocket once the job is over; ``ended`` only bounds the wait for that."""
         import asyncio
+        import time
+
+        written = 0
 
         async def consume() -> None:
+            nonlocal written
             async for chunk in self.client.tail_job_logs(self.submission_id):
                 sys.stdout.write(chunk)
                 sys.stdout.flush()
+                written += len(chunk)
 
         async def main() -> None:
             task = asyncio.ensure_future(consume())
+            ended_at = None
             while not task.done():
-                if stop.is_set():
-                    task.cancel()
-                    break
+                if ended.is_set():
+                    ended_at = ended_at or time.monotonic()
+                    if time.monotonic() - ended_at > 5.0:
+                        task.cancel()
+                        break
                 await asyncio.wait([task], timeout=0.25)
             try:
                 await task
@@ -264,22 +273,20 @@ class RayJob:
         try:
             asyncio.run(main())
         except Exception as e:  # websocket refused/closed early: fall back to polling the whole log
-            if stop.is_set():
-                return
             say(f'mlproj: warning: log stream of {self.description} failed ({one_line(e)}); polling instead')
-            self._poll_logs(stop)
+            self._poll_logs(ended, written)
 
-    def _poll_logs(self, stop: threading.Event) -> None:
-        seen = 0
-        while not stop.is_set():
+    def _poll_logs(self, ended: threading.Event, seen: int) -> None:
+        while True:
+            last = ended.is_set()
             text = self.client.get_job_logs(self.submission_id)
             if len(text) > seen:
                 sys.stdout.write(text[seen:])
                 sys.stdout.flush()
                 seen = len(text)
-            if self.state().status in (FINISHED, FAILED, KILLED):
+            if last:
                 return
-            stop.wait(1.0)
+            ended.wait(1.0)
 
     def stop(self) -> None:
         self.client.stop_job(self.submission_id)

@@ -45,8 +45,9 @@ class RemoteJob(Protocol):
 
     def state(self) -> JobState: ...
 
-    def follow_logs(self, stop: threading.Event) -> None:
-        """Copy the job's output to our stdout until the job ends (or ``stop`` is set)."""
+    def follow_logs(self, ended: threading.Event) -> None:
+        """Copy the job's output to our stdout.  ``ended`` is set once the engine reports the job
+        terminal: copy what is left and return (the monitor waits ``MLPROJ_LOG_DRAIN_TIMEOUT`` s)."""
         ...
 
     def stop(self) -> None:
@@ -82,7 +83,7 @@ class RemoteSubmittedRun(SubmittedRun):
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._wake = threading.Event()        # set to make the monitor poll right away
-        self._stop_logs = threading.Event()
+        self._ended = threading.Event()       # the engine reported a terminal state
         self._cancel_signal: int | None = None
         self._monitor: threading.Thread | None = None
         self._log_thread: threading.Thread | None = None
@@ -103,7 +104,7 @@ class RemoteSubmittedRun(SubmittedRun):
 
     def _logs(self) -> None:
         try:
-            self.job.follow_logs(self._stop_logs)
+            self.job.follow_logs(self._ended)
         except Exception as e:  # logs are a convenience; the status is what matters
             say(f'mlproj: warning: stopped following the output of {self.job.description}: {_one_line(e)}')
         finally:
@@ -136,9 +137,9 @@ class RemoteSubmittedRun(SubmittedRun):
         self._finish(state)
 
     def _finish(self, state: JobState) -> None:
-        if self._log_thread is not None:
+        self._ended.set()
+        if self._log_thread is not None and self._log_thread is not threading.current_thread():
             self._log_thread.join(_env_float('MLPROJ_LOG_DRAIN_TIMEOUT', 10.0))  # print the tail first
-            self._stop_logs.set()
         with self._lock:
             if self._done.is_set():
                 return
