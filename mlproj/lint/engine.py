@@ -70,14 +70,14 @@ def discover(paths: Iterable[str], config: LintConfig) -> tuple[list[Target], li
     checked_dirs: set[str] = set()
 
     def add(path: Path, label: str, explicit: bool) -> None:
-        key = os.path.realpath(path)
+        key = os.path.abspath(path)
         if key in seen:
             return
         seen.add(key)
         targets.append(Target(path, label, bool(MISNAMED_RE.match(path.name)), explicit))
 
     def check_dir(directory: Path, label_dir: str, names: list[str] | None = None) -> None:
-        key = os.path.realpath(directory)
+        key = os.path.abspath(directory)
         if key in checked_dirs:
             return
         checked_dirs.add(key)

@@ -66,7 +66,10 @@ def test_try_repo_good_passes_bad_fails(tmp_path, git_env):
     (repo / 'bad' / 'MLproject.yaml').write_text('name: stray\n')
     _git(['init', '-q'], repo)
     _git(['add', '.'], repo)
-    env = dict(os.environ, PRE_COMMIT_HOME=str(tmp_path / 'pre-commit-home'), PRE_COMMIT_COLOR='never')
+    # One pip cache for both calls: with uncommitted changes try-repo snapshots the tree into a new
+    # commit each time, so the second call builds its hook environment again.
+    env = dict(os.environ, PRE_COMMIT_HOME=str(tmp_path / 'pre-commit-home'), PRE_COMMIT_COLOR='never',
+               PIP_CACHE_DIR=str(tmp_path / 'pip-cache'))
     started = time.monotonic()
     good = subprocess.run([PRE_COMMIT, 'try-repo', str(REPO), 'mlproj-lint', '--files', 'good/MLproject'],
                           cwd=repo, env=env, capture_output=True, text=True, timeout=600)
