@@ -323,8 +323,6 @@ def validate(request: Any, tracking_uri: str, project: Any = None) -> Settings:
     if project is not None and getattr(getattr(project, 'env', None), 'kind', None) == 'docker':
         raise BackendError('docker projects cannot run on the databricks backend; use a python_env or conda_env '
                            'project, or no environment')
-    if (request.env_manager or '') in ('conda',):
-        raise BackendError('--env-manager conda is not supported on Databricks clusters; use uv, virtualenv or local')
     return parse_config(request.backend_config or {}, tracking_uri)
 
 

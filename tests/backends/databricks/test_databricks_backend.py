@@ -49,7 +49,7 @@ def only_run(mlflow_client, experiment_id: str | None = None):
 
 def test_new_cluster_end_to_end(repo, workspace, dbx_env, mlflow_client, capsys, tmp_path):
     config = {**NEW_CLUSTER, **FAST}  # a plain cluster spec, as with `mlflow run -b databricks -c spec.json`
-    exp = mlflow_client.create_experiment(f'dbx-e2e-{tmp_path.name}')
+    exp = mlflow_client.create_experiment(os.environ['MLFLOW_EXPERIMENT_NAME'] + '-by-id')
     code, out, err = cli(run_args(repo, config, '-P', 'alpha=0.3', '-P', "word=it's a test", '--experiment-id', exp),
                          capsys)
     assert code == 0, err
@@ -208,7 +208,7 @@ def test_wheel_is_uploaded_and_installed_instead_of_pypi(repo, workspace, dbx_en
 def test_terminal_states_map_to_mlflow(repo, workspace, dbx_env, mlflow_client, capsys, script, status, code, message):
     workspace.script_next_run(script)
     got, out, err = cli(run_args(repo, {**NEW_CLUSTER, **FAST}, '-e', 'quick'), capsys)
-    assert got == code
+    assert got == code, err
     assert message in err
     assert only_run(mlflow_client).info.status == status
 
