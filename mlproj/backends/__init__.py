@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 BACKENDS: dict[str, str] = {
     'local': 'mlproj.backends.local',
+    'databricks': 'mlproj.backends.databricks',
 }
 
 RUNNING, FINISHED, FAILED, KILLED, SCHEDULED = 'RUNNING', 'FINISHED', 'FAILED', 'KILLED', 'SCHEDULED'
