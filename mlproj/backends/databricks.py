@@ -429,6 +429,9 @@ def _secrets_of(config: Any) -> list[str]:
 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip() or type(e).__name__
+    errno = re.search(r'\[Errno -?\d+\] [^"\')]+', text)  # urllib3's nested connection errors
+    if errno and 'Max retries exceeded' in text:
+        return errno.group(0).strip()
     return text.splitlines()[0][:400]
 
 

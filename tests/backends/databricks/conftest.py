@@ -136,3 +136,12 @@ def mlflow_client(tracking_server):
 
 def mlproj_subprocess_argv() -> list[str]:
     return [sys.executable, '-m', 'mlproj']
+
+
+def free_port_closed() -> int:
+    """A loopback port with nothing listening on it."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]

@@ -372,3 +372,18 @@ def test_signal_cancels_the_databricks_run(repo, workspace, dbx_env, mlflow_clie
     run = only_run(mlflow_client)
     assert run.info.status == 'KILLED'
     assert_no_token(workspace, out, err, run=run)
+
+
+def test_unreachable_workspace_is_one_line_within_the_retry_bound(repo, workspace, dbx_env, mlflow_client, capsys,
+                                                                   monkeypatch):
+    from conftest import free_port_closed
+
+    monkeypatch.setenv('DATABRICKS_HOST', f'http://127.0.0.1:{free_port_closed()}')
+    start = time.monotonic()
+    code, out, err = cli(run_args(repo, {**NEW_CLUSTER, 'retry_timeout_seconds': 2}, '-e', 'quick'), capsys)
+    assert time.monotonic() - start < 40
+    assert code == 69
+    errors = [line for line in err.splitlines() if line.startswith('mlproj: error:')]
+    assert len(errors) == 1 and 'no answer after 2 s of retries' in errors[0], err
+    assert 'Traceback' not in err and TOKEN not in err
+    assert only_run(mlflow_client).info.status == 'FAILED'
