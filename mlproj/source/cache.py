@@ -157,11 +157,13 @@ class Mirror:
         if not self.is_valid():
             rmtree(self.path)
             return
-        for root, _dirs, files in os.walk(self.path):
-            for f in files:
-                if f.endswith('.lock'):
-                    with contextlib.suppress(OSError):
-                        os.unlink(os.path.join(root, f))
+        stale = [p for p in self.path.iterdir() if p.name.endswith('.lock')]
+        refs = self.path / 'refs'
+        if refs.is_dir():
+            stale += [p for p in refs.rglob('*.lock')]
+        for p in stale:
+            with contextlib.suppress(OSError):
+                p.unlink()
         pack_dir = self.path / 'objects' / 'pack'
         if pack_dir.is_dir():
             for entry in pack_dir.iterdir():
