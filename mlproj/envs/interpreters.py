@@ -162,15 +162,20 @@ def launcher() -> Interpreter:
     return Interpreter(exe, tuple(sys.version_info[:3]), impl, 'launcher')  # type: ignore[arg-type]
 
 
-def discover(cache_file: Path | None = None) -> list[Interpreter]:
-    """Every usable interpreter, deduplicated by real path, in preference order."""
-    from mlproj.envs.store import env_root
+def discover(cache_file: Path | None = None, *, probe_path: bool = True) -> list[Interpreter]:
+    """Every usable interpreter, deduplicated by real path, in preference order.
+
+    ``probe_path=False`` skips the interpreters on PATH (whose version may need a subprocess).
+    """
+    from mlproj.envs.store import cache_dir
 
     found: list[Interpreter] = [launcher()]
     found += sorted(_pyenv_candidates(), key=lambda i: i.version, reverse=True)
     found += sorted(_uv_candidates(), key=lambda i: i.version, reverse=True)
+    if not probe_path:
+        return found
     seen = {i.path for i in found}
-    cache = _ProbeCache(cache_file or env_root() / '.interpreters.json')
+    cache = _ProbeCache(cache_file or cache_dir() / 'interpreters.json')
     for exe in _path_executables():
         if exe in seen:
             continue
@@ -208,9 +213,18 @@ def matcher(spec: str | None, where: str = '') -> Callable[[Version], bool]:
                    where)
 
 
+def is_exact(spec: str | None) -> bool:
+    """An X.Y.Z spec: any match is as good as any other, so PATH need not be probed."""
+    return spec is None or bool(re.match(r'^\d+\.\d+\.\d+$', spec.strip()))
+
+
 def find(spec: str | None, where: str = '', candidates: list[Interpreter] | None = None) -> Interpreter | None:
     """The best installed CPython matching ``spec``, or None."""
     ok = matcher(spec, where)
+    if candidates is None and is_exact(spec):
+        quick = find(spec, where, discover(probe_path=False))
+        if quick is not None:
+            return quick
     pool = candidates if candidates is not None else discover()
     best: Interpreter | None = None
     for i in pool:

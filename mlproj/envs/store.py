@@ -101,20 +101,16 @@ class Store:
     @contextlib.contextmanager
     def locked(self, name: str, log: TextIO | None = None) -> Iterator[None]:
         """Hold the per-name lock (blocking; says so once when another process holds it)."""
-        from filelock import FileLock, Timeout
-
         locks = self.root / LOCKS
         try:
             locks.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise EnvError(f'cannot create the environment store: {e.strerror}', str(self.root)) from None
-        lock = FileLock(str(locks / f'{name}.lock'))
-        try:
-            lock.acquire(timeout=1)
-        except Timeout:
+        lock = FileLock(locks / f'{name}.lock')
+        if not lock.acquire(timeout=1.0):
             print(f'=== Waiting for another mlproj process to finish building environment {name} ===',
                   file=log or sys.stderr, flush=True)
-            lock.acquire()
+            lock.acquire(timeout=None)
         try:
             yield
         finally:
@@ -156,7 +152,6 @@ class Store:
         if link.is_dir() and not link.is_symlink():  # a plain directory in the way (not ours)
             shutil.rmtree(link, ignore_errors=True)
         os.replace(tmp, link)
-        _fsync_dir(self.root)
         if old and old != str(target):
             shutil.rmtree(old, ignore_errors=True)  # a broken predecessor
 
@@ -234,13 +229,9 @@ class Store:
 
     def remove(self, entry: Entry) -> bool:
         """Remove one entry unless someone holds its lock (a build in progress).  True if removed."""
-        from filelock import FileLock, Timeout
-
         (self.root / LOCKS).mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.root / LOCKS / f'{entry.name}.lock'))
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
+        lock = FileLock(self.root / LOCKS / f'{entry.name}.lock')
+        if not lock.acquire(timeout=0):
             return False
         try:
             link = self.root / entry.name
@@ -255,12 +246,47 @@ class Store:
             lock.release()
 
 
+class FileLock:
+    """An exclusive ``flock`` on a file: released by the kernel when the holder dies, even by SIGKILL.
+
+    (The ``filelock`` package does the same but costs ~0.1 s to import; this is on every run's path.)
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+
+    def acquire(self, timeout: float | None) -> bool:
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self.fd = fd
+                return True
+            except BlockingIOError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    os.close(fd)
+                    return False
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
+
+    def release(self) -> None:
+        import fcntl
+
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
 def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(f'.{path.name}.{secrets.token_hex(4)}.tmp')
     with open(tmp, 'w', encoding='utf-8') as f:
         json.dump(data, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -278,16 +304,3 @@ def _mtime(path: Path) -> float:
         return os.stat(path).st_mtime
     except OSError:
         return 0.0
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

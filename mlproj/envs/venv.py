@@ -69,10 +69,10 @@ def project_python_env(project: Project) -> PythonEnv:
 def choose_interpreter(spec: PythonEnv, installer=None) -> interp.Interpreter:
     """Find the interpreter for ``spec``; ``installer(spec) -> str | None`` may install one (uv)."""
     where = spec.python_where or spec.source
-    candidates = interp.discover()
-    found = interp.find(spec.python, where, candidates)
+    found = interp.find(spec.python, where)
     if found is not None:
         return found
+    candidates = interp.discover()
     reason = 'no installer available'
     if installer is not None:
         reason = installer(spec.python)
