@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 BACKENDS: dict[str, str] = {
     'local': 'mlproj.backends.local',
     'databricks': 'mlproj.backends.databricks',
+    'ray': 'mlproj.backends.ray',
+    'slurm': 'mlproj.backends.slurm',
+    'kubernetes': 'mlproj.backends.kubernetes',
 }
 
 RUNNING, FINISHED, FAILED, KILLED, SCHEDULED = 'RUNNING', 'FINISHED', 'FAILED', 'KILLED', 'SCHEDULED'
