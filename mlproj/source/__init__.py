@@ -7,7 +7,7 @@ place; removes the checkout of a Git revision unless ``keep_checkout``).
 
 Modules: ``uri`` (parsing and validation), ``local`` (directories and local repositories),
 ``git`` (remotes through a locked mirror cache), ``cache`` (cache layout, locks, prune),
-``tree`` (revisions, exports, submodules), ``credentials``, ``redact``.
+``tree`` (revisions, exports, submodules), ``archive`` (.zip), ``credentials``, ``redact``.
 """
 from __future__ import annotations
 
@@ -73,6 +73,10 @@ def resolve(uri: str, version: str | None = None, *, keep_checkout: bool = False
 
     parsed = parse(uri, cwd or os.getcwd())
     rev = check_revision(version)
+    if parsed.archive:
+        from mlproj.source.archive import resolve_zip
+
+        return resolve_zip(parsed, rev, keep_checkout=keep_checkout)
     if parsed.is_remote:
         from mlproj.source.git import resolve_remote
 

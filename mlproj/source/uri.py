@@ -41,6 +41,7 @@ class ParsedURI(NamedTuple):
     host: str = ''         # remote host (with port when given)
     username: str | None = None
     password: str | None = None   # from user:password@ in an http(s) URL; never displayed
+    archive: bool = False         # a .zip archive (local file or http(s) download), not a Git repository
 
     @property
     def is_remote(self) -> bool:
@@ -126,7 +127,7 @@ def parse(uri: str, cwd: str | os.PathLike[str] | None = None) -> ParsedURI:
         return _parse_url(base, scheme, subdir)
     local = Path(cwd, os.path.expanduser(base))
     if os.path.lexists(local):
-        return ParsedURI('local', str(local), base, subdir)
+        return ParsedURI('local', str(local), base, subdir, archive=_is_zip(base) and local.is_file())
     scp = _SCP.match(base)
     if scp and not _looks_like_path(base):
         return _parse_scp(base, scp, subdir)
@@ -146,7 +147,11 @@ def _parse_file_uri(base: str, subdir: str) -> ParsedURI:
         raise SourceError('file:// URI needs an absolute path', safe_repr(base))
     if not os.path.lexists(path):
         raise SourceError('project directory does not exist', safe_repr(base))
-    return ParsedURI('local', path, base, subdir, scheme='file')
+    return ParsedURI('local', path, base, subdir, scheme='file', archive=_is_zip(path) and os.path.isfile(path))
+
+
+def _is_zip(path: str) -> bool:
+    return path.lower().endswith('.zip')
 
 
 def _check_host(host: str, where: str) -> None:
@@ -189,7 +194,8 @@ def _parse_url(base: str, scheme: str, subdir: str) -> ParsedURI:
             raise SourceError('git:// URIs cannot carry credentials', where)
         url = f'{scheme}://{hostport}{path}'
     display = strip_credentials(base)
-    return ParsedURI('remote', url, display, subdir, scheme, hostport, username, password)
+    archive = scheme in ('http', 'https') and _is_zip(path)
+    return ParsedURI('remote', url, display, subdir, scheme, hostport, username, password, archive)
 
 
 def _parse_scp(base: str, m: re.Match[str], subdir: str) -> ParsedURI:
