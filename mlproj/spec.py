@@ -496,7 +496,7 @@ class _Builder:
                         self.add('MLP016', f'parameter {pname!r} of entry point {ep_name!r} is never used in its '
                                  'command, so its value never reaches the program',
                                  ep_path + ('parameters', pname), key=True)
-            elif 'command' not in ep or ep.get('command') is None:
+            else:  # no command: an entry point named after a project script runs it
                 command = self.script_command(ep_name, params)
                 script = command is not None
                 if command is None:

@@ -128,7 +128,7 @@ def _misnamed(label: str, name: str) -> Finding:
                    '"MLproject" (no extension); rename it', 0, 0, label)
 
 
-def lint_text(text: str, directory: Path, label: str, config: LintConfig) -> list[Finding]:
+def lint_text(text: str, directory: Path, label: str) -> list[Finding]:
     """All findings of one MLproject text (unfiltered by the selection, suppressions applied)."""
     from mlproj.lint.checks import lint_only
     from mlproj.lint.suppress import parse_suppressions
@@ -171,7 +171,7 @@ def lint_file(target: Target, config: LintConfig, data: bytes | None = None) -> 
     except UnicodeDecodeError as e:
         return findings + [Finding('MLP001', f'not UTF-8 text (byte {e.start})', 0, 0, target.label)]
     directory = target.path.parent
-    return findings + lint_text(text, directory, target.label, config)
+    return findings + lint_text(text, directory, target.label)
 
 
 def _issues(findings: Iterable[Finding], config: LintConfig) -> Iterator[Issue]:

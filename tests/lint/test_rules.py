@@ -98,3 +98,16 @@ def test_docs_list_every_rule_and_the_editor_modeline():
     for rule in RULES.values():
         assert f'| {rule.id} | {rule.name} | {rule.severity} |' in text, rule.id
     assert '# yaml-language-server: $schema=' in text
+
+
+def test_run_explains_a_misnamed_project_file(tmp_path):
+    (tmp_path / 'MLproject.yaml').write_text('entry_points: {main: {command: "true"}}\n')
+    with pytest.raises(SpecError, match='MLproject.yaml is ignored, rename it to MLproject'):
+        load_project(tmp_path).get_entry_point('main')
+
+
+def test_run_prints_no_suppressed_warning(tmp_path):
+    (tmp_path / 'MLproject').write_text('entry_points:\n  main:\n    parameters:\n'
+                                        '      a: {default: 1}  # mlproj: disable=MLP016\n'
+                                        '      b: {default: 1}\n    command: "true"\n')
+    assert [(f.rule, f.line) for f in load_project(tmp_path).warnings] == [('MLP016', 5)]
