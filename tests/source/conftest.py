@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,7 +149,7 @@ def _write(path: Path, text: str) -> None:
 
 
 @pytest.fixture(scope='session')
-def repos(tmp_path_factory) -> Repos:
+def repos(tmp_path_factory) -> Iterator[Repos]:
     base = tmp_path_factory.mktemp('gitsrc')
     home = base / 'home'
     home.mkdir()
@@ -220,7 +221,11 @@ def repos(tmp_path_factory) -> Repos:
     _write(r.plain / 'MLproject', MLPROJECT.format(name='plain'))
     _write(r.plain / 'show.py', SHOW_PY)
     _write(r.plain / 'VERSION', 'plain\n')
-    return r
+    before = tree_digest(r.srv), tree_digest(r.work)
+    yield r
+    # whatever the tests ran (file://, plain paths, -v exports, in-place runs), the served
+    # repositories and the user's working clone are byte-identical afterwards
+    assert (tree_digest(r.srv), tree_digest(r.work)) == before, 'a source repository was modified'
 
 
 # ------------------------------------------------------------------------------------------
