@@ -135,7 +135,8 @@ def parse(uri: str, cwd: str | os.PathLike[str] | None = None) -> ParsedURI:
 
 
 def _looks_like_path(base: str) -> bool:
-    return base.startswith(('/', './', '../', '~')) or (len(base) > 1 and base[1] == ':' and len(base.split(':')[0]) == 1)
+    windows_drive = len(base) > 1 and base[1] == ':' and base[0].isalpha()
+    return base.startswith(('/', './', '../', '~')) or windows_drive
 
 
 def _parse_file_uri(base: str, subdir: str) -> ParsedURI:

@@ -42,7 +42,7 @@ info = {
     'cwd': os.getcwd(),
     'args': sys.argv[1:],
     'files': sorted(os.listdir('.')),
-    'env_has_token': any('%s' in v for v in os.environ.values()),
+    'env_has_token': any('TOKEN_PLACEHOLDER' in v for v in os.environ.values()),
     'lib': os.path.exists(os.path.join(root, 'vendor', 'lib', 'lib.txt')),
     'leaf': os.path.exists(os.path.join(root, 'vendor', 'lib', 'leaf', 'leaf.txt')),
 }
@@ -51,7 +51,7 @@ if out:
     with open(out, 'a') as f:
         f.write(json.dumps(info) + '\\n')
 print(json.dumps(info))
-''' % TOKEN
+'''.replace('TOKEN_PLACEHOLDER', TOKEN)
 
 MLPROJECT = '''\
 name: {name}

@@ -116,7 +116,9 @@ def test_full_sha():
     assert not is_full_sha('abc1234') and not is_full_sha('g' * 40) and not is_full_sha(None)
 
 
-@pytest.mark.parametrize('sub,expected', [('', ''), ('.', ''), ('./a//b/', 'a/b'), ('a/./b', 'a/b'), ('v1.2/.ci', 'v1.2/.ci')])
+@pytest.mark.parametrize('sub,expected', [
+    ('', ''), ('.', ''), ('./a//b/', 'a/b'), ('a/./b', 'a/b'), ('v1.2/.ci', 'v1.2/.ci'),
+])
 def test_subdirectory_normalisation(sub, expected):
     assert normalize_subdirectory(sub) == expected
 
