@@ -452,7 +452,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, rec: Recorded, raw: bytes, ctype: str) -> tuple[int, Any, dict[str, str], bytes | None]:
         ws = self.workspace
-        method, path, query, body = rec.method, rec.path, rec.query, rec.body
+        method, path = rec.method, rec.path
         if path == '/.well-known/databricks-config' and method == 'GET':
             return 404, {'error_code': 'NOT_FOUND', 'message': 'Not Found'}, {}, None
         if not path.startswith('/api/'):
