@@ -72,9 +72,14 @@ def cluster_tracking_uri(tracking_uri: str) -> str:
     """The tracking URI the job uses: its own workspace, or the same HTTP server."""
     if tracking_uri == 'databricks' or tracking_uri.startswith('databricks://'):
         return 'databricks'
-    if tracking_uri.startswith(('http://', 'https://')):
-        return tracking_uri
     from mlproj.tracking import redact_uri
+
+    if tracking_uri.startswith(('http://', 'https://')):
+        if '@' in tracking_uri.split('://', 1)[1].split('/', 1)[0]:
+            raise BackendError('the tracking URI carries credentials, which would be visible in the job spec; '
+                               'give the cluster MLFLOW_TRACKING_USERNAME/PASSWORD or _TOKEN through spark_env_vars '
+                               'with a {{secrets/scope/key}} reference', redact_uri(tracking_uri))
+        return tracking_uri
 
     raise BackendError(
         "the databricks backend needs the MLflow tracking URI 'databricks', 'databricks://PROFILE' or an "

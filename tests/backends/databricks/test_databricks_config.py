@@ -74,6 +74,12 @@ def test_local_tracking_store_is_refused(uri):
     assert 'pw' not in str(e.value)
 
 
+def test_credentials_in_an_http_tracking_uri_never_reach_the_job():
+    with pytest.raises(BackendError) as e:
+        dbx.parse_config({'existing_cluster_id': 'c'}, 'https://alice:s3cr3t@mlflow.example.com')
+    assert 'carries credentials' in str(e.value) and 's3cr3t' not in str(e.value)
+
+
 def test_profile_in_tracking_uri_and_config_must_agree():
     with pytest.raises(BackendError, match="names profile 'a' but the backend config names 'b'"):
         dbx.parse_config({'existing_cluster_id': 'c', 'profile': 'b'}, 'databricks://a')
