@@ -54,6 +54,17 @@ def _host_only(host: str) -> str:
     return host.rsplit(':', 1)[0] if host.count(':') == 1 else host
 
 
+def _url_host(url: str | None) -> str:
+    """Host (with port) of an http(s)/ssh URL or scp-like address; '' when it cannot be told."""
+    if not url:
+        return ''
+    if '://' in url:
+        netloc = urlsplit(url).netloc
+        return netloc.rpartition('@')[2]
+    head = url.split(':', 1)[0]
+    return head.rpartition('@')[2] if ':' in url else ''
+
+
 def _github_hosts() -> set[str]:
     hosts = {'github.com'}
     server = os.environ.get('GITHUB_SERVER_URL')
@@ -77,6 +88,10 @@ def make_callbacks(parsed: ParsedURI, secrets: Secrets, config: Any = None) -> A
         # -- credentials ------------------------------------------------------------
         def credentials(self, url: str, username_from_url: str | None, allowed_types: Any) -> Any:
             ct = pygit2.enums.CredentialType
+            asked = _url_host(url)
+            if asked and _host_only(asked) != _host_only(parsed.host):
+                raise SourceError(f'{parsed.host} redirected to {asked}; refusing to send credentials to another '
+                                  'host', parsed.display)
             if allowed_types & ct.USERNAME:
                 return pygit2.Username(username_from_url or parsed.username or _default_ssh_user())
             if self._candidates is None:

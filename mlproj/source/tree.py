@@ -168,7 +168,7 @@ def submodules_of(repo: Any, sha: str, where: str) -> list[Submodule]:
     out = []
     for name, v in values.items():
         path, url = v.get('path'), v.get('url')
-        if not path or not url:
+        if not path or not url or v.get('update', '').lower() == 'none':
             continue
         path = normalize_subdirectory(path, where)
         if not path:
