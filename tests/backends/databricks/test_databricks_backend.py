@@ -387,3 +387,38 @@ def test_unreachable_workspace_is_one_line_within_the_retry_bound(repo, workspac
     assert len(errors) == 1 and 'no answer after 2 s of retries' in errors[0], err
     assert 'Traceback' not in err and TOKEN not in err
     assert only_run(mlflow_client).info.status == 'FAILED'
+
+
+def test_wrapped_new_cluster_with_libraries(repo, workspace, dbx_env, capsys):
+    config = {'new_cluster': {**NEW_CLUSTER, 'spark_env_vars': {'MODE': 'ci'}},
+              'libraries': [{'maven': {'coordinates': 'org.jsoup:jsoup:1.7.2'}}, {'pypi': {'package': 'mlproj>=0.1'}}],
+              **FAST}
+    workspace.script_next_run(SUCCESS_SCRIPT)
+    code, _, err = cli(run_args(repo, config, '-e', 'quick', '--run-name', 'wine'), capsys)
+    assert code == 0, err
+    body = submitted_body(workspace)
+    (task,) = body['tasks']
+    assert task['new_cluster'] == {**NEW_CLUSTER, 'spark_env_vars': {'MODE': 'ci'}}
+    # the user's own mlproj requirement is kept, not doubled
+    assert task['libraries'] == config['libraries']
+    assert body['run_name'] == 'wine' and 'timeout_seconds' not in body
+
+
+def test_the_fake_is_strict(workspace):
+    """The fake answers 400 to fields and endpoints outside the flow (and the fixture would fail the test)."""
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.errors import BadRequest
+    from databricks.sdk.service import compute, jobs
+
+    w = WorkspaceClient(host=workspace.url, token=TOKEN, config_file='/nonexistent')
+    task = jobs.SubmitTask(task_key='t', spark_python_task=jobs.SparkPythonTask(python_file='dbfs:/x.py'),
+                           new_cluster=compute.ClusterSpec(spark_version='15.4.x-scala2.12'), max_retries=3)
+    with pytest.raises(BadRequest, match='max_retries'):
+        w.jobs.submit(run_name='x', tasks=[task])
+    with pytest.raises(BadRequest, match='unknown endpoint'):
+        list(w.clusters.list())
+    with pytest.raises(BadRequest, match='exactly one compute'):
+        w.jobs.submit(tasks=[jobs.SubmitTask(task_key='t', spark_python_task=jobs.SparkPythonTask(python_file='x'))])
+    assert len(workspace.violations) == 2
+    workspace.violations.clear()
+    assert not workspace.runs
