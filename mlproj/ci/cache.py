@@ -1,21 +1,23 @@
 """The key under which the action caches prepared environments (``actions/cache``).
 
-The key follows mlproj's own environment identity: the env manager plus a SHA-256 of the files
-that define the environment (the declared/conventional env file and the lock/requirement files
-next to it), qualified by OS, architecture, the runner's Python and the mlproj version (an env
-built by one mlproj layout is not reused by another).  A project without an environment (or
-run with ``--env-manager local``) has nothing to cache.
+For the uv and virtualenv managers the key *is* mlproj's own environment name
+(``<manager>-<content hash>``, the hash of Python version, platform, dependencies, referenced
+files and lock files, computed by ``mlproj.envs``), prefixed with the runner's OS and
+architecture.  When that hash cannot be known before the run (conda, or a Python that uv would
+install first) the key falls back to a SHA-256 of the files that define the environment.  A
+project without an environment, or run with the local or docker manager, has nothing to cache.
+The cached directory is mlproj's environment store (``MLPROJ_ENV_ROOT``, default
+``<cache dir>/envs``).
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import platform
-import sys
 from pathlib import Path
 from typing import NamedTuple
 
-# Files next to the env file that change what gets installed.
+# Files next to the env file that change what gets installed (fallback digest only).
 COMPANION_GLOBS = ('requirements*.txt', 'uv.lock', 'pylock*.toml', 'constraints*.txt')
 
 
@@ -24,15 +26,7 @@ class CacheKey(NamedTuple):
     restore_prefix: str
     path: str
     manager: str
-    digest: str
-
-
-def cache_root() -> Path:
-    explicit = os.environ.get('MLPROJ_CACHE_DIR')
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
-    return Path(base) / 'mlproj'
+    name: str                    # mlproj's environment name, or '<manager>-files-<digest>' (fallback)
 
 
 def env_files(project) -> list[Path]:
@@ -47,7 +41,7 @@ def env_files(project) -> list[Path]:
     return sorted(files)
 
 
-def digest(project) -> str:
+def files_digest(project) -> str:
     h = hashlib.sha256()
     for path in env_files(project):
         rel = os.path.relpath(path, project.directory).replace(os.sep, '/')
@@ -56,18 +50,37 @@ def digest(project) -> str:
     return h.hexdigest()
 
 
+def env_name(project, manager: str) -> str | None:
+    """mlproj's own environment name for a venv manager, without building anything."""
+    if manager not in ('uv', 'virtualenv'):
+        return None
+    try:
+        from mlproj.envs import store, venv
+
+        spec = venv.project_python_env(project)
+        interpreter = venv.choose_interpreter(spec, None)  # never install a Python here
+        locked = {}
+        if manager == 'uv' and project.env.kind == 'python':
+            from mlproj.envs.uv import lock_files
+
+            locked = lock_files(project.directory)
+        payload = venv.key_payload(manager, spec, interpreter, project.directory, {'lock': locked} if locked else None)
+    except Exception:  # an interpreter uv would install first, or a change in mlproj.envs: fall back
+        return None
+    return f'{manager}-{store.content_hash(payload)[:24]}'
+
+
 def key_for(project, manager: str) -> CacheKey | None:
     """None when there is nothing to cache (no env file, local or docker manager)."""
-    from mlproj import __version__
+    from mlproj.envs.store import env_root
 
     if manager in ('local', 'docker') or not env_files(project):
         return None
-    arch = platform.machine().lower() or 'unknown'
     system = platform.system().lower() or 'unknown'
-    py = f'py{sys.version_info[0]}.{sys.version_info[1]}'
-    prefix = f'mlproj-env-{system}-{arch}-{py}-mlproj{__version__}-{manager}-'
-    d = digest(project)
-    return CacheKey(prefix + d[:32], prefix, str(cache_root() / 'envs'), manager, d)
+    arch = platform.machine().lower() or 'unknown'
+    prefix = f'mlproj-env-{system}-{arch}-{manager}-'
+    name = env_name(project, manager) or f'{manager}-files-{files_digest(project)[:24]}'
+    return CacheKey(f'mlproj-env-{system}-{arch}-{name}', prefix, str(env_root()), manager, name)
 
 
 def compute(uri: str, version: str | None, env_manager: str | None) -> dict[str, str]:

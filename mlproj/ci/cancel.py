@@ -10,8 +10,8 @@ from __future__ import annotations
 from mlproj.ci import state
 from mlproj.errors import BackendError
 
-# Tags a Databricks backend records for its job run (MLflow's names first).
-DATABRICKS_RUN_ID_TAGS = ('mlflow.databricks.runID', 'mlproj.databricks.run_id')
+# Tags naming the Databricks job run (mlproj's databricks backend writes MLflow's shellJobRunID).
+DATABRICKS_RUN_ID_TAGS = ('mlflow.databricks.shellJobRunID', 'mlflow.databricks.runID')
 
 
 def cancel_from_state(path: str | None) -> str:

@@ -108,10 +108,10 @@ class Reporter:
         issue = self.repo.get_issue(self.target.pr_number)
 
         def find() -> Any:
-            for comment in issue.get_comments():
-                if mark in (comment.body or ''):
-                    return comment
-            return None
+            # A bot's comment first: anyone can paste the marker into a comment of their own.
+            found = [c for c in issue.get_comments() if mark in (c.body or '')]
+            bots = [c for c in found if getattr(c.user, 'type', '') == 'Bot']
+            return (bots or found or [None])[0]
 
         existing = self._call('listing PR comments', find)
         if existing is not None:

@@ -33,7 +33,7 @@ class ReportOptions:
     repo: str | None = None
     sha: str | None = None
     pr_number: int | None = None
-    api_url: str = 'https://api.github.com'
+    api_url: str | None = None     # default: GITHUB_API_URL, else https://api.github.com
     token: str = ''
     strict: bool = False
 
@@ -89,7 +89,7 @@ def report_run(opts: ReportOptions) -> int:
     if not report.run_id and report.status == '' and report.lint is None:
         _say('notice', 'nothing to report: no run and no lint findings file')
         return 0
-    target = Target(api_url=opts.api_url.rstrip('/'), repository=opts.repo or ctx.repository, token=opts.token,
+    target = Target(api_url=(opts.api_url or ctx.api_url).rstrip('/'), repository=opts.repo or ctx.repository, token=opts.token,
                     sha=opts.sha or ctx.head_sha, pr_number=opts.pr_number or ctx.pr_number)
     failures: list[str] = []
     try:

@@ -173,7 +173,8 @@ class Handler(BaseHTTPRequestHandler):
             'url': self._url(f'/repos/{st.repository}/issues/comments/{c["id"]}'),
             'html_url': f'https://github.example/{st.repository}/pull/{c["issue"]}#issuecomment-{c["id"]}',
             'issue_url': self._url(f'/repos/{st.repository}/issues/{c["issue"]}'),
-            'user': {'login': c['user'], 'id': 41898282, 'type': 'Bot'},
+            'user': {'login': c['user'], 'id': 41898282 if c['user'].endswith('[bot]') else 1001,
+                     'type': 'Bot' if c['user'].endswith('[bot]') else 'User'},
             'created_at': c['created_at'], 'updated_at': c['updated_at'],
             'author_association': 'NONE',
         }

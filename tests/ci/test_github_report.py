@@ -1,7 +1,7 @@
 """``mlproj ci report`` through PyGithub against the strict fake GitHub API on loopback.
 
-One real run (``mlproj ci run`` on the fixture project, tracked by a real ``mlflow server``) is
-made per module; every test reports it (or lint findings) and checks what reached the API.
+One real run (``mlproj ci run`` on the fixture project, tracked in an MLflow file store) is made
+per module; every test reports it (or lint findings) and checks what reached the API.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ CONTEXT = f'mlproj ({KEY})'
 
 
 @pytest.fixture(scope='module')
-def recorded(tmp_path_factory, mlflow_server):
+def recorded(tmp_path_factory):
     """A finished run of the fixture project: (repo, head sha, state file, merge sha)."""
     base = tmp_path_factory.mktemp('report')
     repo, sha = make_project_repo(base)
@@ -29,7 +29,7 @@ def recorded(tmp_path_factory, mlflow_server):
     state_file = base / 'state.json'
     env = {**clean_environ(), **gha_env(base / 'gha', repo, sha, merge_sha=merge),
            'MLPROJ_CACHE_DIR': str(base / 'cache'), 'MLPROJ_KILL_GRACE': '3'}
-    got = subprocess.run([MLPROJ, 'ci', 'run', '--env-manager', 'local', '--tracking-uri', mlflow_server,
+    got = subprocess.run([MLPROJ, 'ci', 'run', '--env-manager', 'local', '--tracking-uri', (base / 'mlruns').as_uri(),
                           '-P', 'alpha=0.4', '--state-file', str(state_file)],
                          cwd=repo, env=env, capture_output=True, text=True, timeout=120)
     assert got.returncode == 0, got.stderr
@@ -44,7 +44,7 @@ def report(recorded, fake_github, token, tmp_path):
     copy.write_text(state_file.read_text())
 
     def call(*args: str, env_extra: dict[str, str] | None = None, with_token: bool = True,
-             lint_lines: list[str] | None = None) -> subprocess.CompletedProcess:
+             lint_lines: list[str] | None = None, refused: int = 0) -> subprocess.CompletedProcess:
         env = {**clean_environ(), **gha_env(tmp_path / 'gha', repo, sha, api_url=fake_github.url, merge_sha=merge),
                **(env_extra or {})}
         if with_token:
@@ -56,7 +56,10 @@ def report(recorded, fake_github, token, tmp_path):
             argv += ['--lint-file', str(lint)]
         got = subprocess.run(argv, cwd=repo, env=env, capture_output=True, text=True, timeout=60)
         assert token not in got.stdout + got.stderr
-        assert fake_github.state.rejected == [], fake_github.state.rejected  # no unknown endpoint or field
+        # no unknown endpoint or field ever; only the refusals the test arranged
+        rejected = fake_github.state.rejected
+        assert len(rejected) == refused and all(r[2] in (401, 403) for r in rejected), rejected
+        rejected.clear()
         return got
 
     call.state_file = copy
@@ -101,21 +104,21 @@ def test_sticky_comment_found_on_a_later_page(report, fake_github):
 
 def test_foreign_comment_carrying_the_marker_is_left_alone(report, fake_github):
     forged = fake_github.add_comment(7, marker(KEY) + '\nnot from the bot', user='mallory')
-    got = report('--comment', '--check', 'none')
-    assert got.returncode == 0
+    got = report('--comment', '--check', 'none', refused=1)  # editing mallory's comment is refused
+    assert got.returncode == 0 and 'PR comment created' in got.stderr
+    report('--comment', '--check', 'none')  # from now on the bot's own comment is the sticky one
     assert fake_github.state.comments[forged]['body'].endswith('not from the bot')
     assert len(_bot_comments(fake_github)) == 1
-    fake_github.state.rejected.clear()  # the refused edit of mallory's comment is the expected 403
 
 
-def test_commit_status_on_the_pr_head(report, fake_github, recorded, mlflow_server):
+def test_commit_status_on_the_pr_head(report, fake_github, recorded):
     got = report('--no-comment', '--check', 'status')
     assert got.returncode == 0, got.stderr
     [status] = fake_github.state.statuses
     assert status['sha'] == recorded[1] != recorded[3]
     assert status['state'] == 'success' and status['context'] == CONTEXT
     assert status['description'].startswith('main: FINISHED') and len(status['description']) <= 140
-    assert status['target_url'].startswith(mlflow_server + '/#/experiments/')
+    assert status['target_url'] == 'https://github.com/octo/demo/actions/runs/4242'  # no MLflow UI for files
 
 
 def test_pending_status_before_the_run(report, fake_github):
@@ -169,14 +172,12 @@ def test_check_run_created_completed_when_not_started(report, fake_github):
 
 def test_read_only_token_warns_instead_of_failing(report, fake_github):
     fake_github.state.deny.update({'create_comment', 'create_status'})
-    got = report('--comment', '--check', 'status')
+    got = report('--comment', '--check', 'status', refused=2)
     assert got.returncode == 0
     warnings = [line for line in got.stdout.splitlines() if line.startswith('::warning')]
     assert len(warnings) == 2 and all('HTTP 403' in w and 'read-only token' in w for w in warnings)
-    fake_github.state.rejected.clear()
-    strict = report('--comment', '--check', 'status', '--strict')
+    strict = report('--comment', '--check', 'status', '--strict', refused=2)
     assert strict.returncode == 1
-    fake_github.state.rejected.clear()
 
 
 def test_missing_token_is_a_warning(report, fake_github):
@@ -211,6 +212,5 @@ def test_no_token_in_any_logged_line(recorded, fake_github, token, tmp_path, mon
 
 
 def test_a_different_token_is_refused(report, fake_github, token):
-    got = report('--comment', env_extra={'GITHUB_TOKEN': new_token()}, with_token=False)
+    got = report('--comment', env_extra={'GITHUB_TOKEN': new_token()}, with_token=False, refused=2)
     assert got.returncode == 0 and 'HTTP 401' in got.stdout
-    fake_github.state.rejected.clear()
