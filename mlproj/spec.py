@@ -439,8 +439,10 @@ class _Builder:
             data = {}
         self.unknown_keys(data, TOP_LEVEL_KEYS, (), 'MLproject')
         name = data.get('name')
-        if name is not None and not isinstance(name, (str, int, float)):
-            self.add('MLP003', f'name must be a string, not {_kind(name)}', ('name',))
+        if name is not None and (not isinstance(name, (str, int, float)) or isinstance(name, bool)):
+            hint = ' (YAML reads yes/no/true/false/on/off as booleans: quote the name)' if isinstance(
+                name, bool) else ''
+            self.add('MLP003', f'name must be a string, not {_kind(name)}{hint}', ('name',))
             name = None
         entry_points = self.entry_points(data.get('entry_points'))
         env = self.env(data)
@@ -563,6 +565,13 @@ class _Builder:
         return out
 
     def env(self, data: dict) -> EnvSpec:
+        # MLflow treats a falsy value as absent; an empty mapping or list (or 0) where a path or a
+        # mapping belongs is still a mistake worth reporting, so only null and '' mean "absent" here.
+        for key, expected, what in (('python_env', str, 'a path string'), ('conda_env', str, 'a path string'),
+                                    ('docker_env', dict, 'a mapping with image, volumes, environment')):
+            value = data.get(key)
+            if value is not None and not value and not isinstance(value, expected):
+                self.add('MLP003', f'{key} must be {what}, not {_kind(value)}', (key,))
         present = [k for k in ('docker_env', 'python_env', 'conda_env') if data.get(k)]
         if len(present) > 1:
             self.add('MLP007', 'only one environment may be declared, found: ' + ', '.join(present),

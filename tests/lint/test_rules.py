@@ -111,3 +111,13 @@ def test_run_prints_no_suppressed_warning(tmp_path):
                                         '      a: {default: 1}  # mlproj: disable=MLP016\n'
                                         '      b: {default: 1}\n    command: "true"\n')
     assert [(f.rule, f.line) for f in load_project(tmp_path).warnings] == [('MLP016', 5)]
+
+
+@pytest.mark.parametrize('text', ['conda_env: {}\n', 'python_env: []\n', 'docker_env: []\n', 'docker_env: 0\n',
+                                  'name: no\n'])
+def test_falsy_values_of_the_wrong_type_are_reported(tmp_path, text):
+    # MLflow silently treats these as absent; they are mistakes (an empty mapping where a path belongs,
+    # a project named `no` that YAML reads as false)
+    (tmp_path / 'MLproject').write_text(text)
+    with pytest.raises(SpecError, match='MLP003'):
+        load_project(tmp_path)

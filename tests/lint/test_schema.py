@@ -149,3 +149,39 @@ def test_wheel_contains_the_schema(tmp_path):
     (wheel,) = (tmp_path / 'dist').glob('*.whl')
     with zipfile.ZipFile(wheel) as z:
         assert json.loads(z.read('mlproj/schemas/mlproject.schema.json')) == json.loads(SCHEMA_PATH.read_text())
+
+
+def _bool_with_float_default(data) -> bool:
+    """JSON has one number type: the schema cannot tell 1.0 from 1, the linter (rightly) rejects 1.0 for bool."""
+    eps = data.get('entry_points') if isinstance(data, dict) else None
+    for ep in (eps.values() if isinstance(eps, dict) else ()):
+        params = ep.get('parameters') if isinstance(ep, dict) else None
+        for spec in (params.values() if isinstance(params, dict) else ()):
+            if isinstance(spec, dict) and spec.get('type') in ('bool', 'boolean') and isinstance(
+                    spec.get('default'), float):
+                return True
+    return False
+
+
+def test_schema_and_linter_agree_on_generated_structures(tmp_path):
+    from hypothesis import HealthCheck, assume, given, settings
+
+    from mlproj.lint.engine import lint_blobs
+    from tests.lint.test_property import mlproject
+
+    (tmp_path / 'conda.yaml').write_text('dependencies: []\n')
+    (tmp_path / 'python_env.yaml').write_text('python: "3.11"\n')
+    v = validator()
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(data=mlproject)
+    def check(data):
+        text = yaml.safe_dump(data)
+        loaded = yaml.safe_load(text)
+        assume(not _bool_with_float_default(loaded))
+        result = lint_blobs([('MLproject', tmp_path / 'MLproject', text.encode())], load_config(None))
+        rules = {i.rule for i in result.issues}
+        assume('MLP001' not in rules)
+        assert v.is_valid(loaded) == (not rules & STRUCTURAL), (text, sorted(rules))
+
+    check()
