@@ -131,6 +131,8 @@ class FakeWorkspace:
         self.runs: dict[int, FakeRun] = {}
         self.scripts: list[list[tuple[str, str | None, float, str]]] = []
         self.pending_seconds = 0.3
+        self.gate = threading.Event()  # runs stay PENDING until it is set (tests clear it to hold them)
+        self.gate.set()
         self.cancel_grace = 10.0
         self.cluster_env: dict[str, str] = {}
         self._tokens: dict[str, int] = {}
@@ -238,6 +240,8 @@ class FakeWorkspace:
 
     def _lifecycle(self, run: FakeRun, script: list[tuple[str, str | None, float, str]] | None) -> None:
         try:
+            while not self.gate.wait(0.05) and not run.cancel_requested:
+                pass
             if script is not None:
                 for life, result, seconds, message in script:
                     if run.cancel_requested:
