@@ -4,6 +4,9 @@
 * Anything else (branch, tag, short SHA, ``HEAD~2``, no version) fetches ``refs/heads/*`` and
   ``refs/tags/*`` into the mirror first (one connection: ref advertisement + pack), then
   resolves locally, so every ``rev-parse`` expression works and the full SHA is recorded.
+* The first clone is shallow (depth 1, as fast as MLflow's clone); the first revision it cannot
+  resolve (``HEAD~2``, an old SHA) completes the history once (``MLPROJ_GIT_FULL_CLONE=1``
+  clones everything up front).
 * A full SHA that no ref reaches is asked for directly (servers with
   ``uploadpack.allowReachableSHA1InWant``/``allowAnySHA1InWant``, as GitHub).
 * The export of the tree happens under the mirror lock; submodules after it is released.
@@ -25,6 +28,7 @@ from mlproj.source.tree import Revision, Submodule, export_commit, export_submod
 from mlproj.source.uri import ParsedURI, is_full_sha
 
 REFSPECS = ('+refs/heads/*:refs/heads/*', '+refs/tags/*:refs/tags/*')
+UNSHALLOW = 2147483647   # libgit2's GIT_FETCH_DEPTH_UNSHALLOW
 DEFAULT_CONNECT_TIMEOUT_MS = 15_000
 DEFAULT_IO_TIMEOUT_MS = 120_000
 _applied: tuple[str, ...] | None = None
@@ -89,7 +93,7 @@ class Fetcher:
         return SourceError(f'{prefix}: {redact(first_line(e), self.secrets.values)}', parsed.display)
 
     # -- mirror maintenance -------------------------------------------------------------
-    def _fetch(self, mirror: Mirror, parsed: ParsedURI, extra: list[str] | None = None) -> Any:
+    def _fetch(self, mirror: Mirror, parsed: ParsedURI) -> Any:
         """Create or update the mirror (caller holds the lock); returns the opened repository."""
         import pygit2
 
@@ -97,7 +101,7 @@ class Fetcher:
         parsed = self._with_credentials(parsed)
         if mirror.is_valid():
             repo = pygit2.Repository(str(mirror.path))
-            self._update(repo, parsed, extra)
+            self._update(repo, parsed)
             mirror.touch(last_fetch=_now())
             return repo
         staging = mirror.new_staging_dir()
@@ -106,7 +110,7 @@ class Fetcher:
             remote = repo.remotes.create('origin', parsed.url, fetch=REFSPECS[0])
             repo.remotes.add_fetch('origin', REFSPECS[1])
             del remote
-            self._update(repo, parsed, extra)
+            self._update(repo, parsed, depth=0 if _full_clone() else 1)
             Mirror(mirror.url, staging).touch(last_fetch=_now(), created=_now())
             repo.free()
             mirror.install(staging)
@@ -117,7 +121,11 @@ class Fetcher:
             raise
         return pygit2.Repository(str(mirror.path))
 
-    def _update(self, repo: Any, parsed: ParsedURI, extra: list[str] | None) -> None:
+    def _update(self, repo: Any, parsed: ParsedURI, extra: list[str] | None = None, depth: int = 0) -> None:
+        """Fetch heads and tags (or just ``extra`` refspecs) into ``repo``; point HEAD at the remote's.
+
+        ``depth`` 1 makes a shallow first clone; ``UNSHALLOW`` completes the history later.
+        """
         import pygit2
 
         remote = repo.remotes['origin']
@@ -133,7 +141,7 @@ class Fetcher:
             remote.connect(callbacks=callbacks, proxy=True)
             heads = remote.list_heads(connect=False)
             remote.fetch(list(REFSPECS), message='mlproj: fetch', callbacks=callbacks,
-                         prune=pygit2.enums.FetchPrune.PRUNE, proxy=True)
+                         prune=pygit2.enums.FetchPrune.PRUNE, proxy=True, depth=depth)
         except SourceError:
             raise
         except (pygit2.GitError, OSError, ValueError, KeyError) as e:
@@ -172,20 +180,32 @@ class Fetcher:
             repo = self._fetch(mirror, parsed)
         except SourceError as e:
             raise self._offline_hint(mirror, parsed, rev, e) from None
+        try:
+            return mirror, repo, self._find(repo, parsed, rev), True
+        except SourceError:
+            if not repo.is_shallow:
+                raise
+        # the shallow first clone lacks this revision: complete the history once, then look again
+        self._update(repo, parsed, depth=UNSHALLOW)
+        repo = pygit2.Repository(str(mirror.path))
+        return mirror, repo, self._find(repo, parsed, rev), True
+
+    def _find(self, repo: Any, parsed: ParsedURI, rev: str | None) -> Revision:
         if rev is not None and is_full_sha(rev) and not has_commit(repo, rev):
+            if repo.is_shallow:
+                raise SourceError(f'revision {rev!r} not found', parsed.display)
             try:  # not reachable from any ref: ask for the object itself
                 self._update(repo, parsed, [rev])
             except SourceError:
                 pass
             if not has_commit(repo, rev):
                 raise SourceError(f'revision {rev!r} not found', parsed.display)
-        revision = find_commit(repo, rev, parsed.display, self.secrets)
-        return mirror, repo, revision, True
+        return find_commit(repo, rev, parsed.display, self.secrets)
 
     def _offline_hint(self, mirror: Mirror, parsed: ParsedURI, rev: str | None, error: SourceError) -> SourceError:
+        if rev is not None and is_full_sha(rev):  # a cached full SHA never gets here
+            return SourceError(f'{error.message}; commit {rev[:12]} is not in the cache', error.where)
         if not mirror.is_valid():
-            if rev is not None and is_full_sha(rev):
-                return SourceError(f'{error.message}; commit {rev[:12]} is not in the cache', error.where)
             return error
         import pygit2
 
@@ -209,6 +229,10 @@ def _now() -> float:
     import time
 
     return time.time()
+
+
+def _full_clone() -> bool:
+    return os.environ.get('MLPROJ_GIT_FULL_CLONE', '').lower() in ('1', 'true', 'yes')
 
 
 def export_submodules_from(fetcher: Fetcher, repo: Any, sha: str, dest: Path, base_url: str, where: str,

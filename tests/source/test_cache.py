@@ -53,10 +53,10 @@ def test_eight_concurrent_runs_clone_once(repos, tmp_path, cache_dir):
     assert len(lines) == 8
     assert all(x['version'] == 'C' and x['lib'] and x['leaf'] for x in lines)
     assert sorted(x['args'][0] for x in lines) == [str(i) for i in range(8)]
-    fetches = [line for line in log.read_text().splitlines() if line.startswith('POST ')]
-    # one pack request per repository (proj and its two submodules), not one per run
-    assert sorted(fetches) == ['POST /leaf.git/git-upload-pack 200', 'POST /lib.git/git-upload-pack 200',
-                               'POST /proj.git/git-upload-pack 200']
+    # one fetch (one ref advertisement) per repository (proj and its two submodules), not one per run
+    fetches = [line for line in log.read_text().splitlines() if line.startswith('GET ')]
+    assert sorted(fetches) == ['GET /leaf.git/info/refs 200', 'GET /lib.git/info/refs 200',
+                               'GET /proj.git/info/refs 200']
     assert len(_mirrors(cache_dir)) == 3
     assert _checkout_dirs(cache_dir) == []
 
@@ -207,3 +207,45 @@ def test_cache_list_and_prune(repos, url_for, cache_dir, capsys):
     assert Store().mirrors() == []
     live.cleanup()
     assert main(['cache', 'prune', '--older-than', 'soon']) == 64
+
+
+def test_first_clone_is_shallow_and_deepens_on_demand(repos, url_for, cache_dir, monkeypatch):
+    url = url_for('http')
+    mirror = cache_dir / 'git' / mirror_name(url)
+    source.resolve(url, 'feature').cleanup()
+    assert (mirror / 'shallow').is_file()           # depth 1: as cheap as MLflow's clone
+    src = source.resolve(url, 'HEAD~2')              # needs history: fetched once, then local
+    assert src.commit == repos.sha['A']
+    src.cleanup()
+    assert not (mirror / 'shallow').exists()
+    _fsck(mirror, repos.home)
+    # the opt-out: a full first clone
+    monkeypatch.setenv('MLPROJ_CACHE_DIR', str(cache_dir / 'full'))
+    monkeypatch.setenv('MLPROJ_GIT_FULL_CLONE', '1')
+    src = source.resolve(url + '#sub/folder', repos.sha['A'])
+    assert (src.root / 'VERSION').read_text() == 'A\n'
+    src.cleanup()
+    assert not (cache_dir / 'full' / 'git' / mirror_name(url) / 'shallow').exists()
+
+
+def test_pinned_commit_below_every_tip_on_a_shallow_mirror(repos, tmp_path, cache_dir):
+    work, srv = tmp_path / 'w', tmp_path / 'srv'
+    git('init', '-q', str(work), home=repos.home)
+    shas = []
+    for i in range(3):
+        (work / 'MLproject').write_text(f'name: n{i}\nentry_points:\n  main:\n    command: "true"\n')
+        git('add', '-A', cwd=work, home=repos.home)
+        git('commit', '-qm', f'c{i}', cwd=work, home=repos.home)
+        shas.append(git('rev-parse', 'HEAD', cwd=work, home=repos.home))
+    srv.mkdir()
+    git('clone', '-q', '--bare', str(work), str(srv / 'r.git'), home=repos.home)
+    proc, port = start_daemon(srv, repos.home, tmp_path / 'daemon.log')
+    try:
+        url = f'git://127.0.0.1:{port}/r.git'
+        source.resolve(url).cleanup()                      # shallow mirror at c2
+        src = source.resolve(url, shas[0])                 # c0 is below every tip: history completed
+        assert src.commit == shas[0] and 'name: n0' in (src.root / 'MLproject').read_text()
+        src.cleanup()
+    finally:
+        stop(proc)
+    _fsck(cache_dir / 'git' / mirror_name(url), repos.home)
