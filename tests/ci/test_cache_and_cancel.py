@@ -134,12 +134,11 @@ def test_cancel_fallback_stops_the_databricks_run_and_ends_mlflow_run(tmp_path, 
     assert fake_databricks.cancelled == [777] and fake_databricks.unexpected == []
     assert tracker.get_run(run_id).status == 'KILLED'
     assert json.loads(state_file.read_text())['status'] == 'KILLED'
-    again = subprocess.run([MLPROJ, 'ci', 'cancel', '--state-file', str(state_file)], env=env, capture_output=True,
-                           text=True, timeout=60)
-    assert 'already ended KILLED' in again.stderr and fake_databricks.cancelled == [777]
-    nothing = subprocess.run([MLPROJ, 'ci', 'cancel', '--state-file', str(tmp_path / 'none.json')], env=env,
-                             capture_output=True, text=True, timeout=60)
-    assert nothing.returncode == 0 and 'nothing to cancel' in nothing.stderr
+    from mlproj.ci.cancel import cancel_from_state
+
+    assert cancel_from_state(str(state_file)) == f'run {run_id} already ended KILLED'
+    assert fake_databricks.cancelled == [777]
+    assert cancel_from_state(str(tmp_path / 'none.json')) == 'no run was started; nothing to cancel'
 
 
 class _RemoteRun:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import subprocess
 
@@ -37,24 +38,43 @@ def recorded(tmp_path_factory):
 
 
 @pytest.fixture
-def report(recorded, fake_github, token, tmp_path):
-    """Run ``mlproj ci report ARGS`` as the action's report step would; returns the process."""
+def report(recorded, fake_github, token, tmp_path, monkeypatch, capfd):
+    """``mlproj ci report ARGS`` as the action's report step runs it (in-process through the CLI
+    entry point, with the step's environment; ``subprocess=True`` for a separate process)."""
     repo, sha, state_file, merge = recorded
     copy = tmp_path / 'state.json'
     copy.write_text(state_file.read_text())
 
     def call(*args: str, env_extra: dict[str, str] | None = None, with_token: bool = True,
-             lint_lines: list[str] | None = None, refused: int = 0) -> subprocess.CompletedProcess:
+             lint_lines: list[str] | None = None, refused: int = 0,
+             subprocess_: bool = False) -> subprocess.CompletedProcess:
         env = {**clean_environ(), **gha_env(tmp_path / 'gha', repo, sha, api_url=fake_github.url, merge_sha=merge),
                **(env_extra or {})}
         if with_token:
             env['GITHUB_TOKEN'] = token
-        argv = [MLPROJ, 'ci', 'report', '--state-file', str(copy), *args]
+        argv = ['ci', 'report', '--state-file', str(copy), *args]
         if lint_lines is not None:
             lint = tmp_path / 'lint.txt'
             lint.write_text('\n'.join(lint_lines) + '\n')
             argv += ['--lint-file', str(lint)]
-        got = subprocess.run(argv, cwd=repo, env=env, capture_output=True, text=True, timeout=60)
+        if subprocess_:
+            got = subprocess.run([MLPROJ, *argv], cwd=repo, env=env, capture_output=True, text=True, timeout=60)
+        else:
+            from mlproj.cli import main
+
+            with monkeypatch.context() as m:
+                for k in list(os.environ):
+                    m.delenv(k)
+                for k, v in env.items():
+                    m.setenv(k, v)
+                m.chdir(repo)
+                capfd.readouterr()
+                try:
+                    code = main(argv)
+                except SystemExit as e:
+                    code = int(e.code or 0)
+                out, err = capfd.readouterr()
+            got = subprocess.CompletedProcess(argv, code, out, err)
         assert token not in got.stdout + got.stderr
         # no unknown endpoint or field ever; only the refusals the test arranged
         rejected = fake_github.state.rejected
@@ -72,7 +92,7 @@ def _bot_comments(fake: FakeGitHub) -> list[dict]:
 
 def test_sticky_comment_created_once_then_updated(report, fake_github, recorded):
     fake_github.add_comment(7, 'an unrelated human comment')
-    first = report('--comment', '--check', 'none')
+    first = report('--comment', '--check', 'none', subprocess_=True)
     assert first.returncode == 0, first.stderr
     assert 'PR comment created' in first.stderr
     second = report('--comment', '--check', 'none')
@@ -176,7 +196,7 @@ def test_read_only_token_warns_instead_of_failing(report, fake_github):
     assert got.returncode == 0
     warnings = [line for line in got.stdout.splitlines() if line.startswith('::warning')]
     assert len(warnings) == 2 and all('HTTP 403' in w and 'read-only token' in w for w in warnings)
-    strict = report('--comment', '--check', 'status', '--strict', refused=2)
+    strict = report('--comment', '--check', 'status', '--strict', refused=2, subprocess_=True)
     assert strict.returncode == 1
 
 
@@ -214,3 +234,26 @@ def test_no_token_in_any_logged_line(recorded, fake_github, token, tmp_path, mon
 def test_a_different_token_is_refused(report, fake_github, token):
     got = report('--comment', env_extra={'GITHUB_TOKEN': new_token()}, with_token=False, refused=2)
     assert got.returncode == 0 and 'HTTP 401' in got.stdout
+
+
+def test_lint_only_report(fake_github, token, tmp_path, monkeypatch, capfd):
+    """`lint: only`: no run and no state file; the lint findings alone make the status."""
+    from mlproj.cli import main
+
+    for k, v in {**clean_environ(), **gha_env(tmp_path / 'gha', tmp_path, 'c' * 40, api_url=fake_github.url),
+                 'GITHUB_TOKEN': token}.items():
+        monkeypatch.setenv(k, v)
+    lint = tmp_path / 'lint.txt'
+    lint.write_text('::error file=p/MLproject,line=5,col=7,title=MLP005 unknown-param-type::bad type\n'
+                    '::warning file=p/MLproject,line=6,col=7,title=MLP016 unused-param::unused\n')
+    with pytest.raises(SystemExit) as exit_info:
+        main(['ci', 'report', '--state-file', str(tmp_path / 'absent.json'), '--lint-file', str(lint),
+              '--uri', '#p', '--entry-point', 'main', '--comment', '--check', 'status'])
+    assert exit_info.value.code == 0
+    [status] = fake_github.state.statuses
+    assert (status['state'], status['description'], status['context']) == \
+        ('failure', 'lint: 1 error, 1 warning', 'mlproj (#p:main)')
+    [comment] = fake_github.state.comments.values()
+    assert comment['body'].startswith(marker('#p:main') + '\n### ❌ mlproj lint: 1 error, 1 warning')
+    assert 'p/MLproject:5:7: error: MLP005 unknown-param-type bad type' in comment['body']
+    assert token not in ''.join(capfd.readouterr()) and fake_github.state.rejected == []
