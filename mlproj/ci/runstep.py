@@ -136,8 +136,7 @@ def wait_with_signals(submitted: Any) -> bool:
         else:
             threading.Thread(target=_cancel, args=(submitted, signal.SIGKILL), daemon=True).start()
 
-    handled = [s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)]
-    previous = {s: signal.signal(s, on_signal) for s in handled}
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         ok = submitted.wait()
         while submitted.get_status() in ('RUNNING', 'SCHEDULED'):  # wait() returned early on a signal

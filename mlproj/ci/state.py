@@ -14,7 +14,7 @@ from mlproj.errors import BadArgumentError
 
 KEYS = (
     'run_id', 'experiment_id', 'tracking_uri', 'status', 'error', 'backend', 'entry_point', 'uri',
-    'version', 'key', 'run_url', 'duration_s', 'check_run_id', 'lint_exit', 'lint_file',
+    'version', 'key', 'run_url', 'duration_s', 'check_run_id',
 )
 
 
