@@ -395,7 +395,6 @@ def submit(launch: Launch) -> SlurmSubmittedRun:
             tags['mlflow.project.env'] = environment.tag
         if environment.hash:
             tags['mlproj.env.hash'] = environment.hash
-        launch.tracker.set_tags(launch.run_id, tags)
         say(f"=== Submitting {script_path} to Slurm for run with ID '{launch.run_id}' ===")
         proc = _call([sbatch, '--parsable', str(script_path)], timeout=120, env=base)
         if proc.returncode != 0:
@@ -410,9 +409,10 @@ def submit(launch: Launch) -> SlurmSubmittedRun:
     launch.source.cleanup()  # the job runs from the copy
     output = job_dir / f'slurm-{job_id}.out'
     say(f'=== Slurm job {job_id} submitted; output: {output} ===')
-    try:
-        launch.tracker.set_tags(launch.run_id, {'mlproj.slurm.job_id': job_id, 'mlproj.slurm.output': str(output)})
-    except Exception:
+    try:  # one tracking call for all tags (a remote tracking server is the slowest part of submitting)
+        launch.tracker.set_tags(launch.run_id, {**tags, 'mlproj.slurm.job_id': job_id,
+                                                'mlproj.slurm.output': str(output)})
+    except BaseException:
         _call([_tool('scancel'), job_id])
         raise
     run = SlurmSubmittedRun(launch, SlurmJob(job_id, output), job_dir=job_dir,

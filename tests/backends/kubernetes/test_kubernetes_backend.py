@@ -97,6 +97,7 @@ def test_ctrl_c_deletes_the_job_and_records_killed(kube, project, tracking_uri, 
         while 'started' not in line and time.monotonic() < deadline:
             line = proc.stdout.readline()
             assert line or proc.poll() is None, proc.stderr.read()
+        time.sleep(0.5)  # let the CLI install its signal handlers (they come after submit returns)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
