@@ -5,7 +5,7 @@
 
 * ``--auth``: paths under ``/private/`` need HTTP basic auth with exactly USER:PASS.
 * ``--log``: one line per request (``METHOD PATH STATUS``) plus ``PACK-START PATH`` when a pack
-  response starts streaming, so tests can count fetches and catch a transfer mid-way.
+  response over 64 KiB starts streaming, so tests can count fetches and catch a transfer mid-way.
 * ``--throttle-file``: while that file exists, response bodies are sent in 16 KiB pieces with a
   pause in between (a slow link, for killing a fetch mid-transfer).
 """
@@ -107,8 +107,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header('Content-Length', str(len(out)))
         self.end_headers()
         throttled = ARGS.throttle_file and os.path.exists(ARGS.throttle_file)
-        if path.endswith('git-upload-pack') and self.command == 'POST':
-            log(f'PACK-START {path} {len(out)}')
+        if path.endswith('git-upload-pack') and self.command == 'POST' and len(out) > 65536:
+            log(f'PACK-START {path} {len(out)}')  # a big pack response (not a negotiation round)
         if not throttled:
             self.wfile.write(out)
             return
