@@ -54,7 +54,7 @@ def _installer(value: Any) -> str:
 
 def _resources(value: Any) -> dict:
     value = is_mapping(value)
-    for k, v in value.items():
+    for v in value.values():
         is_number(v)
     return value
 

@@ -90,11 +90,11 @@ class RemoteSubmittedRun(SubmittedRun):
         self.final: JobState | None = None
 
     # -- watching -------------------------------------------------------------------------
-    def start(self) -> RemoteSubmittedRun:
+    def start(self, *, logs: bool = True) -> RemoteSubmittedRun:
         with self._lock:
             if self._monitor is not None:
                 return self
-            if self._follow:
+            if self._follow and logs:
                 self._log_thread = threading.Thread(target=self._logs, name=f'mlproj-logs-{self.run_id}',
                                                     daemon=True)
                 self._log_thread.start()
@@ -203,7 +203,7 @@ class RemoteSubmittedRun(SubmittedRun):
                 self.job.kill()
         except Exception as e:
             say(f'mlproj: warning: could not cancel {self.job.description}: {_one_line(e)}')
-        self.start()
+        self.start(logs=False)  # a run submitted with --no-wait: watch it end, don't replay its output
         self._wake.set()
         if not first or sig == signal.SIGKILL:
             self._done.wait(5.0)

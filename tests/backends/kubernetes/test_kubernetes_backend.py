@@ -191,8 +191,11 @@ case "$1 $2" in
     for last; do :; done
     case "$last" in
       python:3.11-slim) echo "sha256:base0000000000000000000000000000000000000000000000000000000000" ;;
-      mlproj-kubetest:*) if grep -q '^build ' "$ENGINE_LOG"; then echo "sha256:built000000000000000000000000000000000000000000000000000000"; else exit 1; fi ;;
-      registry.local/team/kubetest:*) echo '["registry.local/team/kubetest@sha256:feedface00000000000000000000000000000000000000000000000000000000"]' ;;
+      mlproj-kubetest:*)  # exists once built
+        grep -q '^build ' "$ENGINE_LOG" || exit 1
+        echo "sha256:built$(printf '0%.0s' $(seq 59))" ;;
+      registry.local/team/kubetest:*)
+        echo "[\"registry.local/team/kubetest@sha256:feedface$(printf '0%.0s' $(seq 56))\"]" ;;
       *) exit 1 ;;
     esac ;;
   *) exit 0 ;;

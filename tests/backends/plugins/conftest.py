@@ -57,7 +57,8 @@ def mlflow_client(tracking_uri):
 def project(tmp_path):
     root = tmp_path / 'proj'
     root.mkdir()
-    (root / 'MLproject').write_text('name: plug\nentry_points:\n  main:\n    parameters:\n      x: {type: int, default: 1}\n'
+    (root / 'MLproject').write_text('name: plug\nentry_points:\n  main:\n'
+                                    '    parameters:\n      x: {type: int, default: 1}\n'
                                     '    command: "echo main x={x} run=$MLFLOW_RUN_ID"\n')
     return root
 

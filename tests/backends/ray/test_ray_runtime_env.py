@@ -24,6 +24,9 @@ dependencies:
 '''
 
 
+PY_ENV_PROJECT = 'name: t\npython_env: python_env.yaml\nentry_points:\n  main:\n    command: x\n'
+
+
 def launch_for(proj, manager, tracking_uri='http://tracking:5000'):
     project = load_project(proj)
     return SimpleNamespace(project=project, env_manager=manager, project_dir=proj, tracking_uri=tracking_uri,
@@ -52,7 +55,7 @@ def test_conda_manager_passes_the_conda_spec(tmp_path):
 
 
 def test_local_manager_uses_the_cluster_python_and_user_runtime_env_merges(tmp_path):
-    proj = make_project(tmp_path / 'p', 'name: t\npython_env: python_env.yaml\nentry_points:\n  main:\n    command: x\n',
+    proj = make_project(tmp_path / 'p', PY_ENV_PROJECT,
                         {'python_env.yaml': 'python: "3.11"\ndependencies: [six]\n'})
     store = (proj / 'mlruns').as_uri()
     config = {'runtime_env': {'env_vars': {'A': '1', 'MLFLOW_RUN_ID': 'spoofed'}, 'excludes': ['*.ckpt'],
@@ -72,14 +75,14 @@ def test_docker_projects_are_refused(tmp_path):
 
 
 def test_python_env_with_conda_manager_is_refused(tmp_path):
-    proj = make_project(tmp_path / 'p', 'name: t\npython_env: python_env.yaml\nentry_points:\n  main:\n    command: x\n',
+    proj = make_project(tmp_path / 'p', PY_ENV_PROJECT,
                         {'python_env.yaml': 'python: "3.11"\n'})
     with pytest.raises(EnvError, match='cannot be run with --env-manager conda'):
         runtime_env_for(launch_for(proj, 'conda'), {})
 
 
 def test_missing_requirements_file_names_it(tmp_path):
-    proj = make_project(tmp_path / 'p', 'name: t\npython_env: python_env.yaml\nentry_points:\n  main:\n    command: x\n',
+    proj = make_project(tmp_path / 'p', PY_ENV_PROJECT,
                         {'python_env.yaml': 'python: "3.11"\ndependencies: ["-r nope.txt"]\n'})
     with pytest.raises(EnvError, match="cannot read requirements file 'nope.txt'"):
         runtime_env_for(launch_for(proj, 'uv'), {})
