@@ -15,6 +15,10 @@ from mlproj.errors import BackendError, EnvError, TrackingError
 from mlproj.request import ENV_MANAGERS, RunRequest
 
 
+# Backends whose commands see this machine's filesystem, so `path` parameters are made absolute.
+LOCAL_FILESYSTEM_BACKENDS = ('local', 'slurm')
+
+
 @dataclass
 class Plan:
     """What a request resolves to before anything is created (also what --dry-run prints)."""
@@ -76,14 +80,19 @@ def plan(request: RunRequest, *, warn: Any = None) -> Plan:
         for f in project.warnings:
             warn(str(f))
         entry_point = project.get_entry_point(request.entry_point)
-        remote = request.backend != 'local'
+        # `path` values are resolved (and remote ones downloaded) only where the command runs on
+        # this machine's filesystem; a remote backend gets the value as given.
+        local_paths = request.backend in LOCAL_FILESYSTEM_BACKENDS
         bound = params.bind(entry_point, request.parameters, cwd=request.cwd, project_dir=src.project_dir,
-                            storage_dir=request.storage_dir, resolve_paths=True,
-                            download=not (request.dry_run or remote),
+                            storage_dir=request.storage_dir, resolve_paths=local_paths,
+                            download=local_paths and not request.dry_run,
                             where=f'entry point {entry_point.name!r} of {project.mlproject_path or src.project_dir}')
         command = params.build_command(entry_point, bound)
         manager = envs.select_manager(project, request.env_manager)
         tracking_uri = tracking.resolve_tracking_uri(request.tracking_uri, request.cwd)
+        validate = getattr(backends.get_backend(request.backend), 'validate', None)
+        if validate is not None:  # backend config, tracking URI, project kind: before any run exists
+            validate(request, tracking_uri, project)
         tags = {
             'mlflow.user': _user(),
             **src.tags(),
@@ -131,7 +140,10 @@ def submit(request: RunRequest):
                 raise TrackingError(f'run {request.run_id} has status {record.status}; only a RUNNING or '
                                     'SCHEDULED run can be resumed with --run-id')
             run_id, experiment_id = record.run_id, record.experiment_id
-            tracker.set_tags(run_id, p.tags)
+            # Resuming (e.g. the cluster side of a remote backend): add what is missing, never
+            # overwrite what the submitting side recorded.
+            tracker.set_tags(run_id, {k: v for k, v in p.tags.items() if k not in record.tags})
+            resumed_params = record.params
         else:
             experiment_id = tracker.resolve_experiment(exp_name, exp_id)
             tags = dict(p.tags)
@@ -139,11 +151,12 @@ def submit(request: RunRequest):
             if parent:
                 tags['mlflow.parentRunId'] = parent
             run_id = tracker.create_run(experiment_id, tags, request.run_name)
+            resumed_params = {}
     except BaseException:
         p.source.cleanup()
         raise
     try:
-        tracker.log_params(run_id, p.params.logged)
+        tracker.log_params(run_id, {k: v for k, v in p.params.logged.items() if k not in resumed_params})
         run_env = {
             **tracking.child_env_for(p.tracking_uri),
             'MLFLOW_RUN_ID': run_id,

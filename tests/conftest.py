@@ -95,7 +95,7 @@ def mlflow_server(tmp_path_factory):
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=d,
     )
     try:
-        _wait_http(f'http://127.0.0.1:{port}/health', proc, 90)
+        _wait_http(f"http://127.0.0.1:{port}/health", proc, 240)
         yield f'http://127.0.0.1:{port}'
     finally:
         stop_group(proc)
