@@ -89,8 +89,8 @@ def report_run(opts: ReportOptions) -> int:
     if not report.run_id and report.status == '' and report.lint is None:
         _say('notice', 'nothing to report: no run and no lint findings file')
         return 0
-    target = Target(api_url=(opts.api_url or ctx.api_url).rstrip('/'), repository=opts.repo or ctx.repository, token=opts.token,
-                    sha=opts.sha or ctx.head_sha, pr_number=opts.pr_number or ctx.pr_number)
+    target = Target(api_url=(opts.api_url or ctx.api_url).rstrip('/'), repository=opts.repo or ctx.repository,
+                    token=opts.token, sha=opts.sha or ctx.head_sha, pr_number=opts.pr_number or ctx.pr_number)
     failures: list[str] = []
     try:
         reporter = Reporter(target)
@@ -104,7 +104,9 @@ def report_run(opts: ReportOptions) -> int:
         try:
             return fn(*args, **kwargs)
         except GitHubError as e:
-            hint = ' (read-only token? fork PRs cannot write; check the workflow `permissions:`)' if e.permission else ''
+            hint = ''
+            if e.permission:
+                hint = ' (read-only token? fork PRs cannot write; check the workflow `permissions:`)'
             _say('warning', f'{what} failed: {e}{hint}')
             failures.append(what)
             return None

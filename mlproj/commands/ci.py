@@ -81,7 +81,8 @@ def run(uri: str, entry_point: str, version: str | None, param_list: tuple[str, 
 @click.option('--key', default=None, help='Sticky comment identity (default: from the state file, else URI:ENTRY).')
 @click.option('--uri', default=None, help='Project URI as given to the run (for the default --key).')
 @click.option('--entry-point', default=None, help='Entry point (for the default --key and when there is no run).')
-@click.option('--repo', envvar='GITHUB_REPOSITORY', default=None, metavar='OWNER/NAME', help='Default: $GITHUB_REPOSITORY.')
+@click.option('--repo', envvar='GITHUB_REPOSITORY', default=None, metavar='OWNER/NAME',
+              help='Default: $GITHUB_REPOSITORY.')
 @click.option('--sha', default=None, help='Commit to attach to (default: the PR head from the event, else GITHUB_SHA).')
 @click.option('--pr', 'pr_number', type=int, default=None, help='Pull request number (default: from the event).')
 @click.option('--api-url', default=None, help='GitHub API URL (default: $GITHUB_API_URL, else https://api.github.com).')
@@ -89,14 +90,15 @@ def run(uri: str, entry_point: str, version: str | None, param_list: tuple[str, 
               help='Name of the environment variable holding the token (never pass a token as an argument).')
 @click.option('--strict', is_flag=True, help='Exit non-zero when GitHub refuses a report (default: warn).')
 def report(state_file: str | None, run_id: str | None, tracking_uri: str | None, lint_file: str | None,
-           comment: bool, check: str, start: bool, key: str | None, uri: str | None, entry_point: str | None, repo: str | None,
-           sha: str | None, pr_number: int | None, api_url: str | None, token_env: str, strict: bool) -> None:
+           comment: bool, check: str, start: bool, key: str | None, uri: str | None, entry_point: str | None,
+           repo: str | None, sha: str | None, pr_number: int | None, api_url: str | None, token_env: str,
+           strict: bool) -> None:
     """Report a run (and lint findings) on the pull request and its head commit."""
     from mlproj.ci.reporting import ReportOptions, report_run
 
     opts = ReportOptions(state_file=state_file, run_id=run_id, tracking_uri=tracking_uri, lint_file=lint_file,
-                         comment=comment, check=check, start=start, key=key, uri=uri, entry_point=entry_point, repo=repo,
-                         sha=sha, pr_number=pr_number, api_url=api_url, token=os.environ.get(token_env, ''),
+                         comment=comment, check=check, start=start, key=key, uri=uri, entry_point=entry_point,
+                         repo=repo, sha=sha, pr_number=pr_number, api_url=api_url, token=os.environ.get(token_env, ''),
                          strict=strict)
     sys.exit(report_run(opts))
 

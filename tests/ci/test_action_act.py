@@ -19,7 +19,6 @@ Where act differs from GitHub, and how the test deals with it:
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ci.conftest import FIXTURE, REPO, clean_environ, git, new_token
+from tests.ci.conftest import FIXTURE, REPO, clean_environ, git
 
 CACHE_PIN = 'actions/cache@27d5ce7f107fe9357f9df03efb73ab90386fccae'
 PY = f'{sys.version_info[0]}.{sys.version_info[1]}'

@@ -30,8 +30,8 @@ def test_pull_request_head_not_merge_commit(tmp_path):
 
 
 def test_workflow_run_and_issue_comment_and_push(tmp_path):
-    run = _ctx(tmp_path, 'workflow_run', {'workflow_run': {'head_sha': 'w' * 40,
-                                                           'pull_requests': [{'number': 3, 'head': {'sha': 'w' * 40}}]}})
+    pulls = [{'number': 3, 'head': {'sha': 'w' * 40}}]
+    run = _ctx(tmp_path, 'workflow_run', {'workflow_run': {'head_sha': 'w' * 40, 'pull_requests': pulls}})
     assert (run.head_sha, run.pr_number, run.cache_allowed) == ('w' * 40, 3, False)
     comment = _ctx(tmp_path, 'issue_comment', {'issue': {'number': 5, 'pull_request': {'url': 'x'}}})
     assert comment.pr_number == 5

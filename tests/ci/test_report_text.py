@@ -27,7 +27,7 @@ def test_render_fits_the_cap_by_dropping_rows():
 
 def test_cells_cannot_break_the_table_or_the_marker():
     text = render(_report(params={'a|b': 'x|y\nz `code`'}), 10_000)
-    assert '`a\\|b` | `x\\|y z \'code\'`' in text
+    assert "`a\\|b` | `x\\|y z 'code'`" in text
     m = marker('evil --> <script> key')
     assert m.startswith('<!-- mlproj-report: ') and m.endswith(' -->') and m.count('-->') == 1
 

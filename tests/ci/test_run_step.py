@@ -14,7 +14,7 @@ import yaml
 
 from mlproj.ci import gha
 from mlproj.ci.runstep import resolve_source
-from tests.ci.conftest import MLPROJ, REPO, clean_environ, gha_env, git, make_project_repo, new_token, read_outputs
+from tests.ci.conftest import MLPROJ, REPO, clean_environ, gha_env, git, new_token, read_outputs
 
 
 def _mlruns(tmp_path: Path) -> str:
