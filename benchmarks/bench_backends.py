@@ -155,9 +155,16 @@ def main() -> None:
                     results.setdefault((engine, name), []).append(value)
                 print(f'{engine:5} {name:45} {value:.2f} s', flush=True)
     finally:
-        if server is not None:
+        if server is not None:  # uvicorn and its workers share the server's process group
             os.killpg(server.pid, signal.SIGTERM)
-            server.wait(20)
+            try:
+                server.wait(20)
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                os.killpg(server.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         cluster.stop()
         head.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -54,7 +54,9 @@ class SlurmCluster:
         self.dir.chmod(0o755)
         self.host = socket.gethostname().split('.')[0]
         self.conf = self.dir / 'slurm.conf'
+        self.env = {**os.environ, 'SLURM_CONF': str(self.conf)}
         self.procs: list[subprocess.Popen] = []
+        self.logs: list = []
 
     # -- munge ----------------------------------------------------------------------------
     def _start_munge(self) -> None:
@@ -72,6 +74,7 @@ class SlurmCluster:
         argv = ['munged', '--foreground', f'--socket={self.munge_socket}', f'--key-file={key}',
                 f'--pid-file={run / "munged.pid"}', f'--log-file={etc / "munged.log"}', f'--seed-file={etc / "seed"}']
         log = open(self.dir / 'munged.out', 'wb')
+        self.logs.append(log)
         self.procs.append(subprocess.Popen(argv, user=munge.pw_uid, group=munge.pw_gid, extra_groups=[],
                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                            cwd=run))
@@ -116,10 +119,10 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
             (self.dir / sub).mkdir()
         self.ctld_port, self.d_port = free_port(), free_port()
         self.conf.write_text(self.config_text(self.ctld_port, self.d_port))
-        self.env = {**os.environ, 'SLURM_CONF': str(self.conf)}
         for argv, name in ((['slurmctld', '-D', '-i', '-f', str(self.conf)], 'slurmctld'),
                            (['slurmd', '-D', '-f', str(self.conf)], 'slurmd')):
             log = open(self.dir / f'{name}.out', 'wb')
+            self.logs.append(log)
             self.procs.append(subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                                start_new_session=True, cwd=self.dir))
         self._wait(self._node_idle, 'an idle Slurm node', self.dir / 'slurmctld.log')
@@ -156,13 +159,15 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 
     def stop(self) -> None:
         try:
-            if self.procs and all(p.poll() is None for p in self.procs):
+            if len(self.procs) == 3 and all(p.poll() is None for p in self.procs):
                 jobs = self.run('squeue', '--noheader', '--format=%i').stdout.split()
                 if jobs:
                     self.run('scancel', *jobs)
         finally:
             for p in reversed(self.procs):  # slurmd, slurmctld, then munged
                 _stop(p)
+            for log in self.logs:
+                log.close()
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
