@@ -216,8 +216,20 @@ def docker_engine():
                 pass
             proc.wait()
         log.close()
-        subprocess.run(['umount', '-R', str(base / 'x')], capture_output=True)
+        _unmount_under(base)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _unmount_under(base: Path) -> None:
+    """dockerd leaves mounts (e.g. the nsfs of netns/default) under its exec root: unmount them, deepest first."""
+    try:
+        with open('/proc/self/mounts') as f:
+            points = [line.split()[1] for line in f]
+    except OSError:
+        return
+    prefix = str(base) + '/'
+    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(['umount', '-l', point], capture_output=True)
 
 
 @pytest.fixture
