@@ -47,7 +47,9 @@ else
     read -r -a extra <<< "$MLPROJ_EXTRA"
   fi
   # One venv per install spec, reused when the action runs twice in a job.
-  tag="$(printf '%s\n' "$spec" "${extra[@]}" "$("$python" -c 'import sys; print(sys.version)')" | sha256sum | cut -c1-12)"
+  # (hashed with Python: macOS runners have no sha256sum)
+  tag="$(printf '%s\n' "$spec" "${extra[@]}" | "$python" -c \
+    'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read() + sys.version.encode()).hexdigest()[:12])')"
   venv="$root/venv-$tag"
   mlproj_bin="$venv/bin/mlproj"
   if [ ! -x "$mlproj_bin" ]; then
