@@ -160,6 +160,7 @@ def submit(launch: Launch) -> LocalSubmittedRun:
         tags['mlflow.project.env'] = environment.tag
     if environment.hash:
         tags['mlproj.env.hash'] = environment.hash
+    tags.update(getattr(environment, 'extra_tags', None) or {})  # e.g. docker image uri/id
     if tags:
         launch.tracker.set_tags(launch.run_id, tags)
     argv, env = environment.argv(launch.command, child_environment(launch), launch.project_dir)
