@@ -147,14 +147,16 @@ def _env_findings(project, directory: Path, label: str) -> list[Finding]:
     env = project.env
     if env.kind not in ('python', 'conda') or env.path is None or not env.path.is_file():
         return []
-    from mlproj.lint.envfiles import validate_env_file
+    # the readers the environment managers use: run and lint agree on env files by construction
+    from mlproj.envs.envfiles import validate_conda_env, validate_python_env
 
     try:
         rel = os.path.relpath(env.path, directory)
     except ValueError:
         rel = str(env.path)
     env_label = os.path.join(os.path.dirname(label), rel)
-    return validate_env_file(env.kind, env.path, env_label)
+    found = validate_python_env(env.path, directory) if env.kind == 'python' else validate_conda_env(env.path)
+    return [f._replace(path=env_label) for f in found]
 
 
 def lint_file(target: Target, config: LintConfig, data: bytes | None = None) -> list[Finding]:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from mlproj.lint import lint_paths, load_config
 from mlproj.lint.engine import lint_blobs
-from mlproj.lint.envfiles import validate_conda_env, validate_python_env
+from mlproj.envs.envfiles import validate_conda_env, validate_python_env
 from mlproj.rules import RULES
 from mlproj.spec import parse_mlproject
 
