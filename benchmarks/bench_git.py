@@ -159,6 +159,8 @@ def main() -> int:
         daemon.wait()
 
     load = os.getloadavg()
+    lookup_ok = statistics.median(results['lookup']) <= 0.05 and not results['warm_connections']
+    first_ok = statistics.median(results['resolve_cold']) <= statistics.median(results['mlflow_fetch'])
     lines = [
         '# Git sources: mlproj vs mlflow run',
         '',
@@ -172,7 +174,8 @@ def main() -> int:
         '',
         '## Source resolution only (in process)',
         '',
-        '| step | mlproj `source.resolve()` (incl. checkout) | MLflow `_fetch_project` (depth-1 clone + checkout) | mlflow / mlproj |',
+        '| step | mlproj `source.resolve()` (incl. checkout) '
+        '| MLflow `_fetch_project` (depth-1 clone + checkout) | mlflow / mlproj |',
         '|---|---|---|---|',
         f'| first (empty cache) | {ms(results["resolve_cold"])} | {ms(results["mlflow_fetch"])} | '
         f'{statistics.median(results["mlflow_fetch"]) / statistics.median(results["resolve_cold"]):.1f}x |',
@@ -197,7 +200,20 @@ def main() -> int:
         f'{statistics.median(results["mlflow_run"]) / statistics.median(results["run_warm"]):.1f}x |',
         '',
         'MLflow clones into a new temp dir on every run (and leaves it behind, mlflow#8437), so its first '
-        'run and its rerun are the same measurement.',
+        'run and its rerun are the same measurement. End-to-end times are dominated by interpreter start-up, '
+        '`import mlflow` and the sqlite store, identical work for both tools.',
+        '',
+        '## Targets (issue 4)',
+        '',
+        f'* Pinned rerun resolves its source with zero network in <= 50 ms: lookup {ms(results["lookup"])}, '
+        f'{results["warm_connections"]} connections -> '
+        f'{"met" if lookup_ok else "NOT met"}'
+        f'. Materialising the fresh per-run checkout adds the file-writing time above (bounded by the '
+        f'filesystem, like `tar -x`).',
+        f'* First run no slower than MLflow\'s depth-1 clone: {ms(results["resolve_cold"])} vs '
+        f'{ms(results["mlflow_fetch"])} -> '
+        f'{"met" if first_ok else "NOT met"}'
+        '. mlproj\'s first clone is shallow too (depth 1); history is completed once, on demand.',
         '',
     ]
     Path(args.out).write_text('\n'.join(lines))
