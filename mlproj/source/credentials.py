@@ -18,7 +18,6 @@ says what was tried; a secret never appears in it.
 from __future__ import annotations
 
 import os
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -237,7 +236,7 @@ def credential_from_helpers(parsed: ParsedURI, user: str | None, config: Any) ->
     for helper in _helpers(config, parsed):
         if helper.startswith('!'):
             command = helper[1:]
-        elif os.path.isabs(shlex.split(helper)[0] if helper.strip() else helper):
+        elif os.path.isabs(helper.split()[0] if helper.split() else helper):
             command = helper
         else:
             command = f'git credential-{helper}'
