@@ -34,8 +34,21 @@ def contained_subdirectory(root: Path, sub: str, uri: str) -> Path:
     return target
 
 
+def _may_be_in_repository(path: Path) -> bool:
+    """A cheap negative check before importing pygit2: no ``.git`` and no bare-repository layout
+    in ``path`` or any parent means there is no repository to discover."""
+    if os.environ.get('GIT_DIR'):
+        return True
+    for p in (path, *path.parents):
+        if os.path.lexists(p / '.git') or (os.path.isfile(p / 'HEAD') and os.path.isdir(p / 'objects')):
+            return True
+    return False
+
+
 def open_repository(path: Path) -> Any:
     """The pygit2 repository containing ``path`` (work tree or bare), or None."""
+    if not _may_be_in_repository(Path(os.path.abspath(path))):
+        return None
     import pygit2
 
     try:
