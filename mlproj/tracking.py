@@ -296,7 +296,9 @@ class RestTracker:
                 return str(exp['experiment_id'])
             created = self._request('POST', 'experiments/create', {'name': name})
             return str(created['experiment_id'])
-        return self.resolve_experiment(None, '0')
+        # MLflow's default experiment: not looked up (one round trip less); creating the run
+        # fails with the server's own message if it was deleted.
+        return '0'
 
     def create_run(self, experiment_id: str, tags: dict[str, str], run_name: str | None) -> str:
         body: dict[str, Any] = {
