@@ -46,36 +46,44 @@ MLPROJECT = f'name: bench\nentry_points:\n  main:\n    command: "{COMMAND}"\n'
 MLFLOW_VENV = Path(os.environ.get('MLPROJ_TEST_MLFLOW_VENV', '/tmp/mlproj-test-mlflow-server-venv'))
 
 
-def first_line_latency(argv: list[str], env: dict[str, str], cwd: Path, timeout: float = 120) -> float:
-    """Seconds from process start to the marker on its stdout; the process is then left to finish."""
+def latencies(argv: list[str], env: dict[str, str], cwd: Path, accepted: str,
+              timeout: float = 120) -> tuple[float, float]:
+    """(seconds until the engine accepted the job, seconds until the marker line was readable).
+
+    stdout and stderr are read merged; ``accepted`` is a substring of the line that reports the
+    submission (the job id); the marker must be a line of its own (not an echo of the command)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=cwd, text=True)
-    seen: list[float] = []
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd, text=True)
+    seen: dict[str, float] = {}
 
     def read() -> None:
         for line in proc.stdout:
-            if MARKER in line and not seen and 'Running entrypoint' not in line:
-                seen.append(time.perf_counter())
+            now = time.perf_counter()
+            if accepted in line:
+                seen.setdefault('accepted', now)
+            if line.strip() == MARKER:
+                seen.setdefault('first', now)
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     reader.join(timeout)
     proc.wait(timeout)
-    if proc.returncode != 0 or not seen:
-        raise RuntimeError(f'{argv[:3]} failed ({proc.returncode}) or printed no marker')
-    return seen[0] - t0
+    if proc.returncode != 0 or len(seen) != 2:
+        raise RuntimeError(f'{argv[:3]} failed ({proc.returncode}) or printed no marker: {seen}')
+    return seen['accepted'] - t0, seen['first'] - t0
 
 
-def sbatch_latency(env: dict[str, str], cwd: Path) -> float:
+def sbatch_latency(env: dict[str, str], cwd: Path) -> tuple[float, float]:
     out = cwd / f'direct-{time.monotonic_ns()}.out'
     t0 = time.perf_counter()
     proc = subprocess.run(['sbatch', '--parsable', f'--output={out}', '--wrap', COMMAND], env=env, cwd=cwd,
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr)
+    accepted = time.perf_counter() - t0
     while True:
         try:
             if MARKER in out.read_text():
-                return time.perf_counter() - t0
+                return accepted, time.perf_counter() - t0
         except FileNotFoundError:
             pass
         if time.perf_counter() - t0 > 120:
@@ -125,7 +133,7 @@ def main() -> None:
     base.update(PATH=f'{bindir}:{base["PATH"]}', MLPROJ_CACHE_DIR=str(work / 'cache'),
                 MLPROJ_SLURM_SHARED_DIR=str(work / 'shared'), RAY_USAGE_STATS_ENABLED='0')
     head, cluster, server = RayHead(ensure_ray_venv()), SlurmCluster(), None
-    results: dict[tuple[str, str], list[float]] = {}
+    results: dict[tuple[str, str], list[tuple[float, float]]] = {}
     try:
         head.start()
         cluster.start()
@@ -134,17 +142,17 @@ def main() -> None:
         slurm_env = dict(base, SLURM_CONF=str(cluster.conf))
         ray_cfg = json.dumps({'address': head.address})
         cases = [('ray', 'ray job submit', None,
-                  lambda env: first_line_latency([str(bindir / 'ray'), 'job', 'submit', '--address', head.address,
-                                                  '--working-dir', str(project), '--', 'bash', '-c', COMMAND],
-                                                 env, work)),
+                  lambda env: latencies([str(bindir / 'ray'), 'job', 'submit', '--address', head.address,
+                                         '--working-dir', str(project), '--', 'bash', '-c', COMMAND],
+                                        env, work, 'submitted successfully')),
                  ('slurm', 'sbatch + poll output', None, lambda env: sbatch_latency(env, work))]
         for label, uri in stores:
             cases.append(('ray', f'mlproj run -b ray, {label}', uri,
-                          lambda env: first_line_latency([str(bindir / 'mlproj'), 'run', str(project), '-b', 'ray',
-                                                          '-c', ray_cfg], env, work)))
+                          lambda env: latencies([str(bindir / 'mlproj'), 'run', str(project), '-b', 'ray',
+                                                 '-c', ray_cfg], env, work, "=== Ray job 'mlproj-")))
             cases.append(('slurm', f'mlproj run -b slurm, {label}', uri,
-                          lambda env: first_line_latency([str(bindir / 'mlproj'), 'run', str(project), '-b',
-                                                          'slurm', '-c', '{"poll_interval": 1}'], env, work)))
+                          lambda env: latencies([str(bindir / 'mlproj'), 'run', str(project), '-b', 'slurm'],
+                                                env, work, '=== Slurm job ')))
         for round_ in range(args.repeat + 1):  # round 0 warms caches (imports, sqlite schema, Ray workers)
             for engine, name, uri, fn in cases:
                 env = dict(slurm_env if engine == 'slurm' else base)
@@ -153,7 +161,7 @@ def main() -> None:
                 value = fn(env)
                 if round_:
                     results.setdefault((engine, name), []).append(value)
-                print(f'{engine:5} {name:45} {value:.2f} s', flush=True)
+                print(f'{engine:5} {name:45} accepted {value[0]:.2f} s, first log {value[1]:.2f} s', flush=True)
     finally:
         if server is not None:  # uvicorn and its workers share the server's process group
             os.killpg(server.pid, signal.SIGTERM)
@@ -171,19 +179,24 @@ def main() -> None:
 
     imports = {m: import_time(m) for m in ('mlproj.cli', 'mlflow.tracking', 'ray.job_submission')}
     load = os.getloadavg()
-    lines = ['# Remote backends: submit-to-first-log latency', '',
+    lines = ['# Remote backends: submission and first-log latency', '',
              f'Measured {time.strftime("%Y-%m-%d")} by `benchmarks/bench_backends.py` on {platform.machine()}, '
              f'{os.cpu_count()} cores, Python {platform.python_version()}, Debian; Ray head and single-node Slurm '
              f'on the same machine (loopback). Median of {args.repeat} interleaved rounds after one warm-up round; '
              f'load average at the end {load[0]:.1f} (other work was running on the machine).', '',
-             f'Entry point: `{COMMAND}`; latency = from starting the command to the marker line being readable.', '',
-             '| engine | command | submit-to-first-log | overhead vs direct |', '|---|---|---|---|']
-    direct = {'ray': statistics.median(results[('ray', 'ray job submit')]),
-              'slurm': statistics.median(results[('slurm', 'sbatch + poll output')])}
+             f'Entry point: `{COMMAND}`. *Accepted*: from starting the command to the engine having the job '
+             '(`sbatch` returned / mlproj printed the job id; `ray job submit` printed "submitted successfully"). '
+             '*First log*: to the marker line being readable (includes the engine starting the job).', '',
+             '| engine | command | accepted | overhead | first log | overhead |', '|---|---|---|---|---|---|']
+    direct = {'ray': results[('ray', 'ray job submit')], 'slurm': results[('slurm', 'sbatch + poll output')]}
     for (engine, name), values in results.items():
-        over = statistics.median(values) - direct[engine]
-        lines.append(f'| {engine} | {name} | {stats(values)} | '
-                     + ('-' if name in ('ray job submit', 'sbatch + poll output') else f'{over:+.2f} s') + ' |')
+        cells = []
+        for i in (0, 1):
+            mine = [v[i] for v in values]
+            base = statistics.median(v[i] for v in direct[engine])
+            over = '-' if values is direct[engine] else f'{statistics.median(mine) - base:+.2f} s'
+            cells += [stats(mine), over]
+        lines.append(f'| {engine} | {name} | ' + ' | '.join(cells) + ' |')
     lines += ['', 'Import cost of the pieces involved (fresh interpreter, wall clock):', '',
               '| module | import |', '|---|---|']
     lines += [f'| `{m}` | {t:.2f} s |' for m, t in imports.items()]

@@ -350,6 +350,7 @@ def submit(launch: Launch) -> RemoteSubmittedRun:
                      metadata=metadata, **kwargs)
     # The working_dir is uploaded by now: the local checkout is no longer needed.
     launch.source.cleanup()
+    say(f"=== Ray job '{job_id}' submitted ===")
     run = RemoteSubmittedRun(launch, RayJob(client, job_id, address),
                              poll_interval=float(config.get('poll_interval', 1.0)))
     if launch.request.synchronous:
