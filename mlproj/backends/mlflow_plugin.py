@@ -98,11 +98,8 @@ class PluginSubmittedRun(RemoteSubmittedRun):
             except Exception as e:
                 say(f'mlproj: warning: could not record status {status} for run {self.plugin_run_id}: {e}')
 
-    def _finish(self, state: JobState) -> None:
-        try:
-            super()._finish(state)
-        finally:
-            self.launch.source.cleanup()
+    def on_finished(self, state: JobState) -> None:
+        self.launch.source.cleanup()
 
 
 class MlflowPluginBackend:

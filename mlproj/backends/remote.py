@@ -156,12 +156,18 @@ class RemoteSubmittedRun(SubmittedRun):
             self.exit_code = code
             self.final = JobState(status, code, state.detail)
             try:
+                if state.detail and status != FINISHED:
+                    say(f'mlproj: {self.job.description}: {state.detail}')
                 self._record(status)
             finally:
                 self._status = status
-                self._done.set()
-        if state.detail and status != FINISHED:
-            say(f'mlproj: {self.job.description}: {state.detail}')
+                try:
+                    self.on_finished(self.final)
+                finally:
+                    self._done.set()  # last: the CLI may exit as soon as wait() returns
+
+    def on_finished(self, state: JobState) -> None:
+        """Clean-up hook of subclasses, run after the status is recorded and before ``wait()`` returns."""
 
     def _record(self, status: str) -> None:
         tracker = self.launch.tracker

@@ -323,8 +323,7 @@ class SlurmSubmittedRun(RemoteSubmittedRun):
         self.job_dir = job_dir
         self.keep_project = keep_project
 
-    def _finish(self, state: JobState) -> None:
-        super()._finish(state)
+    def on_finished(self, state: JobState) -> None:
         if not self.keep_project:
             shutil.rmtree(self.job_dir / 'project', ignore_errors=True)
 
