@@ -308,6 +308,9 @@ def _client(address: str) -> Any:
     try:
         return JobSubmissionClient(address)
     except Exception as e:
+        if 'ray[default]' in str(e):
+            raise BackendError('the ray backend needs Ray\'s job SDK: pip install "mlproj[ray]" (ray[default])') \
+                from None
         raise BackendError(f'cannot reach the Ray cluster: {one_line(e)}', _redact(address)) from None
 
 
@@ -335,6 +338,10 @@ def submit(launch: Launch) -> RemoteSubmittedRun:
     runtime_env, label = runtime_env_for(launch, config)
     entrypoint = 'bash -c ' + shlex.quote(launch.command)
     submission_id = f'mlproj-{launch.run_id}'
+    if launch.request.run_id:  # a resumed run may have been submitted before: submission ids are unique
+        import time
+
+        submission_id += f'-{int(time.time())}'
     client = _client(address)
     launch.tracker.set_tags(launch.run_id, {
         'mlproj.ray.submission_id': submission_id,
