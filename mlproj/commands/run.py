@@ -93,27 +93,47 @@ def _dry_run(request, as_json: bool) -> None:
         p.source.cleanup()
 
 
+class Interrupted(KeyboardInterrupt):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 def execute(request) -> int:
     """Submit, wait with signal forwarding, and return the process exit code."""
     from mlproj.runner import submit
 
-    submitted = submit(request)
-    if not request.synchronous:
-        click.echo(submitted.run_id)
-        return 0
-    received: list[int] = []
+    def during_submit(signum, frame):  # noqa: ARG001
+        # Preparing a run can take long (environment build, upload): a signal aborts it; the
+        # runner marks an already created run KILLED on the way out.
+        raise Interrupted(signum)
 
-    def on_signal(signum, frame):  # noqa: ARG001
-        if received:  # a second signal: no more grace
-            received.append(signum)
-            threading.Thread(target=submitted.cancel, args=(signal.SIGKILL,), daemon=True).start()
-            return
-        received.append(signum)
-        print(f"\n=== Run (ID '{submitted.run_id}') interrupted, cancelling run ===", file=sys.stderr, flush=True)
-        threading.Thread(target=submitted.cancel, args=(signum,), daemon=True).start()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    # Handlers stay installed from before submission until the run is over: no window in which
+    # a signal would kill mlproj without cancelling the run.
+    previous = {s: signal.signal(s, during_submit) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        try:
+            submitted = submit(request)
+        except Interrupted as e:
+            print(f'mlproj: interrupted by signal {e.signum} while starting the run', file=sys.stderr)
+            return 128 + e.signum
+        if not request.synchronous:
+            click.echo(submitted.run_id)
+            return 0
+        received: list[int] = []
+
+        def on_signal(signum, frame):  # noqa: ARG001
+            if received:  # a second signal: no more grace
+                received.append(signum)
+                threading.Thread(target=submitted.cancel, args=(signal.SIGKILL,), daemon=True).start()
+                return
+            received.append(signum)
+            print(f"\n=== Run (ID '{submitted.run_id}') interrupted, cancelling run ===", file=sys.stderr,
+                  flush=True)
+            threading.Thread(target=submitted.cancel, args=(signum,), daemon=True).start()
+
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, on_signal)
         ok = submitted.wait()
         while submitted.get_status() == 'RUNNING':  # wait() returned early on a signal
             ok = submitted.wait()

@@ -280,3 +280,30 @@ def test_real_pypi_package(tmp_path):
     proj = make(tmp_path, ['six==1.16.0'])
     env, _ = prep(proj)
     assert run_in(env, 'import six; print(six.__version__)') == '1.16.0'
+
+
+def test_signal_during_environment_build_kills_run_and_build(tmp_path, hanging_index):
+    """SIGTERM while `mlproj run` is still building the env: exit 143, run KILLED, no uv left."""
+    from mlflow.tracking import MlflowClient
+
+    url, hits = hanging_index
+    proj = make(tmp_path, ['mlproj-tiny-a'])
+    store = f'sqlite:///{tmp_path}/mlflow.db'
+    env = dict(os.environ, UV_INDEX_URL=url, UV_HTTP_TIMEOUT='300', MLFLOW_TRACKING_URI=store)
+    mlproj_exe = str(Path(sys.executable).with_name('mlproj'))
+    p = subprocess.Popen([mlproj_exe, 'run', str(proj), '--env-manager', 'uv'], env=env, cwd=tmp_path,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not hits and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    assert hits, p.communicate()
+    builders = subprocess.run(['pgrep', '-P', str(p.pid)], capture_output=True, text=True).stdout.split()
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 143, err
+    assert 'interrupted by signal 15 while starting the run' in err and 'Traceback' not in err
+    (run,) = MlflowClient(tracking_uri=store).search_runs(['0'])
+    assert run.info.status == 'KILLED'
+    time.sleep(0.2)
+    for pid in builders:
+        assert not Path(f'/proc/{pid}').exists() or 'Z' in Path(f'/proc/{pid}/stat').read_text().split()[2]
