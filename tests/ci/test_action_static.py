@@ -26,7 +26,7 @@ SHA_PIN = re.compile(r'^[\w.-]+/[\w./-]+@[0-9a-f]{40}$')
 
 def tool(name: str) -> str:
     path = BIN / name if (BIN / name).exists() else shutil.which(name)
-    assert path, f'{name} is not installed (CI installs it; see docs/github-action.md)'
+    assert path, f'{name} is not installed (CI installs it; see README.md, GitHub Action)'
     return str(path)
 
 
