@@ -357,3 +357,17 @@ def end_run_if_running(tracker: Tracker, run_id: str, status: str) -> None:
         current = 'RUNNING'
     if current in ('RUNNING', 'SCHEDULED'):
         tracker.set_status(run_id, status)
+
+
+def record_terminal_status(tracker: Tracker, run_id: str, status: str) -> str | None:
+    """Record a backend's final status for ``run_id``; FINISHED only when the project's code has not
+    ended the run itself.  Returns a warning to print when the store refused (the run is over
+    either way, so this must not mask the run's own exit code)."""
+    try:
+        if status == 'FINISHED':
+            end_run_if_running(tracker, run_id, status)
+        else:
+            tracker.set_status(run_id, status)
+    except Exception as e:
+        return f'could not record status {status} for run {run_id}: {e}'
+    return None

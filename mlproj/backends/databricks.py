@@ -386,14 +386,13 @@ class DatabricksSubmittedRun(SubmittedRun):
                 # (extracted dir, backend local); the submitting side's provenance is the truth
                 tracker.set_tags(self.run_id, {k: v for k, v in self._client_tags.items()
                                                if not k.startswith('mlflow.log-model')})
-            if status == FINISHED:
-                from mlproj.tracking import end_run_if_running
-
-                end_run_if_running(tracker, self.run_id, status)
-            else:
-                tracker.set_status(self.run_id, status)
         except Exception as e:
-            _warn(f'could not record status {status} for run {self.run_id}: {e}')
+            _warn(f'could not restore the tags of run {self.run_id}: {e}')
+        from mlproj.tracking import record_terminal_status
+
+        problem = record_terminal_status(tracker, self.run_id, status)
+        if problem:
+            _warn(problem)
 
     def _print_output(self, state: RunState) -> None:
         if state.task_run_id is None:

@@ -74,17 +74,11 @@ class LocalSubmittedRun(SubmittedRun):
             self._done.set()
 
     def _record(self, status: str) -> None:
-        tracker = self.launch.tracker
-        try:
-            if status == FINISHED:
-                from mlproj.tracking import end_run_if_running
+        from mlproj.tracking import record_terminal_status
 
-                end_run_if_running(tracker, self.run_id, status)
-            else:
-                tracker.set_status(self.run_id, status)
-        except Exception as e:  # the run itself is over; report, don't mask its exit code
-            print(f'mlproj: warning: could not record status {status} for run {self.run_id}: {e}',
-                  file=sys.stderr)
+        problem = record_terminal_status(self.launch.tracker, self.run_id, status)
+        if problem:
+            print(f'mlproj: warning: {problem}', file=sys.stderr)
 
     def wait(self, timeout: float | None = None) -> bool:
         self._done.wait(timeout)

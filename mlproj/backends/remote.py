@@ -170,16 +170,11 @@ class RemoteSubmittedRun(SubmittedRun):
         """Clean-up hook of subclasses, run after the status is recorded and before ``wait()`` returns."""
 
     def _record(self, status: str) -> None:
-        tracker = self.launch.tracker
-        try:
-            if status == FINISHED:
-                from mlproj.tracking import end_run_if_running
+        from mlproj.tracking import record_terminal_status
 
-                end_run_if_running(tracker, self.run_id, status)
-            else:
-                tracker.set_status(self.run_id, status)
-        except Exception as e:  # the job is over; report, don't mask its exit code
-            say(f'mlproj: warning: could not record status {status} for run {self.run_id}: {e}')
+        problem = record_terminal_status(self.launch.tracker, self.run_id, status)
+        if problem:
+            say(f'mlproj: warning: {problem}')
 
     # -- SubmittedRun -----------------------------------------------------------------------
     def wait(self, timeout: float | None = None) -> bool:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TOKEN, mlproj_subprocess_argv
+from tests.backends.databricks.conftest import TOKEN, free_port_closed, mlproj_subprocess_argv
 
 NEW_CLUSTER = {'spark_version': '15.4.x-scala2.12', 'num_workers': 1, 'node_type_id': 'Standard_DS3_v2'}
 FAST = {'poll_max_seconds': 0.5, 'retry_timeout_seconds': 20}
@@ -382,8 +382,6 @@ def test_signal_cancels_the_databricks_run(repo, workspace, dbx_env, mlflow_clie
 
 def test_unreachable_workspace_is_one_line_within_the_retry_bound(repo, workspace, dbx_env, mlflow_client, capsys,
                                                                    monkeypatch):
-    from conftest import free_port_closed
-
     monkeypatch.setenv('DATABRICKS_HOST', f'http://127.0.0.1:{free_port_closed()}')
     code, out, err = cli(run_args(repo, {**NEW_CLUSTER, 'retry_timeout_seconds': 2}, '-e', 'quick'), capsys)
     assert code == 69

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from fake_kube import FakeKube, kubeconfig
+from tests.backends.kubernetes.fake_kube import FakeKube, kubeconfig
 
 TEMPLATE = '''apiVersion: batch/v1
 kind: Job

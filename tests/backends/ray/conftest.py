@@ -5,7 +5,7 @@ import os
 import subprocess
 
 import pytest
-from ray_helpers import RayHead, ensure_ray_venv, make_project, mlproj_argv
+from tests.backends.ray.ray_helpers import RayHead, ensure_ray_venv, make_project, mlproj_argv
 
 
 @pytest.fixture(scope='session')

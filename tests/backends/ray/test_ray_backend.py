@@ -7,7 +7,7 @@ import subprocess
 import time
 
 import pytest
-from ray_helpers import free_port, mlproj_argv, run_id_of
+from tests.backends.ray.ray_helpers import free_port, mlproj_argv, run_id_of
 
 MLPROJECT = '''
 name: raytest

@@ -5,7 +5,7 @@ import os
 import subprocess
 
 import pytest
-from slurm_helpers import SlurmCluster, make_project, mlproj_argv
+from tests.backends.slurm.slurm_helpers import SlurmCluster, make_project, mlproj_argv
 
 
 @pytest.fixture(scope='session')

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from slurm_helpers import mlproj_argv, run_id_of
+from tests.backends.slurm.slurm_helpers import mlproj_argv, run_id_of
 
 MLPROJECT = '''
 name: slurmtest
