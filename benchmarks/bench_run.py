@@ -65,10 +65,17 @@ def start_server(mlflow_bin: Path, work: Path) -> tuple[subprocess.Popen, str]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument('--repeat', type=int, default=5)
-    ap.add_argument('--mlflow-venv', default=os.environ.get('MLPROJ_TEST_MLFLOW_VENV',
-                                                           '/tmp/mlproj-test-mlflow-server-venv'))
+    ap.add_argument('--server-venv', default=os.environ.get('MLPROJ_TEST_MLFLOW_VENV',
+                                                           '/tmp/mlproj-test-mlflow-server-venv'),
+                    help='venv with the full mlflow package (runs `mlflow server`)')
+    ap.add_argument('--mlflow-venv', default=None,
+                    help='venv whose `mlflow run` is compared (default: the server venv; e.g. one with '
+                         'only mlflow-skinny + sqlalchemy + alembic)')
+    ap.add_argument('--out', default='run.md', help='results file under benchmarks/results/')
     args = ap.parse_args()
+    args.mlflow_venv = args.mlflow_venv or args.server_venv
     mlflow_bin = Path(args.mlflow_venv) / 'bin' / 'mlflow'
+    server_bin = Path(args.server_venv) / 'bin' / 'mlflow'
     mlproj_bin = Path(sys.executable).with_name('mlproj')
     work = Path(tempfile.mkdtemp(prefix='mlproj-bench-'))
     project = work / 'project'
@@ -78,7 +85,7 @@ def main() -> None:
     base_env = {k: v for k, v in os.environ.items() if not k.startswith('MLFLOW_')}
     base_env['PATH'] = f'{Path(sys.executable).parent}:{base_env["PATH"]}'
     rows = []
-    server, url = start_server(mlflow_bin, work)
+    server, url = start_server(server_bin, work)
     try:
         for label, uri in (('sqlite file (default store)', f'sqlite:///{work}/mlflow.db'), ('mlflow server (HTTP)', url)):
             env = dict(base_env, MLFLOW_TRACKING_URI=uri)
@@ -97,7 +104,9 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
 
     mlflow_version = subprocess.run([str(Path(args.mlflow_venv) / 'bin' / 'python'), '-c',
-                                     'import mlflow; print(mlflow.__version__)'],
+                                     'import importlib.metadata as m, mlflow; '
+                                     'print(mlflow.__version__, "(full mlflow)" if any('
+                                     'd.metadata["Name"] == "mlflow" for d in m.distributions()) else "(mlflow-skinny)")'],
                                     capture_output=True, text=True).stdout.strip()
     lines = [
         '# Run overhead: bare python vs mlproj vs mlflow run',
@@ -114,7 +123,7 @@ def main() -> None:
                      f'{theirs - bare:.3f} s | {theirs / ours:.1f}x |')
     lines += ['', '| start-up | mlproj | mlflow | ratio |', '|---|---|---|---|',
               f'| `--help` | {help_ours * 1000:.0f} ms | {help_theirs * 1000:.0f} ms | {help_theirs / help_ours:.1f}x |', '']
-    out = HERE / 'results' / 'run.md'
+    out = HERE / 'results' / args.out
     out.parent.mkdir(exist_ok=True)
     out.write_text('\n'.join(lines))
     print('\n'.join(lines))
