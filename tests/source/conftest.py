@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import stop_group
 
 HERE = Path(__file__).resolve().parent
 HTTP_SERVER = HERE / 'git_http_server.py'
@@ -84,20 +85,7 @@ def wait_port(host: str, port: int, proc: subprocess.Popen, timeout: float = 15.
 
 def stop(proc: subprocess.Popen) -> None:
     """Stop a server started with start_new_session=True (its whole process group)."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
+    stop_group(proc)
 
 
 def git_env(home: Path) -> dict[str, str]:
