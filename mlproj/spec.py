@@ -29,6 +29,8 @@ DOCKER_KEYS = ('image', 'volumes', 'environment')
 DATABRICKS_KEYS = ('python_file', 'parameters', 'python_libraries')
 MISNAMED_RE = re.compile(r'^mlproject\.(ya?ml|json)$', re.IGNORECASE)
 DEFAULT_PYTHON_ENV = 'python_env.yaml'
+# errors that concern one entry point only: raised when that entry point is run
+PER_ENTRY_POINT_RULES = ('MLP014',)
 DEFAULT_CONDA_ENV = 'conda.yaml'
 
 Pos = tuple[int, int]  # 1-based line, column
@@ -112,7 +114,12 @@ class Project:
     def get_entry_point(self, name: str) -> EntryPoint:
         """A declared entry point, else a ``.py`` / ``.sh`` file of the project (MLflow's convention)."""
         if name in self.entry_points:
-            return self.entry_points[name]
+            ep = self.entry_points[name]
+            if ep.command is None:  # MLP014, deferred by load_project to the entry point being run
+                finding = next((f for f in self.errors if f.rule == 'MLP014' and (f.line, f.col) == ep.pos), None)
+                message = finding.message if finding else f'entry point {name!r} has no command'
+                raise SpecError(f'MLP014 {message}', finding.where() if finding else str(self.mlproject_path))
+            return ep
         where = str(self.mlproject_path or self.directory)
         ext = os.path.splitext(name)[1]
         if ext in ('.py', '.sh'):
@@ -716,7 +723,10 @@ def load_project(directory: str | os.PathLike[str], *, strict: bool = True) -> P
             findings = tuple(f for f in findings if not suppressions.covers(f))
         project = Project(project.directory, project.name, project.entry_points, project.env, mlproject,
                           findings, project.data)
-    if strict and project.errors:
-        first = project.errors[0]
+    # An entry point without a command fails only when it is the one being run (as in MLflow):
+    # the other entry points of the file stay usable.  `mlproj lint` reports it either way.
+    fatal = [f for f in project.errors if f.rule not in PER_ENTRY_POINT_RULES]
+    if strict and fatal:
+        first = fatal[0]
         raise SpecError(f'{first.rule} {first.message}', first.where())
     return project

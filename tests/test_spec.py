@@ -189,3 +189,12 @@ def test_loader_never_raises_on_structures(tmp_path, data):
 @given(text=st.text(max_size=200))
 def test_loader_never_raises_on_text(text):
     parse_mlproject(text, Path(os.getcwd()))
+
+
+def test_entry_point_without_command_fails_only_when_run(tmp_path):
+    write_project(tmp_path, 'entry_points:\n  main:\n    command: "echo hi"\n  other:\n    parameters:\n      a: int\n')
+    project = load_project(tmp_path)  # MLflow runs `main` of such a file; so do we
+    assert project.get_entry_point('main').command == 'echo hi'
+    with pytest.raises(SpecError, match=r"MLP014 entry point 'other' has no command") as e:
+        project.get_entry_point('other')
+    assert 'MLproject:4:3' in str(e.value)
