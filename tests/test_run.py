@@ -308,3 +308,9 @@ def test_python_api_sync_async_and_cancel(project, sqlite_store, tmp_path, monke
     running.cancel()
     assert running.get_status() == 'KILLED' and not running.wait()
     assert client(sqlite_store).get_run(running.run_id).info.status == 'KILLED'
+
+
+def test_no_wait_is_refused_for_local_runs(project, tmp_path):
+    r = mlproj(['run', str(project), '-P', 'name=x', '--no-wait'], cwd=tmp_path, uri=f'sqlite:///{tmp_path}/n.db')
+    assert r.returncode == 64 and '--no-wait needs a remote backend' in r.stderr
+    assert not (tmp_path / 'n.db').exists()

@@ -49,6 +49,10 @@ def run(uri: str, entry_point: str, version: str | None, param_list: tuple[str, 
 
     if experiment_name and experiment_id:
         raise BadArgumentError('specify only one of --experiment-name and --experiment-id')
+    if no_wait and backend == 'local' and not dry_run:
+        # nothing would be left to record the final status of a local run once mlproj exits
+        raise BadArgumentError('--no-wait needs a remote backend: a local run lives and ends with this '
+                               'process (run it in the background, or use mlproj.run(..., synchronous=False))')
     request = RunRequest(
         uri=uri, entry_point=entry_point, version=version,
         parameters=parse_key_values(param_list, '-P'),
