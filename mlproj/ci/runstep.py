@@ -143,7 +143,9 @@ def wait_with_signals(submitted: Any) -> bool:
             ok = submitted.wait()
     finally:
         for s, handler in previous.items():
-            signal.signal(s, handler)
+            # Once cancelling, the runner's next signal (SIGTERM 7.5 s after SIGINT) must not kill
+            # us while the outputs and the summary are being written: ignore further signals.
+            signal.signal(s, signal.SIG_IGN if received else handler)
     return bool(ok)
 
 
