@@ -123,8 +123,12 @@ def _cancel(submitted: Any, signum: int) -> None:
         print(f'mlproj: warning: cancelling the run failed: {e}', file=sys.stderr, flush=True)
 
 
-def wait_with_signals(submitted: Any) -> bool:
-    """Wait for the run; SIGINT/SIGTERM/SIGHUP cancel it, a second signal kills it."""
+def wait_with_signals(submitted: Any, *, ignore_after_cancel: bool = False) -> bool:
+    """Wait for the run; SIGINT/SIGTERM/SIGHUP cancel it, a second signal kills it.
+
+    With ``ignore_after_cancel`` (the step's own process), once a cancel has started further
+    signals are ignored instead of restoring the previous handlers: the runner's follow-up SIGTERM
+    (7.5 s after SIGINT) must not kill the step while outputs and the summary are written."""
     received: list[int] = []
 
     def on_signal(signum: int, frame: Any) -> None:  # noqa: ARG001
@@ -143,9 +147,7 @@ def wait_with_signals(submitted: Any) -> bool:
             ok = submitted.wait()
     finally:
         for s, handler in previous.items():
-            # Once cancelling, the runner's next signal (SIGTERM 7.5 s after SIGINT) must not kill
-            # us while the outputs and the summary are being written: ignore further signals.
-            signal.signal(s, signal.SIG_IGN if received else handler)
+            signal.signal(s, signal.SIG_IGN if received and ignore_after_cancel else handler)
     return bool(ok)
 
 
@@ -184,7 +186,7 @@ def execute(opts: CiRun, *, out: Any = None) -> int:
         tracking_uri = getattr(launch, 'tracking_uri', '') or _tracking_uri(opts.tracking_uri, cwd)
         experiment_id = str(getattr(launch, 'experiment_id', '') or '')
         state.update(opts.state_file, run_id=run_id, tracking_uri=tracking_uri, experiment_id=experiment_id or None)
-        ok = wait_with_signals(submitted)
+        ok = wait_with_signals(submitted, ignore_after_cancel=True)
         status = submitted.get_status()
         code = 0 if ok else (submitted.exit_code if submitted.exit_code not in (None, 0) else 1)
         if status == 'KILLED' and code == 1:
