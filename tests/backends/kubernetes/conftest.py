@@ -33,14 +33,9 @@ spec:
 
 
 @pytest.fixture
-def tracking_uri(tmp_path, monkeypatch):
-    uri = (tmp_path / 'mlruns').as_uri()
-    monkeypatch.setenv('MLFLOW_TRACKING_URI', uri)
-    monkeypatch.setenv('MLFLOW_ALLOW_FILE_STORE', 'true')
-    monkeypatch.setenv('MLPROJ_CACHE_DIR', str(tmp_path / 'cache'))
-    for k in ('MLFLOW_EXPERIMENT_NAME', 'MLFLOW_EXPERIMENT_ID', 'KUBE_MLFLOW_TRACKING_URI'):
-        monkeypatch.delenv(k, raising=False)
-    return uri
+def tracking_uri(tracking_uri, monkeypatch):  # the shared file store, without a pod-side override
+    monkeypatch.delenv('KUBE_MLFLOW_TRACKING_URI', raising=False)
+    return tracking_uri
 
 
 @pytest.fixture
@@ -64,13 +59,6 @@ def kube(tmp_path, tracking_uri, monkeypatch):
     fake.template = template
     yield fake
     fake.stop()
-
-
-@pytest.fixture
-def mlflow_client(tracking_uri):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri)
 
 
 @pytest.fixture

@@ -35,22 +35,9 @@ def plugin_site(tmp_path):
 
 
 @pytest.fixture
-def tracking_uri(tmp_path, monkeypatch):
-    uri = (tmp_path / 'mlruns').as_uri()
-    monkeypatch.setenv('MLFLOW_TRACKING_URI', uri)
-    monkeypatch.setenv('MLFLOW_ALLOW_FILE_STORE', 'true')
-    monkeypatch.setenv('MLPROJ_CACHE_DIR', str(tmp_path / 'cache'))
+def tracking_uri(tracking_uri, tmp_path, monkeypatch):  # the shared file store, plus the plugin's record
     monkeypatch.setenv('TESTPLUGIN_RECORD', str(tmp_path / 'record.json'))
-    for k in ('MLFLOW_EXPERIMENT_NAME', 'MLFLOW_EXPERIMENT_ID'):
-        monkeypatch.delenv(k, raising=False)
-    return uri
-
-
-@pytest.fixture
-def mlflow_client(tracking_uri):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri)
+    return tracking_uri
 
 
 @pytest.fixture

@@ -26,22 +26,9 @@ def ray_client(ray_head):
 
 
 @pytest.fixture
-def tracking_uri(tmp_path, monkeypatch):
-    uri = (tmp_path / 'mlruns').as_uri()
-    monkeypatch.setenv('MLFLOW_TRACKING_URI', uri)
-    monkeypatch.setenv('MLFLOW_ALLOW_FILE_STORE', 'true')
-    monkeypatch.setenv('MLPROJ_CACHE_DIR', str(tmp_path / 'cache'))
-    monkeypatch.delenv('MLFLOW_EXPERIMENT_NAME', raising=False)
-    monkeypatch.delenv('MLFLOW_EXPERIMENT_ID', raising=False)
+def tracking_uri(tracking_uri, monkeypatch):  # the shared file store, and no ambient Ray cluster
     monkeypatch.delenv('RAY_ADDRESS', raising=False)
-    return uri
-
-
-@pytest.fixture
-def mlflow_client(tracking_uri):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri)
+    return tracking_uri
 
 
 @pytest.fixture

@@ -19,29 +19,11 @@ def slurm():
 
 
 @pytest.fixture
-def tracking_uri(tmp_path, monkeypatch):
-    uri = (tmp_path / 'mlruns').as_uri()
-    monkeypatch.setenv('MLFLOW_TRACKING_URI', uri)
-    monkeypatch.setenv('MLFLOW_ALLOW_FILE_STORE', 'true')
-    monkeypatch.setenv('MLPROJ_CACHE_DIR', str(tmp_path / 'cache'))
-    monkeypatch.delenv('MLFLOW_EXPERIMENT_NAME', raising=False)
-    monkeypatch.delenv('MLFLOW_EXPERIMENT_ID', raising=False)
-    return uri
-
-
-@pytest.fixture
 def slurm_env(slurm, tracking_uri, monkeypatch, tmp_path):
     monkeypatch.setenv('SLURM_CONF', str(slurm.conf))
     shared = tmp_path / 'shared'
     monkeypatch.setenv('MLPROJ_SLURM_SHARED_DIR', str(shared))
     return shared
-
-
-@pytest.fixture
-def mlflow_client(tracking_uri):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri)
 
 
 @pytest.fixture
