@@ -1,7 +1,18 @@
-"""Fixtures shared by the backend tests: a per-test MLflow file store and a client on it."""
+"""Fixtures shared by the backend tests: a per-test MLflow file store, a client on it, a project
+factory and `mlproj` as a subprocess."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
+
+from tests.conftest import write_project
+
+
+def mlproj_argv(*args: str) -> list[str]:
+    return [sys.executable, '-m', 'mlproj', *args]
 
 
 @pytest.fixture
@@ -20,3 +31,16 @@ def mlflow_client(tracking_uri):
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri)
+
+
+@pytest.fixture
+def project(tmp_path):
+    return lambda mlproject, files=None: write_project(tmp_path / 'proj', mlproject, files)
+
+
+@pytest.fixture
+def run_mlproj(tracking_uri, tmp_path):
+    def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(mlproj_argv(*args), capture_output=True, text=True, timeout=timeout,
+                              cwd=tmp_path, env=dict(os.environ))
+    return run

@@ -1,10 +1,6 @@
 """Fixtures of the kubernetes backend tests: a strict fake API server (see fake_kube) and a kubeconfig."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 from tests.backends.kubernetes.fake_kube import FakeKube, kubeconfig
 
@@ -59,27 +55,3 @@ def kube(tmp_path, tracking_uri, monkeypatch):
     fake.template = template
     yield fake
     fake.stop()
-
-
-@pytest.fixture
-def project(tmp_path):
-    def make(mlproject, files=None):
-        root = tmp_path / 'proj'
-        root.mkdir(exist_ok=True)
-        (root / 'MLproject').write_text(mlproject)
-        for name, text in (files or {}).items():
-            (root / name).write_text(text)
-        return root
-    return make
-
-
-def mlproj_argv(*args: str) -> list[str]:
-    return [sys.executable, '-m', 'mlproj', *args]
-
-
-@pytest.fixture
-def run_mlproj(tracking_uri, tmp_path):
-    def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run(mlproj_argv(*args), capture_output=True, text=True, timeout=timeout,
-                              cwd=tmp_path, env=dict(os.environ))
-    return run

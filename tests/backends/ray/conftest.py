@@ -1,11 +1,9 @@
 """Fixtures of the ray backend tests (see ray_helpers for how the Ray head is run)."""
 from __future__ import annotations
 
-import os
-import subprocess
 
 import pytest
-from tests.backends.ray.ray_helpers import RayHead, ensure_ray_venv, make_project, mlproj_argv
+from tests.backends.ray.ray_helpers import RayHead, ensure_ray_venv
 
 
 @pytest.fixture(scope='session')
@@ -29,16 +27,3 @@ def ray_client(ray_head):
 def tracking_uri(tracking_uri, monkeypatch):  # the shared file store, and no ambient Ray cluster
     monkeypatch.delenv('RAY_ADDRESS', raising=False)
     return tracking_uri
-
-
-@pytest.fixture
-def project(tmp_path):
-    return lambda mlproject, files=None: make_project(tmp_path / 'proj', mlproject, files)
-
-
-@pytest.fixture
-def run_mlproj(tracking_uri, tmp_path):
-    def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run(mlproj_argv(*args), capture_output=True, text=True, timeout=timeout,
-                              cwd=tmp_path, env=dict(os.environ))
-    return run

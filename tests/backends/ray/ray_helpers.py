@@ -171,19 +171,6 @@ class RayHead:
         subprocess.run(['rm', '-rf', str(self.tmp)], check=False)
 
 
-def make_project(root: Path, mlproject: str, files: dict[str, str] | None = None) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    (root / 'MLproject').write_text(mlproject)
-    for name, text in (files or {}).items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
-    return root
-
-
-def mlproj_argv(*args: str) -> list[str]:
-    return [sys.executable, '-m', 'mlproj', *args]
-
-
 def run_id_of(mlflow_client, tag: str = 'mlflow.project.backend', value: str = 'ray') -> str:
     runs = mlflow_client.search_runs(['0'], filter_string=f"tags.`{tag}` = '{value}'")
     assert len(runs) == 1, [r.info.run_id for r in runs]

@@ -7,7 +7,8 @@ import subprocess
 import time
 
 import pytest
-from tests.backends.ray.ray_helpers import free_port, mlproj_argv, run_id_of
+from tests.backends.conftest import mlproj_argv
+from tests.backends.ray.ray_helpers import free_port, run_id_of
 
 MLPROJECT = '''
 name: raytest

@@ -4,7 +4,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from tests.backends.ray.ray_helpers import make_project
+from tests.conftest import write_project as make_project
 
 from mlproj.backends.ray import runtime_env_for
 from mlproj.errors import BackendError, EnvError

@@ -14,7 +14,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -176,19 +175,6 @@ def _tail(path: Path) -> str:
         return ' | '.join(path.read_text(errors='replace').splitlines()[-5:])
     except OSError:
         return '(no log)'
-
-
-def make_project(root: Path, mlproject: str, files: dict[str, str] | None = None) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    (root / 'MLproject').write_text(mlproject)
-    for name, text in (files or {}).items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
-    return root
-
-
-def mlproj_argv(*args: str) -> list[str]:
-    return [sys.executable, '-m', 'mlproj', *args]
 
 
 def run_id_of(mlflow_client, value: str = 'slurm') -> str:

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.backends.slurm.slurm_helpers import mlproj_argv, run_id_of
+from tests.backends.conftest import mlproj_argv
+from tests.backends.slurm.slurm_helpers import run_id_of
 
 MLPROJECT = '''
 name: slurmtest
