@@ -93,6 +93,9 @@ def mlflow_server(tmp_path_factory):
          '--backend-store-uri', f'sqlite:///{d}/server.db', '--default-artifact-root', str(d / 'artifacts'),
          '--workers', '1'],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=d,
+        # MLflow 3 starts a job runner with about ten huey worker processes by default; the
+        # tests use none of its jobs, and on two cores they slow everything else down.
+        env={**os.environ, 'MLFLOW_SERVER_ENABLE_JOB_EXECUTION': 'false'},
     )
     try:
         _wait_http(f"http://127.0.0.1:{port}/health", proc, 240)
