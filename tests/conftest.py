@@ -29,6 +29,29 @@ def mlproj_bin() -> str:
     return str(candidate) if candidate.exists() else 'mlproj'
 
 
+# The fast lane (`pytest -m "not slow"`) leaves out every test that starts a real server or
+# engine, builds a real environment, or drives mlproj as a subprocess. A test is slow when it uses
+# one of these fixtures (directly or through another fixture), or when its module says so with
+# `pytestmark = pytest.mark.slow`; the fixture list keeps new tests in the right lane by default.
+SLOW_FIXTURES = frozenset({
+    # real servers and engines
+    'mlflow_server', 'tracking_server', 'git_daemon', 'http_server', 'https_server', 'sshd',
+    'docker_engine', 'docker_host', 'containers', 'ray_head', 'ray_client', 'slurm', 'slurm_env',
+    # strict fakes whose tests run mlproj end to end in subprocesses
+    'workspace', 'kube', 'fake_github', 'plugin_site',
+    # subprocess drivers, package indexes, wheels and env builds
+    'run_mlproj', 'resolve_process', 'offline_index', 'hanging_index', 'wheelhouse', 'make_wheel',
+    'uv_cache', 'fake_conda', 'url_for', 'repos',
+})
+
+
+def pytest_collection_modifyitems(config, items):
+    slow = pytest.mark.slow
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, 'fixturenames', ())):
+            item.add_marker(slow)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
     """Keep every test away from the user's caches and MLflow store."""
