@@ -1,4 +1,4 @@
-"""``mlproj schema``: print the JSON Schema (draft 2020-12) of the MLproject file."""
+"""``mlproj schema``: print the JSON Schema (draft-07, as SchemaStore asks) of the MLproject file."""
 from __future__ import annotations
 
 import click

@@ -1,1 +1,1 @@
-"""Data files shipped with mlproj: mlproject.schema.json (draft 2020-12)."""
+"""Data files shipped with mlproj: mlproject.schema.json (JSON Schema draft-07, valid in Ajv strict mode as SchemaStore checks it)."""

@@ -1,4 +1,4 @@
-"""The JSON Schema: valid draft 2020-12, shipped in the wheel, agrees with the linter on structure."""
+"""The JSON Schema: draft-07 as SchemaStore wants it, shipped in the wheel, agrees with the linter on structure."""
 from __future__ import annotations
 
 import json
@@ -24,8 +24,8 @@ STRUCTURAL = {'MLP003', 'MLP004', 'MLP005', 'MLP006', 'MLP007', 'MLP008', 'MLP00
 
 def validator():
     schema = json.loads(SCHEMA_PATH.read_text())
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
+    jsonschema.Draft7Validator.check_schema(schema)
+    return jsonschema.Draft7Validator(schema)
 
 
 def every_mlproject_in_the_repo() -> list[Path]:
@@ -37,9 +37,10 @@ def every_mlproject_in_the_repo() -> list[Path]:
     return sorted(found)
 
 
-def test_schema_is_valid_draft_2020_12_and_documents_every_field():
+def test_schema_is_valid_draft_07_and_documents_every_field():
     schema = json.loads(SCHEMA_PATH.read_text())
-    assert schema['$schema'] == 'https://json-schema.org/draft/2020-12/schema'
+    assert schema['$schema'] == 'http://json-schema.org/draft-07/schema#'
+    assert schema['$id'] == 'https://json.schemastore.org/mlproject.json'
     validator()
 
     def walk(node, where):
@@ -54,8 +55,9 @@ def test_schema_is_valid_draft_2020_12_and_documents_every_field():
                 walk(sub, f'{where}[{i}]')
 
     walk(schema, '$')
-    for name in ('entryPoint', 'parameter', 'dockerEnv', 'databricksSparkJob', 'parameterType'):
-        assert schema['$defs'][name]['description']
+    for name in ('project', 'entryPoint', 'parameter', 'parameterSpec', 'dockerEnv', 'databricksSparkJob',
+                 'parameterType'):
+        assert schema['definitions'][name]['description']
 
 
 def test_examples_are_valid():
@@ -106,6 +108,8 @@ CASES = [
     ('entry_point: {main: {command: x}}\n', False),
     ('databricks_spark_job: {python_file: a.py, parameters: [x]}\n', True),
     ('databricks_spark_job: {python_file: [a.py]}\n', False),
+    ('entry_points: {"": {command: x}}\n', False),
+    ('entry_points: {main: {parameters: {"": int}, command: x}}\n', False),
 ]
 
 
@@ -185,3 +189,93 @@ def test_schema_and_linter_agree_on_generated_structures(tmp_path):
         assert v.is_valid(loaded) == (not rules & STRUCTURAL), (text, sorted(rules))
 
     check()
+
+
+# --------------------------------------------------------------------------------------------
+# SchemaStore readiness and one source of structure
+
+AJV_DIR = Path(os.environ.get('MLPROJ_TEST_AJV_DIR', '/tmp/mlproj-test-ajv'))
+# SchemaStore's gate for a new schema is Ajv (v8) in strict mode, draft-07 class, with ajv-formats
+# (its cli.js `ajvFactory`: `strict: true`). This script does the same compile; .ci/setup installs
+# ajv and ajv-formats from the npm registry into AJV_DIR.
+AJV_STRICT = '''
+const Ajv = require('ajv'); const addFormats = require('ajv-formats');
+const schema = JSON.parse(require('fs').readFileSync(process.argv[1], 'utf8'));
+const ajv = new Ajv({strict: true}); addFormats(ajv);
+try { ajv.compile(schema); } catch (e) { console.log(e.message); process.exit(1); }
+'''
+
+
+def _ajv_strict(path: Path) -> subprocess.CompletedProcess:
+    node = shutil.which('node')
+    assert node and (AJV_DIR / 'node_modules' / 'ajv').is_dir(), \
+        f'node and ajv are needed (bash .ci/setup installs ajv into {AJV_DIR})'
+    return subprocess.run([node, '-e', AJV_STRICT, str(path)], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, NODE_PATH=str(AJV_DIR / 'node_modules')))
+
+
+def test_schema_compiles_in_ajv_strict_mode_as_schemastore_checks(tmp_path):
+    proc = _ajv_strict(SCHEMA_PATH)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # the check is real: a `type` array (a union type) is what strict mode rejects
+    schema = json.loads(SCHEMA_PATH.read_text())
+    schema['definitions']['parameterType']['type'] = ['string', 'number']
+    broken = tmp_path / 'broken.json'
+    broken.write_text(json.dumps(schema))
+    proc = _ajv_strict(broken)
+    assert proc.returncode == 1 and 'union type' in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_schema_has_no_type_arrays_and_only_local_definition_refs():
+    """The rest of SchemaStore's contract for a catalog entry: draft-07, an $id, #/definitions refs."""
+    schema = json.loads(SCHEMA_PATH.read_text())
+    assert schema['$id'].startswith('https://') and 'definitions' in schema and '$defs' not in schema
+
+    def walk(node):
+        if isinstance(node, dict):
+            assert not isinstance(node.get('type'), list), node
+            if '$ref' in node:
+                assert node['$ref'].startswith('#/definitions/') and node['$ref'][14:] in schema['definitions']
+            for sub in node.values():
+                walk(sub)
+        elif isinstance(node, list):
+            for sub in node:
+                walk(sub)
+
+    walk(schema)
+
+
+def _keys(node) -> tuple:
+    return tuple(sorted(node['properties']))
+
+
+def _object_branch(defn) -> dict:
+    return next(b for b in defn.get('anyOf', [defn]) if b.get('type') == 'object')
+
+
+def test_schema_keys_and_types_are_the_loaders():
+    """The key sets and type names come from one place, mlproj.spec, which lint and run both use."""
+    from mlproj import spec
+
+    d = json.loads(SCHEMA_PATH.read_text())['definitions']
+    assert _keys(d['project']) == tuple(sorted(spec.TOP_LEVEL_KEYS))
+    assert _keys(_object_branch(d['entryPoint'])) == tuple(sorted(spec.ENTRY_POINT_KEYS))
+    assert _keys(d['parameterSpec']) == tuple(sorted(spec.PARAM_KEYS))
+    assert _keys(_object_branch(d['dockerEnv'])) == tuple(sorted(spec.DOCKER_KEYS))
+    assert _keys(_object_branch(d['databricksSparkJob'])) == tuple(sorted(spec.DATABRICKS_KEYS))
+    assert set(d['parameterType']['enum']) == set(spec.PARAM_TYPES) | set(spec.PARAM_TYPE_ALIASES)
+
+
+def test_every_structural_rule_has_a_case_both_reject(tmp_path):
+    """STRUCTURAL is complete: each of its rules is provoked by a case that the schema rejects too."""
+    covered = set()
+    for i, (text, valid) in enumerate(CASES):
+        if valid:
+            continue
+        d = tmp_path / str(i)
+        d.mkdir()
+        (d / 'MLproject').write_text(text)
+        for name in ('c.yaml', 'p.yaml'):
+            (d / name).write_text('dependencies: []\n')
+        covered |= {i.rule for i in lint_paths([str(d)], load_config(None)).issues} & STRUCTURAL
+    assert covered == STRUCTURAL
