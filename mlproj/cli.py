@@ -1,6 +1,12 @@
 """The ``mlproj`` command line: a click group whose subcommands are imported on first use.
 
 No business logic lives here; ``mlproj --help`` imports only click.
+
+The base install (``pip install mlproj``, also what the pre-commit hook installs) is what ``lint``,
+``schema`` and ``hooks`` need; running projects needs the ``run`` extra and some backends their own
+extra.  Instead of scattering ``try: import`` checks, :func:`main` maps a ``ModuleNotFoundError`` of
+a known optional module to one line naming the extra to install (exit 69, as for a backend whose
+client library is missing).
 """
 from __future__ import annotations
 
@@ -24,6 +30,26 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     'cache': ('mlproj.commands.cache', 'cache', 'List or prune the Git clone cache.'),
     'reproduce': ('mlproj.commands.reproduce', 'reproduce', 'Run a recorded MLflow run again, pinned to its commit.'),
 }
+
+
+# top-level module -> the extra of mlproj that installs it (pyproject.toml [project.optional-dependencies])
+OPTIONAL_MODULES: dict[str, str] = {
+    'pygit2': 'run', 'mlflow': 'run', 'sqlalchemy': 'run', 'alembic': 'run', 'filelock': 'run',
+    'packaging': 'run', 'uv': 'run',
+    'databricks': 'databricks', 'github': 'github', 'ray': 'ray', 'kubernetes': 'kubernetes',
+    'virtualenv': 'virtualenv',
+}
+
+
+def missing_dependency(error: ModuleNotFoundError, args: list[str]) -> str | None:
+    """The one-line message for an optional module that is not installed, or None (then it is a bug)."""
+    top = (error.name or '').split('.')[0]
+    extra = OPTIONAL_MODULES.get(top)
+    if extra is None:
+        return None
+    command = next((a for a in args if a in COMMANDS), None)
+    what = f'mlproj {command}' if command else 'this command'
+    return f'{what} needs {top}, which is not installed: pip install "mlproj[{extra}]"'
 
 
 class LazyGroup(click.Group):
@@ -58,7 +84,7 @@ def _debug_requested(argv: list[str]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mlproj.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, MlprojError
+    from mlproj.errors import EXIT_BACKEND, EXIT_INTERNAL, EXIT_INTERRUPTED, MlprojError
 
     args = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -83,6 +109,19 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_INTERRUPTED
     except BrokenPipeError:
         code = 1
+    except ModuleNotFoundError as e:
+        message = missing_dependency(e, args)
+        if _debug_requested(args):
+            import traceback
+
+            traceback.print_exc()
+        if message is None:
+            print(f'mlproj: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)',
+                  file=sys.stderr)
+            code = EXIT_INTERNAL
+        else:
+            print(f'mlproj: error: {message}', file=sys.stderr)
+            code = EXIT_BACKEND
     except Exception as e:  # a bug: say so in one line, keep the traceback behind --debug
         if _debug_requested(args):
             import traceback

@@ -148,6 +148,8 @@ class ClientTracker:
                 from mlflow.tracking import MlflowClient
 
                 self._client = MlflowClient(tracking_uri=self.uri)
+            except ModuleNotFoundError:
+                raise  # not the store's fault: the CLI names the extra to install
             except Exception as e:
                 raise TrackingError(f'cannot open MLflow tracking store: {_first_line(e)}', redact_uri(self.uri)) from e
         return self._client

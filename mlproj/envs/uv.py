@@ -52,7 +52,8 @@ def uv_bin() -> str:
         found = shutil.which('uv')
         if found:
             return found
-    raise EnvError('cannot find the uv executable: reinstall mlproj (it depends on the uv package) or set MLPROJ_UV')
+    raise EnvError('cannot find the uv executable: pip install "mlproj[run]" (it depends on the uv package) '
+                   'or set MLPROJ_UV')
 
 
 def install_python(spec: str | None) -> str | None:

@@ -6,7 +6,7 @@
 #                    already on PATH; '1.2.3' / '>=1.2' = that release from the package index;
 #                    a path, file:, git+ or https:// URL = pip/uv requirement as given.
 #   MLPROJ_PYTHON    interpreter for the venv (default python3; must be >= 3.10).
-#   MLPROJ_BACKEND   'databricks' adds the databricks extra.
+#   MLPROJ_BACKEND   'databricks' adds the databricks extra (the run and github extras are always in).
 #   MLPROJ_EXTRA     whitespace-separated extra requirements (backend plugins), installed as given.
 # Outputs: mlproj (the executable), state-dir (a fresh directory for this invocation's state).
 set -euo pipefail
@@ -16,9 +16,9 @@ mkdir -p "$root"
 state_dir="$(mktemp -d "$root/state.XXXXXXXX")"
 python="${MLPROJ_PYTHON:-python3}"
 version="${MLPROJ_VERSION:-}"
-extras="github"
+extras="run,github"
 if [ "${MLPROJ_BACKEND:-}" = "databricks" ]; then
-  extras="github,databricks"
+  extras="run,github,databricks"
 fi
 
 # uv must never download a Python (from GitHub) or read a uv.toml from the workspace.
