@@ -56,7 +56,7 @@ def _where(key: str) -> str:
 def _default_package() -> str:
     from mlproj import __version__
 
-    return f'mlproj=={__version__}'
+    return f'mlproj[run]=={__version__}'  # the run extra: the cluster runs `mlproj run`
 
 
 def tracking_profile(tracking_uri: str) -> str | None:

@@ -76,7 +76,7 @@ def test_new_cluster_end_to_end(repo, workspace, dbx_env, mlflow_client, capsys,
     assert task['new_cluster'] == NEW_CLUSTER
     from mlproj import __version__
 
-    assert task['libraries'] == [{'pypi': {'package': f'mlproj=={__version__}'}}]
+    assert task['libraries'] == [{'pypi': {'package': f'mlproj[run]=={__version__}'}}]
     spt = task['spark_python_task']
     archive = tags['mlproj.databricks.archive']
     assert archive.startswith('dbfs:/mlproj/projects/') and archive.endswith('.tar.gz')
@@ -115,7 +115,7 @@ def test_existing_cluster_on_workspace_files(repo, workspace, dbx_env, mlflow_cl
     assert body['run_name'] == 'nightly' and body['timeout_seconds'] == 600
     assert task['existing_cluster_id'] == '0101-120000-known' and 'new_cluster' not in task
     assert task['libraries'][0] == {'pypi': {'package': 'scikit-learn==1.5.2'}}
-    assert task['libraries'][1]['pypi']['package'].startswith('mlproj==')
+    assert task['libraries'][1]['pypi']['package'].startswith('mlproj[run]==')
     assert task['spark_python_task']['python_file'].startswith('/Workspace/Users/t@example.com/mlproj/launchers/')
     assert workspace.calls('/workspace/import', 'POST') and not workspace.calls('/dbfs/create')
     assert only_run(mlflow_client).info.status == 'FINISHED'
@@ -135,7 +135,7 @@ def test_serverless_on_a_volume(repo, workspace, dbx_env, mlflow_client, capsys)
     assert env['environment_key'] == 'mlproj'
     assert env['spec']['environment_version'] == '2'
     assert env['spec']['dependencies'][0] == 'pandas>=2'
-    assert env['spec']['dependencies'][1].startswith('mlproj==')
+    assert env['spec']['dependencies'][1].startswith('mlproj[run]==')
     assert task['spark_python_task']['parameters'][0].startswith('/Volumes/main/default/mlproj/runs/projects/')
     assert workspace.calls('/api/2.0/fs/directories/Volumes/main/default/mlproj/runs/projects', 'PUT')
 
