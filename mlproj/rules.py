@@ -61,6 +61,11 @@ _RULES = [
          'docker_env without a top-level name: MLflow needs the name to tag the image it builds.', 'lint'),
     Rule('MLP023', 'bad-suppression', 'warning',
          'A "# mlproj: disable=..." comment names a rule id that does not exist.', 'lint'),
+    # MLP024-MLP029: reserved for rules being added alongside (safe reading, MLflow compatibility)
+    Rule('MLP030', 'misspelled-key', 'error',
+         'An unknown key that is a close misspelling of a known one (entry_point for entry_points, '
+         'comand for command): what it should set is silently missing, so it is an error in lint. '
+         '`mlproj run`, like MLflow, only warns (MLP004).', 'lint'),
 ]
 
 RULES: dict[str, Rule] = {r.id: r for r in _RULES}

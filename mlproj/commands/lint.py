@@ -1,4 +1,8 @@
-"""``mlproj lint``: check MLproject files; exit 0 clean, 1 findings, 2 usage error."""
+"""``mlproj lint``: check MLproject files; exit 0 clean, 1 findings, 2 usage error.
+
+Failing follows ruff/flake8: errors fail, warnings are printed but pass unless ``--fail-on warning``
+(alias ``--strict``); ``--exit-zero`` reports and always exits 0 (usage errors still exit 2).
+"""
 from __future__ import annotations
 
 import os
@@ -34,7 +38,16 @@ def _list_rules(fmt: str) -> None:
 @click.option('--select', multiple=True, metavar='RULES',
               help='Only these rules: ids, names or id prefixes, comma-separated (repeatable).')
 @click.option('--ignore', multiple=True, metavar='RULES', help='Skip these rules (repeatable).')
-@click.option('--strict/--no-strict', default=None, help='Warnings fail the run too (exit 1).')
+@click.option('--strict/--no-strict', default=None, help='Warnings fail the run too (same as --fail-on warning).')
+@click.option('--fail-on', type=click.Choice(('error', 'warning')), default=None,
+              help='Lowest severity that makes the exit code 1 (default: error).')
+@click.option('--exit-zero', is_flag=True, help='Exit 0 even when there are findings (still 2 on usage errors).')
+@click.option('--no-ignore', is_flag=True, help='Walk into what .gitignore files ignore, too.')
+@click.option('--force-exclude', is_flag=True, default=None,
+              help='Apply the configured excludes to files named on the command line too (the pre-commit hook '
+                   'passes this).')
+@click.option('--extend-exclude', multiple=True, metavar='PATTERN',
+              help='Exclude these glob patterns as well as the configured ones (repeatable).')
 @click.option('--config', 'config_path', type=click.Path(dir_okay=False), default=None,
               help='A pyproject.toml with [tool.mlproj.lint] (default: the nearest one above the current '
                    'directory).')
@@ -45,7 +58,8 @@ def _list_rules(fmt: str) -> None:
 @click.option('-q', '--quiet', is_flag=True, help='Text format: no summary line.')
 @click.pass_context
 def lint(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, select: tuple[str, ...],
-         ignore: tuple[str, ...], strict: bool | None, config_path: str | None, no_config: bool,
+         ignore: tuple[str, ...], strict: bool | None, fail_on: str | None, exit_zero: bool, no_ignore: bool,
+         force_exclude: bool | None, extend_exclude: tuple[str, ...], config_path: str | None, no_config: bool,
          stdin_filename: str | None, list_rules: bool, quiet: bool) -> None:
     """Lint MLproject files in PATHS (files or directories, searched recursively; default: .)."""
     from pathlib import Path
@@ -68,7 +82,9 @@ def lint(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, select: tu
                 raise ConfigError(f'no such config file: {config_path}')
         elif not no_config:
             pyproject = find_pyproject(Path.cwd())
-        config = load_config(pyproject, select=select, ignore=ignore, strict=strict)
+        config = load_config(pyproject, select=select, ignore=ignore, strict=strict, fail_on=fail_on,
+                             exit_zero=exit_zero, no_ignore=no_ignore, force_exclude=force_exclude or None,
+                             extend_exclude=extend_exclude)
     except ConfigError as e:
         raise click.UsageError(str(e)) from None
     paths = paths or ('.',)
@@ -82,4 +98,4 @@ def lint(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, select: tu
     color = fmt == 'text' and sys.stdout.isatty() and 'NO_COLOR' not in os.environ
     reporter = make_reporter(fmt, quiet=quiet, color=color)
     reporter.report(result, sys.stdout, sys.stderr)
-    ctx.exit(result.exit_code(config.strict))
+    ctx.exit(result.exit_code(config.strict, config.exit_zero))

@@ -3,9 +3,18 @@
     [tool.mlproj.lint]
     select = ["MLP0"]            # ids, names or id prefixes; default: every rule
     ignore = ["unused-param"]    # removed from the selection
-    strict = false               # warnings fail the run too
-    exclude = ["vendor/**"]      # glob patterns (relative paths) skipped when walking directories
+    fail-on = "error"            # "warning": warnings fail the run too (`strict = true` says the same)
+    exclude = [".venv", ...]     # replaces the default excludes (DEFAULT_EXCLUDE)
+    extend-exclude = ["tests/fixtures/"]  # added to them; usually what you want
+    respect-gitignore = true     # skip what .gitignore files ignore when walking a directory
+    force-exclude = false        # apply the excludes to files named on the command line too
     severity = { MLP016 = "error" }  # per-rule severity override
+
+Exclusion follows ruff's conventions: a pattern is a glob; one without ``/`` matches a file or
+directory name at any depth (``.venv``, ``*.bak``), one with ``/`` matches the path relative to the
+directory of the pyproject.toml (the current directory without one), and a trailing ``/`` matches a
+directory and everything below it.  Files named on the command line are always linted unless
+``force-exclude`` is set, which is what the pre-commit hook passes (pre-commit names every file).
 """
 from __future__ import annotations
 
@@ -18,8 +27,14 @@ from typing import Any
 
 from mlproj.rules import RULES
 
-KEYS = ('select', 'ignore', 'strict', 'exclude', 'severity')
+KEYS = ('select', 'ignore', 'strict', 'fail-on', 'exclude', 'extend-exclude', 'respect-gitignore',
+        'force-exclude', 'severity')
 SEVERITIES = ('error', 'warning')
+FAIL_ON = ('error', 'warning')
+# Directories and names never worth linting (ruff's list, minus what cannot hold an MLproject).
+DEFAULT_EXCLUDE = ('.git', '.hg', '.svn', '.bzr', '.venv', 'venv', '.tox', '.nox', 'node_modules', '__pycache__',
+                   '.mypy_cache', '.pytest_cache', '.ruff_cache', 'site-packages', '.eggs', 'build', 'dist',
+                   '_build', 'buck-out', '.direnv', '__pypackages__')
 
 
 class ConfigError(ValueError):
@@ -29,10 +44,14 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class LintConfig:
     select: frozenset[str] = field(default_factory=lambda: frozenset(RULES))
-    strict: bool = False
-    exclude: tuple[str, ...] = ()
+    strict: bool = False  # fail on warnings too (fail-on = "warning")
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     severity: dict[str, str] = field(default_factory=dict)
     source: str | None = None  # the pyproject.toml it came from
+    root: Path | None = None   # patterns with a '/' are relative to this (the pyproject's directory)
+    respect_gitignore: bool = True
+    force_exclude: bool = False
+    exit_zero: bool = False
 
     def enabled(self, rule: str) -> bool:
         return rule in self.select
@@ -40,10 +59,40 @@ class LintConfig:
     def severity_of(self, rule: str) -> str:
         return self.severity.get(rule) or RULES[rule].severity
 
-    def excluded(self, relpath: str) -> bool:
-        rel = relpath.replace(os.sep, '/')
-        return any(fnmatch.fnmatchcase(rel, pat) or fnmatch.fnmatchcase(rel, pat.rstrip('/') + '/*')
-                   for pat in self.exclude)
+    def excluded(self, relpath: str, *, is_dir: bool = False) -> bool:
+        """Whether a path (relative to ``root``) matches an exclude pattern, or lies below a match."""
+        rel = relpath.replace(os.sep, '/').strip('/')
+        if not rel or rel == '.':
+            return False
+        parts = rel.split('/')
+        for pat in self.exclude:
+            dir_only = pat.endswith('/')
+            pat = pat.strip('/')
+            if '/' in pat:
+                # anchored: the path itself, or one of its parent directories
+                for i in range(len(parts), 0, -1):
+                    if i == len(parts) and dir_only and not is_dir:
+                        continue
+                    if fnmatch.fnmatchcase('/'.join(parts[:i]), pat):
+                        return True
+            else:
+                for i, name in enumerate(parts):
+                    last = i == len(parts) - 1
+                    if last and dir_only and not is_dir:
+                        continue
+                    if fnmatch.fnmatchcase(name, pat):
+                        return True
+        return False
+
+    def relative(self, path: str | os.PathLike[str]) -> str | None:
+        """``path`` relative to ``root`` (the current directory by default); None when outside it."""
+        root = os.path.abspath(self.root or os.getcwd())
+        full = os.path.abspath(path)
+        try:
+            rel = os.path.relpath(full, root)
+        except ValueError:
+            return None
+        return None if rel == '..' or rel.startswith('..' + os.sep) else rel
 
 
 def resolve_selectors(items: list[str] | tuple[str, ...], what: str) -> set[str]:
@@ -104,7 +153,9 @@ def _table(doc: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def load_config(pyproject: Path | None, *, select: tuple[str, ...] = (), ignore: tuple[str, ...] = (),
-                strict: bool | None = None) -> LintConfig:
+                strict: bool | None = None, fail_on: str | None = None, exit_zero: bool = False,
+                no_ignore: bool = False, force_exclude: bool | None = None,
+                extend_exclude: tuple[str, ...] = ()) -> LintConfig:
     """Merge the pyproject table (if any) with the flags: --select replaces, --ignore adds."""
     table: dict[str, Any] = {}
     if pyproject is not None:
@@ -120,10 +171,22 @@ def load_config(pyproject: Path | None, *, select: tuple[str, ...] = (), ignore:
         chosen = resolve_selectors(select, '--select')
     dropped = resolve_selectors(_str_list(table.get('ignore', []), where, 'ignore'), f'{where} ignore')
     dropped |= resolve_selectors(ignore, '--ignore')
-    cfg_strict = table.get('strict', False)
-    if not isinstance(cfg_strict, bool):
-        raise ConfigError(f'{where}: strict must be true or false')
-    exclude = tuple(_str_list(table.get('exclude', []), where, 'exclude'))
+    cfg_strict = _bool(table, 'strict', False, where)
+    cfg_fail_on = table.get('fail-on')
+    if cfg_fail_on is not None:
+        if cfg_fail_on not in FAIL_ON:
+            raise ConfigError(f'{where}: fail-on must be "error" or "warning", not {cfg_fail_on!r}')
+        cfg_strict = cfg_fail_on == 'warning'
+    if strict is not None:
+        cfg_strict = strict
+    if fail_on is not None:
+        cfg_strict = fail_on == 'warning'
+    exclude = DEFAULT_EXCLUDE
+    if 'exclude' in table:
+        exclude = tuple(_str_list(table['exclude'], where, 'exclude'))
+    exclude += tuple(_str_list(table.get('extend-exclude', []), where, 'extend-exclude')) + tuple(extend_exclude)
+    respect_gitignore = _bool(table, 'respect-gitignore', True, where) and not no_ignore
+    cfg_force = _bool(table, 'force-exclude', False, where)
     severity_raw = table.get('severity', {})
     if not isinstance(severity_raw, dict):
         raise ConfigError(f'{where}: severity must be a table such as {{ MLP016 = "error" }}')
@@ -135,11 +198,22 @@ def load_config(pyproject: Path | None, *, select: tuple[str, ...] = (), ignore:
             severity[rule] = value
     return LintConfig(
         select=frozenset(chosen - dropped),
-        strict=cfg_strict if strict is None else strict,
+        strict=cfg_strict,
         exclude=exclude,
         severity=severity,
         source=str(pyproject) if pyproject else None,
+        root=pyproject.resolve().parent if pyproject else None,
+        respect_gitignore=respect_gitignore,
+        force_exclude=cfg_force if force_exclude is None else force_exclude,
+        exit_zero=exit_zero,
     )
+
+
+def _bool(table: dict[str, Any], key: str, default: bool, where: str) -> bool:
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f'{where}: {key} must be true or false')
+    return value
 
 
 def _str_list(value: Any, where: str, key: str) -> list[str]:

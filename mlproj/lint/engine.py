@@ -3,20 +3,42 @@
 The loader's own findings (``spec.analyse_mlproject``, the same model ``mlproj run`` uses) come
 first; then the environment files, the lint-only rules, suppression comments, the configured
 selection and severities.  Nothing here raises on bad file content: every problem is a finding.
+
+Lint refines two things the loader leaves coarse (the loader is shared with ``mlproj run``, which
+must stay as lenient as MLflow): an unknown key that is a close misspelling of a known one
+(MLP004 with a did-you-mean hint) becomes the error MLP030, and MLP012 points at the
+``{placeholder}`` inside the command rather than at the start of the command.
+
+Which files: a directory is walked for MLproject files, skipping the configured excludes and, by
+default, what ``.gitignore`` files ignore (read with ``pathspec``, from the walked directory up to
+its Git work tree root and below).  A file named on the command line is linted as an MLproject,
+except an environment file (one that an MLproject in its directory or above uses as its
+python_env / conda_env or names with ``-r``; or, used by none, one named like python_env.yaml,
+conda.yaml, environment.yml, requirements*.txt): it is mapped back to the MLproject(s) that use it,
+and those are linted, so a commit that changes only an env file is still checked (the pre-commit
+hook passes env files too).
 """
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from mlproj.lint.config import LintConfig
 from mlproj.spec import MISNAMED_RE, Finding, analyse_mlproject
 
-# Directories never worth walking into.
-SKIP_DIRS = frozenset({'.git', '.hg', '.svn', '.venv', 'venv', '.tox', '.nox', 'node_modules', '__pycache__',
-                       '.mypy_cache', '.pytest_cache', '.ruff_cache', 'site-packages', '.eggs'})
+# Never walked into, whatever the configuration says.
+VCS_DIRS = frozenset({'.git', '.hg', '.svn', '.bzr'})
+# Files whose change can break an MLproject that uses them (the pre-commit manifest's `files:`).
+ENV_FILE_RE = re.compile(r'^(python_env\.ya?ml|conda\.ya?ml|environment\.ya?ml|[^/]*requirements[^/]*\.(txt|in))$',
+                         re.IGNORECASE)
+_DID_YOU_MEAN = re.compile(r"\(did you mean '[^']*'\?\)")
+_PLACEHOLDER_MSG = re.compile(r"^command of entry point (?P<ep>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\") uses "
+                              r"\{(?P<ph>[^{}]*)\} but")
+# How far up from an env file to look for the MLproject that uses it (without a Git root to stop at).
+_MAX_UP = 16
 
 
 class Issue(NamedTuple):
@@ -41,7 +63,10 @@ class LintResult(NamedTuple):
     def warnings(self) -> int:
         return sum(1 for i in self.issues if i.severity == 'warning')
 
-    def exit_code(self, strict: bool) -> int:
+    def exit_code(self, strict: bool, exit_zero: bool = False) -> int:
+        """1 on errors (or warnings when ``strict``, i.e. fail-on warning); 0 always with ``exit_zero``."""
+        if exit_zero:
+            return 0
         if self.errors or (strict and self.warnings):
             return 1
         return 0
@@ -60,6 +85,130 @@ class UsageError(ValueError):
 
 def _is_mlproject(name: str) -> bool:
     return name.lower() == 'mlproject'
+
+
+def is_env_file(name: str) -> bool:
+    return bool(ENV_FILE_RE.match(os.path.basename(name)))
+
+
+def git_root(start: Path) -> Path | None:
+    """The nearest directory at or above ``start`` that holds ``.git`` (a work tree's root)."""
+    for d in (start, *start.parents):
+        if (d / '.git').exists():
+            return d
+    return None
+
+
+class GitIgnore:
+    """``.gitignore`` matching for a directory walk (pathspec's GitIgnoreSpec, per directory).
+
+    Every ``.gitignore`` from ``top`` (the Git root, else the walked directory) down to a path's
+    directory applies, the deepest one with a matching pattern deciding, as in Git; ``.git/info/
+    exclude`` applies at the root.  Ignored directories are not walked, so nothing below them can
+    be re-included (Git does the same).
+    """
+
+    def __init__(self, top: Path) -> None:
+        self.top = top
+        self._specs: dict[Path, Any] = {}
+
+    def _spec(self, directory: Path) -> Any:
+        if directory not in self._specs:
+            lines: list[str] = []
+            sources = [directory / '.gitignore']
+            if directory == self.top:
+                sources.insert(0, directory / '.git' / 'info' / 'exclude')
+            for source in sources:
+                try:
+                    lines += source.read_text(encoding='utf-8', errors='replace').splitlines()
+                except OSError:
+                    continue
+            spec = None
+            if lines:
+                import pathspec
+
+                spec = pathspec.GitIgnoreSpec.from_lines(lines)
+            self._specs[directory] = spec
+        return self._specs[directory]
+
+    def ignored(self, path: Path, is_dir: bool) -> bool:
+        try:
+            rel_parts = path.relative_to(self.top).parts
+        except ValueError:
+            return False
+        verdict = None
+        base = self.top
+        for i in range(len(rel_parts)):
+            spec = self._spec(base)
+            if spec is not None:
+                rel = '/'.join(rel_parts[i:]) + ('/' if is_dir else '')
+                result = spec.check_file(rel)
+                if result.include is not None:
+                    verdict = result.include
+            base = base / rel_parts[i]
+        return bool(verdict)
+
+
+def _files_used(project: Any) -> set[Path]:
+    """The env file of a project and the requirement files it names (``-r``/``-c``), resolved."""
+    env = project.env
+    if env.kind not in ('python', 'conda') or env.path is None:
+        return set()
+    used = {env.path.resolve()}
+    if not env.path.is_file():
+        return used
+    from mlproj.envs.envfiles import _file_references, read_conda_env, read_python_env
+
+    lines: list[str] = []
+    if env.kind == 'python':
+        penv, _ = read_python_env(env.path, project.directory)
+        if penv is not None:
+            lines = [*penv.build_dependencies, *penv.dependencies]
+        bases = [project.directory]
+    else:
+        cenv, _ = read_conda_env(env.path)
+        if cenv is not None:
+            lines = list(cenv.pip)
+        bases = [env.path.parent]
+    for line in lines:
+        for ref in _file_references(line):
+            used |= {(b / ref).resolve() for b in bases}
+    return used
+
+
+def projects_using(env_file: Path) -> list[Path]:
+    """MLproject files, in the env file's directory or above, whose project uses ``env_file``."""
+    target = env_file.resolve()
+    stop = git_root(target.parent)
+    found: list[Path] = []
+    for depth, d in enumerate((target.parent, *target.parent.parents)):
+        if depth >= _MAX_UP and stop is None:
+            break
+        try:
+            names = sorted(n for n in os.listdir(d) if _is_mlproject(n))
+        except OSError:
+            names = []
+        for name in names[:1]:  # several case variants: MLP018 says so when the directory is linted
+            mlproject = d / name
+            try:
+                text = mlproject.read_bytes().decode('utf-8-sig')
+            except (OSError, UnicodeDecodeError):
+                continue
+            project, _doc = analyse_mlproject(text, d, str(mlproject))
+            if target in _files_used(project):
+                found.append(mlproject)
+        if d == stop:
+            break
+    return found
+
+
+def _display(path: Path) -> str:
+    """How a file found from an env file is labelled: relative to the current directory when below it."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return str(path) if rel.startswith('..') else rel
 
 
 def discover(paths: Iterable[str], config: LintConfig) -> tuple[list[Target], list[Finding]]:
@@ -92,34 +241,60 @@ def discover(paths: Iterable[str], config: LintConfig) -> tuple[list[Target], li
                                     + ', '.join(variants) + '; MLflow picks one arbitrarily',
                                     0, 0, label_dir or '.'))
 
+    def excluded(path: Path, walk_root: Path, is_dir: bool) -> bool:
+        rel = config.relative(path)
+        if rel is None:  # outside the configuration's directory: relative to what was given
+            rel = os.path.relpath(path, walk_root)
+        return config.excluded(rel, is_dir=is_dir)
+
     for raw in paths:
         path = Path(raw)
         if path.is_file():
+            if config.force_exclude and excluded(path, Path('.'), False):
+                continue
+            users = [] if _is_mlproject(path.name) or MISNAMED_RE.match(path.name) else projects_using(path)
+            if users or is_env_file(path.name):  # an env file: lint the projects that use it
+                for mlproject in users:
+                    if config.force_exclude and excluded(mlproject, Path('.'), False):
+                        continue
+                    add(mlproject, _display(mlproject), True)
+                    check_dir(mlproject.parent, os.path.dirname(_display(mlproject)))
+                continue
             add(path, raw, True)
             check_dir(path.parent, os.path.dirname(raw))
             continue
         if not path.is_dir():
             raise UsageError(f'no such file or directory: {raw}')
+        ignore = GitIgnore(git_root(path.resolve()) or path.resolve()) if config.respect_gitignore else None
         for root, dirs, files in os.walk(path):
             rel_root = os.path.relpath(root, path)
-            dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not config.excluded(
-                os.path.normpath(os.path.join(rel_root, d))))
+            root_path = Path(root)
+            kept = []
+            for d in sorted(dirs):
+                sub = root_path / d
+                if d in VCS_DIRS or excluded(sub, path, True):
+                    continue
+                if ignore is not None and ignore.ignored(sub.resolve(), True):
+                    continue
+                kept.append(d)
+            dirs[:] = kept
             wanted = sorted(f for f in files if _is_mlproject(f) or MISNAMED_RE.match(f))
             if not wanted:
                 continue
             label_root = os.path.normpath(os.path.join(raw, rel_root)) if rel_root != '.' else raw
-            check_dir(Path(root), label_root, files)
+            check_dir(root_path, label_root, files)
             has_real = any(_is_mlproject(f) for f in wanted)
             for name in wanted:
-                rel = os.path.normpath(os.path.join(rel_root, name))
-                if config.excluded(rel):
+                if excluded(root_path / name, path, False):
+                    continue
+                if ignore is not None and ignore.ignored((root_path / name).resolve(), False):
                     continue
                 label = os.path.join(label_root, name) if label_root not in ('.', '') else name
                 if MISNAMED_RE.match(name) and has_real:
                     # A stray copy next to the real file: only say that it is ignored.
                     findings.append(_misnamed(label, name))
                     continue
-                add(Path(root) / name, label, False)
+                add(root_path / name, label, False)
     return targets, findings
 
 
@@ -134,13 +309,36 @@ def lint_text(text: str, directory: Path, label: str) -> list[Finding]:
     from mlproj.lint.suppress import parse_suppressions
 
     project, doc = analyse_mlproject(text, directory, label)
-    findings = list(project.findings)
+    findings = [_refine(f, doc, text, label) for f in project.findings]
     if not any(f.rule == 'MLP001' for f in findings):
         findings += lint_only(project, doc, text, label)
         findings += _env_findings(project, directory, label)
     suppressions = parse_suppressions(text, label)
     findings = [f for f in findings if f.path != label or not suppressions.covers(f)]
     return findings + list(suppressions.findings)
+
+
+def _refine(finding: Finding, doc: Any, text: str, label: str) -> Finding:
+    """MLP004 with a did-you-mean hit -> MLP030; MLP012 at its placeholder (see the module doc)."""
+    if finding.path != label:
+        return finding
+    if finding.rule == 'MLP004' and _DID_YOU_MEAN.search(finding.message):
+        return finding._replace(rule='MLP030')
+    if finding.rule == 'MLP012':
+        m = _PLACEHOLDER_MSG.match(finding.message)
+        if m:
+            import ast
+
+            from mlproj.spec import locate_in_value
+
+            try:
+                ep = ast.literal_eval(m.group('ep'))
+            except (ValueError, SyntaxError):
+                return finding
+            where = locate_in_value(doc, text, ('entry_points', ep, 'command'), '{' + m.group('ph') + '}')
+            if where:
+                return finding._replace(line=where[0], col=where[1])
+    return finding
 
 
 def _env_findings(project, directory: Path, label: str) -> list[Finding]:

@@ -3,7 +3,10 @@
 ``hooks/pre-commit`` and ``hooks/pre-push`` (repository root) are thin shell shims that call
 ``mlproj hooks run <hook>``; the work happens here, in Python:
 
-- pre-commit: lint the *staged* content of every staged MLproject file (as ``git show :path``).
+- pre-commit: lint the *staged* content of every staged MLproject file (as ``git show :path``), and
+  of the MLproject files that use a staged environment file (python_env.yaml, conda.yaml, a
+  requirements file: ``mlproj.lint.engine.projects_using``); the env files themselves are read
+  from the work tree.
 - pre-push: for each project (directory with an MLproject) touched by the pushed commits, export
   the pushed commit's copy of it with ``git archive`` and ``mlproj run --dry-run`` every entry point.
 
@@ -141,13 +144,20 @@ def _is_project_file(name: str) -> bool:
 
 def run_pre_commit(cwd: str | Path, out: IO[str], err: IO[str]) -> int:
     from mlproj.lint.config import find_pyproject, load_config
-    from mlproj.lint.engine import lint_blobs
+    from mlproj.lint.engine import is_env_file, lint_blobs, projects_using
     from mlproj.lint.reporters import TextReporter
 
     root = repo_root(cwd)
     names = _git(['diff', '--cached', '--name-only', '-z', '--diff-filter=ACMR'], root).split(b'\0')
-    staged = [n.decode('utf-8', 'surrogateescape') for n in names if n]
-    staged = [n for n in staged if _is_project_file(n)]
+    changed = [n.decode('utf-8', 'surrogateescape') for n in names if n]
+    staged = [n for n in changed if _is_project_file(n)]
+    in_index = set(_git(['ls-files', '-z'], root).decode('utf-8', 'surrogateescape').split('\0'))
+    for name in changed:
+        if is_env_file(name) and not _is_project_file(name):
+            for mlproject in projects_using(root / name):
+                rel = mlproject.resolve().relative_to(root.resolve()).as_posix()
+                if rel in in_index and rel not in staged:
+                    staged.append(rel)
     if not staged:
         return 0
     blobs = [(name, root / name, _git(['show', f':{name}'], root)) for name in staged]

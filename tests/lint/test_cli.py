@@ -32,7 +32,7 @@ def test_error_exits_1_with_path_line_col_id(tmp_path):
     project(tmp_path, ERROR)
     r = run_cli(['lint', 'p'], tmp_path)
     assert r.code == 1
-    assert r.out == ("p/MLproject:3:14: MLP012 error: command of entry point 'main' uses {nope} but declares no "
+    assert r.out == ("p/MLproject:3:20: MLP012 error: command of entry point 'main' uses {nope} but declares no "
                      "parameter 'nope'\n")
     assert 'Traceback' not in r.err
 
@@ -66,7 +66,7 @@ def test_directories_are_walked_and_vcs_dirs_skipped(tmp_path):
     project(tmp_path, ERROR, sub='.git/x')
     project(tmp_path, ERROR, sub='node_modules/x')
     r = run_cli(['lint', '.'], tmp_path)
-    assert r.out.count('MLP012') == 1 and r.out.startswith('a/b/c/MLproject:3:14:')
+    assert r.out.count('MLP012') == 1 and r.out.startswith('a/b/c/MLproject:3:20:')
 
 
 def test_pyproject_config(tmp_path):
@@ -117,7 +117,7 @@ def test_stdin_with_a_filename(tmp_path):
     (d / 'train.py').write_text('')
     r = run_cli(['lint', '--stdin-filename', 'p/MLproject', '-'], tmp_path,
                 stdin=b'entry_points:\n  main:\n    command: python train.py {x}\n')
-    assert r.code == 1 and r.out.startswith('p/MLproject:3:14: MLP012')
+    assert r.code == 1 and r.out.startswith('p/MLproject:3:30: MLP012')
     r = run_cli(['lint', '-'], tmp_path, stdin=b'name: \xff\n')
     assert r.code == 1 and 'MLP001' in r.out and 'UTF-8' in r.out
 
@@ -132,7 +132,7 @@ def test_list_rules(tmp_path):
 def test_github_format_is_automatic_in_actions(tmp_path):
     project(tmp_path, ERROR)
     r = run_cli(['lint'], tmp_path, env={'GITHUB_ACTIONS': 'true'})
-    assert r.out.startswith('::error file=p/MLproject,line=3,col=14,title=MLP012 unknown-placeholder::')
+    assert r.out.startswith('::error file=p/MLproject,line=3,col=20,title=MLP012 unknown-placeholder::')
     assert run_cli(['lint', '--format', 'text'], tmp_path, env={'GITHUB_ACTIONS': 'true'}).out.startswith('p/')
 
 
@@ -169,3 +169,89 @@ def test_lint_does_not_import_heavy_modules(tmp_path):
             'print(rc, heavy)\n')
     out = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, capture_output=True, text=True).stdout
     assert out.strip() == '0 []'
+
+
+def test_fail_on_and_exit_zero(tmp_path):
+    project(tmp_path, WARN_ONLY)
+    assert run_cli(['lint'], tmp_path).code == 0
+    assert run_cli(['lint', '--fail-on', 'warning'], tmp_path).code == 1
+    assert run_cli(['lint', '--fail-on', 'error'], tmp_path).code == 0
+    project(tmp_path, ERROR, sub='e')
+    r = run_cli(['lint', '--exit-zero'], tmp_path)
+    assert r.code == 0 and 'MLP012 error' in r.out and 'MLP016 warning' in r.out
+    assert run_cli(['lint', '--exit-zero', '--select', 'NOPE'], tmp_path).code == 2  # usage errors still fail
+    (tmp_path / 'pyproject.toml').write_text('[tool.mlproj.lint]\nfail-on = "warning"\n')
+    assert run_cli(['lint', 'p'], tmp_path).code == 1
+    (tmp_path / 'pyproject.toml').write_text('[tool.mlproj.lint]\nfail-on = "info"\n')
+    r = run_cli(['lint', 'p'], tmp_path)
+    assert r.code == 2 and 'fail-on must be "error" or "warning"' in r.err
+
+
+def test_a_misspelled_key_is_an_error_an_unknown_one_a_warning(tmp_path):
+    project(tmp_path, 'name: t\nentry_point:\n  main:\n    command: "true"\nowner: me\n')
+    r = run_cli(['lint'], tmp_path)
+    assert r.code == 1
+    assert r.out.splitlines() == [
+        "p/MLproject:2:1: MLP030 error: unknown key 'entry_point' in MLproject (did you mean 'entry_points'?); "
+        'expected one of: name, entry_points, conda_env, python_env, docker_env, databricks_spark_job',
+        "p/MLproject:5:1: MLP004 warning: unknown key 'owner' in MLproject; expected one of: name, entry_points, "
+        'conda_env, python_env, docker_env, databricks_spark_job']
+
+
+def test_exclude_extend_exclude_and_force_exclude(tmp_path):
+    project(tmp_path, ERROR, sub='src/a')
+    project(tmp_path, ERROR, sub='tests/fixtures/bad')
+    project(tmp_path, ERROR, sub='build/x')  # a default exclude
+    (tmp_path / 'pyproject.toml').write_text('[tool.mlproj.lint]\nextend-exclude = ["tests/fixtures/"]\n')
+    r = run_cli(['lint'], tmp_path)
+    assert r.out.count('MLP012') == 1 and r.out.startswith('src/a/MLproject:')
+    r = run_cli(['lint'], tmp_path / 'tests')  # patterns are relative to the pyproject's directory
+    assert (r.code, r.out, r.err) == (0, '', '')  # nothing to check, nothing said
+    # a file named on the command line is linted, unless --force-exclude (what the pre-commit hook passes)
+    assert run_cli(['lint', 'tests/fixtures/bad/MLproject'], tmp_path).code == 1
+    assert run_cli(['lint', '--force-exclude', 'tests/fixtures/bad/MLproject'], tmp_path).code == 0
+    # `exclude` replaces the defaults: build/ is walked again
+    (tmp_path / 'pyproject.toml').write_text('[tool.mlproj.lint]\nexclude = ["tests"]\n')
+    r = run_cli(['lint'], tmp_path)
+    assert r.out.count('MLP012') == 2 and 'build/x/MLproject' in r.out and 'tests/' not in r.out
+    r = run_cli(['lint', '--no-config', '--extend-exclude', 'src/'], tmp_path)
+    assert 'src/' not in r.out and 'tests/fixtures/bad/MLproject' in r.out
+
+
+def test_gitignore_is_respected_when_walking_unless_no_ignore(tmp_path):
+    (tmp_path / '.git').mkdir()  # the work tree's root: .gitignore files from here down apply
+    project(tmp_path, ERROR, sub='kept')
+    project(tmp_path, ERROR, sub='generated/run1')
+    project(tmp_path, ERROR, sub='sub/scratch')
+    project(tmp_path, ERROR, sub='sub/keep-me')
+    (tmp_path / '.gitignore').write_text('generated/\n')
+    (tmp_path / 'sub' / '.gitignore').write_text('*\n!keep-me/\n!keep-me/**\n')
+    r = run_cli(['lint'], tmp_path / 'sub')  # walking a subdirectory still honours the root's file
+    assert r.out.count('MLP012') == 1 and r.out.startswith('keep-me/MLproject'), r.out
+    r = run_cli(['lint'], tmp_path)
+    assert sorted(line.split(':')[0] for line in r.out.splitlines()) == ['kept/MLproject', 'sub/keep-me/MLproject']
+    r = run_cli(['lint', '--no-ignore'], tmp_path)
+    assert r.out.count('MLP012') == 4
+    (tmp_path / 'pyproject.toml').write_text('[tool.mlproj.lint]\nrespect-gitignore = false\n')
+    assert run_cli(['lint'], tmp_path).out.count('MLP012') == 4
+    assert run_cli(['lint', 'generated/run1/MLproject'], tmp_path).code == 1  # named files are always linted
+
+
+def test_an_env_file_named_on_the_command_line_lints_its_projects(tmp_path):
+    d = project(tmp_path, 'name: e\npython_env: envs/py.yaml\nentry_points:\n  main:\n    command: "true"\n',
+                sub='proj')
+    (d / 'envs').mkdir()
+    (d / 'envs' / 'py.yaml').write_text('python: 3.10\ndependencies: ["-r requirements.txt"]\n')
+    (d / 'requirements.txt').write_text('numpy\n')
+    (d / 'conda.yaml').write_text('dependencies: []\n')  # not the env of this project (python_env is declared)
+    for named in ('proj/requirements.txt', 'proj/envs/py.yaml'):
+        r = run_cli(['lint', named], tmp_path)
+        assert r.code == 1 and 'proj/envs/py.yaml:1:9: MLP017 error: python must be a string' in r.out, (named, r)
+        assert r.err == 'mlproj lint: 1 error (1 file checked)\n'
+    r = run_cli(['lint', 'proj/conda.yaml'], tmp_path)
+    assert (r.code, r.out, r.err) == (0, '', '')
+    (tmp_path / 'proj' / 'MLproject').write_text('name: e\nentry_points:\n  main:\n    command: "true"\n')
+    (d / 'envs' / 'py.yaml').unlink()
+    (d / 'python_env.yaml').write_text('python: 3.10\n')  # now the conventional env file
+    r = run_cli(['lint', 'proj/python_env.yaml'], tmp_path)
+    assert r.code == 1 and 'proj/python_env.yaml:1:9: MLP017' in r.out

@@ -92,10 +92,29 @@ def test_pre_commit_hook_blocks_a_bad_staged_mlproject(repo):
     (repo / 'proj' / 'MLproject').write_text(GOOD + '# fixed\n')  # fixed in the work tree but not staged
     bad = git(['commit', '-q', '-m', 'bad'], repo, check=False)
     assert bad.returncode == 1
-    assert "proj/MLproject:3:14: MLP012 error: command of entry point 'main' uses {nope}" in bad.stdout + bad.stderr  # git sends hook output to stderr
+    assert "proj/MLproject:3:20: MLP012 error: command of entry point 'main' uses {nope}" in bad.stdout + bad.stderr  # git sends hook output to stderr
     assert git(['rev-list', '--count', 'HEAD'], repo).stdout.strip() == '2'
     git(['add', 'proj'], repo)
     assert git(['commit', '-q', '-m', 'fixed'], repo).returncode == 0
+
+
+def test_pre_commit_hook_checks_a_staged_env_file_alone(repo):
+    """Staging only a broken python_env.yaml fails the commit (git hook and `mlproj hooks run pre-commit`)."""
+    assert run_cli(['hooks', 'install'], repo).code == 0
+    (repo / 'proj').mkdir()
+    (repo / 'proj' / 'MLproject').write_text('name: e\nentry_points:\n  main:\n    command: "true"\n')
+    (repo / 'proj' / 'python_env.yaml').write_text('python: "3.10"\n')  # used by convention (no env key)
+    git(['add', 'proj'], repo)
+    assert git(['commit', '-q', '-m', 'good'], repo).returncode == 0
+    (repo / 'proj' / 'python_env.yaml').write_text('python: 3.10\n')
+    git(['add', 'proj/python_env.yaml'], repo)
+    r = run_cli(['hooks', 'run', 'pre-commit'], repo)
+    assert r.code == 1 and 'proj/python_env.yaml:1:9: MLP017 error: python must be a string' in r.out, r
+    bad = git(['commit', '-q', '-m', 'bad env'], repo, check=False)
+    assert bad.returncode == 1 and 'MLP017' in bad.stdout + bad.stderr
+    (repo / 'proj' / 'python_env.yaml').write_text('python: "3.11"\n')
+    git(['add', 'proj/python_env.yaml'], repo)
+    assert git(['commit', '-q', '-m', 'fixed env'], repo).returncode == 0
 
 
 def test_pre_commit_hook_ignores_other_files(repo):

@@ -18,8 +18,11 @@ MANIFEST = REPO / '.pre-commit-hooks.yaml'
 PRE_COMMIT = str(Path(sys.executable).with_name('pre-commit'))
 
 MATCHES = {
-    'mlproj-lint': (['MLproject', 'sub/dir/MLproject'],
-                    ['MLproject.yaml', 'xMLproject', 'MLproject/x', 'mlproject.yml', 'MLproject.bak']),
+    'mlproj-lint': (['MLproject', 'sub/dir/MLproject', 'python_env.yaml', 'p/python_env.yml', 'conda.yaml',
+                     'p/conda.yml', 'environment.yml', 'environment.yaml', 'requirements.txt',
+                     'p/dev-requirements.txt', 'requirements-gpu.in'],
+                    ['MLproject.yaml', 'xMLproject', 'MLproject/x', 'mlproject.yml', 'MLproject.bak',
+                     'python_env.yaml.bak', 'my_conda.yaml', 'setup.py', 'requirements.txt/x']),
     'mlproj-misnamed': (['MLproject.yaml', 'a/mlproject.yml', 'b/MLPROJECT.YAML', 'MLproject.json'],
                         ['MLproject', 'my-mlproject.yaml', 'MLproject.yaml.bak']),
 }
@@ -49,8 +52,25 @@ def test_files_and_types_select_the_right_files(hook_id):
 def test_yaml_type_would_never_see_an_mlproject_file():
     # why the hook says `types: [text]`: identify gives a file named MLproject no yaml tag
     assert 'yaml' not in identify.tags_from_filename('MLproject')
-    assert hooks()['mlproj-lint']['files'] == '(^|/)MLproject$'
+    assert re.search(hooks()['mlproj-lint']['files'], 'a/MLproject')
     assert hooks()['mlproj-lint']['types'] == ['text']
+
+
+def test_lint_hook_is_serial_and_verbose():
+    # one process, so one summary line; verbose, so warnings are seen on a passing run
+    hook = hooks()['mlproj-lint']
+    assert hook['require_serial'] is True and hook['verbose'] is True
+    assert '--force-exclude' in hook['entry'].split()
+
+
+def test_manifest_env_file_pattern_is_the_linters():
+    """The files pre-commit passes are the files lint maps back to their MLproject."""
+    from mlproj.lint.engine import is_env_file
+
+    files = hooks()['mlproj-lint']['files']
+    for name in ('python_env.yaml', 'Python_Env.YML', 'conda.yml', 'environment.yaml', 'requirements.txt',
+                 'dev-requirements.in', 'python_env.yaml.bak', 'my_conda.yaml', 'setup.py', 'env.yaml'):
+        assert bool(re.search(files, 'sub/' + name)) == is_env_file(name), name
 
 
 def _git(args, cwd):
@@ -80,7 +100,7 @@ def test_try_repo_good_passes_bad_fails(tmp_path, git_env):
                           'good/MLproject'], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert re.search(r'mlproj lint\.+Failed', bad.stdout)
-    assert "bad/MLproject:3:14: MLP012 error: command of entry point 'main' uses {nope}" in bad.stdout
+    assert "bad/MLproject:3:20: MLP012 error: command of entry point 'main' uses {nope}" in bad.stdout
     assert re.search(r'mlproj misnamed MLproject\.+Failed', bad.stdout)
     assert 'bad/MLproject.yaml: MLP015 warning:' in bad.stdout
     print(f'try-repo with a cold hook environment: {first:.1f} s')

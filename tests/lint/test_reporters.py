@@ -45,7 +45,7 @@ def test_sarif_relative_paths_use_srcroot(tmp_path):
     (result,) = doc['runs'][0]['results']
     assert result['locations'][0]['physicalLocation'] == {
         'artifactLocation': {'uri': 'p/MLproject', 'uriBaseId': '%SRCROOT%'},
-        'region': {'startLine': 1, 'startColumn': 32}}
+        'region': {'startLine': 1, 'startColumn': 38}}
     assert doc['runs'][0]['originalUriBaseIds']['%SRCROOT%']['uri'] == tmp_path.as_uri() + '/'
 
 
@@ -80,4 +80,4 @@ def test_json(tmp_path):
     assert doc['version'] == 1 and doc['summary'] == {'errors': 1, 'warnings': 0, 'files': 1}
     (f,) = doc['findings']
     assert f['rule'] == 'MLP012' and f['name'] == 'unknown-placeholder' and f['severity'] == 'error'
-    assert (f['line'], f['column']) == (5, 14) and f['path'].endswith('MLP012/bad/MLproject')
+    assert (f['line'], f['column']) == (5, 38) and f['path'].endswith('MLP012/bad/MLproject')

@@ -19,7 +19,7 @@ from tests.lint.conftest import REPO, run_cli
 SCHEMA_PATH = REPO / 'mlproj' / 'schemas' / 'mlproject.schema.json'
 # Rules a JSON Schema can express: the shape of the document. The others need the file system
 # (env files, scripts), the command text (placeholders) or the YAML source (duplicate keys).
-STRUCTURAL = {'MLP003', 'MLP004', 'MLP005', 'MLP006', 'MLP007', 'MLP008', 'MLP009', 'MLP010', 'MLP019'}
+STRUCTURAL = {'MLP003', 'MLP004', 'MLP030', 'MLP005', 'MLP006', 'MLP007', 'MLP008', 'MLP009', 'MLP010', 'MLP019'}
 
 
 def validator():
@@ -106,6 +106,7 @@ CASES = [
     ('python_env: ../p.yaml\n', False),
     ('python_env: /abs/p.yaml\n', False),
     ('entry_point: {main: {command: x}}\n', False),
+    ('owner: me\nentry_points: {main: {command: x}}\n', False),
     ('databricks_spark_job: {python_file: a.py, parameters: [x]}\n', True),
     ('databricks_spark_job: {python_file: [a.py]}\n', False),
     ('entry_points: {"": {command: x}}\n', False),
