@@ -255,3 +255,12 @@ def test_an_env_file_named_on_the_command_line_lints_its_projects(tmp_path):
     (d / 'python_env.yaml').write_text('python: 3.10\n')  # now the conventional env file
     r = run_cli(['lint', 'proj/python_env.yaml'], tmp_path)
     assert r.code == 1 and 'proj/python_env.yaml:1:9: MLP017' in r.out
+
+
+def test_lint_at_the_root_of_this_repository_is_clean():
+    """The README's "check every MLproject below here", in mlproj's own home (its fixtures are excluded)."""
+    from tests.lint.conftest import REPO
+
+    r = run_cli(['lint'], REPO)
+    assert (r.code, r.out) == (0, ''), r.out + r.err
+    assert r.err.startswith('mlproj lint: no problems (')
