@@ -18,6 +18,8 @@ import pytest
 
 from tests.lint.conftest import REPO
 
+pytestmark = pytest.mark.slow  # builds a hook virtualenv from PyPI
+
 PRE_COMMIT = str(Path(sys.executable).with_name('pre-commit'))
 # What the hook environment may hold: mlproj, its base dependencies, and what virtualenv seeds.
 ALLOWED = {'mlproj', 'click', 'pyyaml', 'pathspec', 'tomli', 'pip', 'setuptools', 'wheel'}
