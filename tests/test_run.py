@@ -13,6 +13,8 @@ import pytest
 
 from tests.conftest import mlproj_bin, write_project
 
+pytestmark = pytest.mark.slow  # every test drives `mlproj run` as a subprocess against sqlite and a real server
+
 PY = sys.executable
 TRACKING_SCRIPT = textwrap.dedent('''\
     import sys, mlflow

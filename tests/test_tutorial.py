@@ -9,7 +9,11 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO, mlproj_bin
+
+pytestmark = pytest.mark.slow  # a cold uv environment with scikit-learn and pandas
 
 
 def test_tutorial_runs_in_default_store_with_default_env_manager(tmp_path):

@@ -38,6 +38,7 @@ def _env_key(repo: Path, env: dict[str, str], *args: str) -> dict[str, str]:
     return dict(line.split('=', 1) for line in got.stdout.splitlines())
 
 
+@pytest.mark.slow  # builds uv environments
 def test_cache_key_is_mlprojs_environment_name(tmp_path):
     repo, sha = _env_project(tmp_path)
     env = {**clean_environ(), **gha_env(tmp_path / 'gha', repo, sha), 'MLPROJ_CACHE_DIR': str(tmp_path / 'cache')}
@@ -116,6 +117,7 @@ def fake_databricks():
         server.server_close()
 
 
+@pytest.mark.slow  # the fake workspace and a real run in subprocesses
 def test_cancel_fallback_stops_the_databricks_run_and_ends_mlflow_run(tmp_path, fake_databricks):
     from mlproj.tracking import get_tracker
 

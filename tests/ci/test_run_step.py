@@ -16,6 +16,8 @@ from mlproj.ci import gha
 from mlproj.ci.runstep import resolve_source
 from tests.ci.conftest import MLPROJ, REPO, clean_environ, gha_env, git, new_token, read_outputs
 
+pytestmark = pytest.mark.slow  # runs the Action step end to end in subprocesses
+
 
 def _mlruns(tmp_path: Path) -> str:
     return (tmp_path / 'mlruns').as_uri()

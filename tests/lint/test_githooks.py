@@ -10,6 +10,8 @@ import pytest
 from mlproj.lint.githooks import render
 from tests.lint.conftest import REPO, run_cli
 
+pytestmark = pytest.mark.slow  # real git commits and pushes through the installed hooks
+
 GOOD = 'name: p\nentry_points:\n  main:\n    parameters: {n: int, f: {type: float, default: 0.5}}\n' \
        '    command: "echo {n} {f}"\n'
 BAD = 'entry_points:\n  main:\n    command: "echo {nope}"\n'

@@ -14,6 +14,8 @@ from identify import identify
 
 from tests.lint.conftest import REPO
 
+pytestmark = pytest.mark.slow  # builds real pre-commit hook environments
+
 MANIFEST = REPO / '.pre-commit-hooks.yaml'
 PRE_COMMIT = str(Path(sys.executable).with_name('pre-commit'))
 

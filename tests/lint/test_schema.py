@@ -140,6 +140,7 @@ def test_check_jsonschema_uses_the_schema(tmp_path):
     assert proc.returncode == 1 and 'params' in proc.stdout
 
 
+@pytest.mark.slow  # builds a wheel
 def test_wheel_contains_the_schema(tmp_path):
     uv = shutil.which('uv') or str(Path(sys.executable).with_name('uv'))
     src = tmp_path / 'src'
