@@ -9,7 +9,8 @@
   clones everything up front).
 * A full SHA that no ref reaches is asked for directly (servers with
   ``uploadpack.allowReachableSHA1InWant``/``allowAnySHA1InWant``, as GitHub).
-* The export of the tree happens under the mirror lock; submodules after it is released.
+* The run's checkout is a Git working tree borrowing the mirror's objects read-only
+  (``worktree.py``), made under the mirror lock; submodules after it is released.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from mlproj.source.redact import redact
 from mlproj.source.tree import Revision, Submodule, export_commit, export_submodules, find_commit, first_line, \
     has_commit
 from mlproj.source.uri import ParsedURI, is_full_sha
+from mlproj.source.worktree import make_worktree
 
 REFSPECS = ('+refs/heads/*:refs/heads/*', '+refs/tags/*:refs/tags/*')
 UNSHALLOW = 2147483647   # libgit2's GIT_FETCH_DEPTH_UNSHALLOW
@@ -297,7 +299,8 @@ def resolve_remote(parsed: ParsedURI, rev: str | None, *, keep_checkout: bool = 
             _m, repo, revision, _fetched = fetcher.resolve(parsed, rev)
             checkout = store.new_checkout(revision.commit, parsed.display, keep_checkout)
             try:
-                export_commit(repo, revision.commit, checkout)
+                make_worktree(repo, revision.commit, checkout, origin_url=parsed.display,
+                              cone=[parsed.subdirectory] if parsed.subdirectory else None)
             except BaseException:
                 store.remove_checkout(checkout)
                 raise

@@ -3,8 +3,9 @@
 * No version: the project runs in place (as ``mlflow run``).  Inside a Git work tree the HEAD
   commit is recorded, and a dirty tree is recorded as a sha256 of its diff (or refused with
   ``--require-clean``).
-* ``-v REV`` (or a bare repository): that commit is exported from the object database into a
-  fresh checkout; the user's working tree, index, HEAD and refs are never written.
+* ``-v REV`` (or a bare repository): that commit is checked out into a fresh Git working tree
+  that borrows the repository's objects read-only (``worktree.py``); the user's working tree,
+  index, HEAD, refs and objects are never written.
 """
 from __future__ import annotations
 
@@ -135,7 +136,8 @@ def resolve_local(parsed: ParsedURI, rev: str | None, *, require_clean: bool = F
 def _export_local(repo: Any, path: Path, parsed: ParsedURI, rev: str | None, keep_checkout: bool) -> ResolvedSource:
     from mlproj.source.cache import Store
     from mlproj.source.git import Fetcher, export_submodules_from
-    from mlproj.source.tree import export_commit, find_commit
+    from mlproj.source.tree import find_commit
+    from mlproj.source.worktree import make_worktree
 
     if repo.is_bare:
         root = Path(repo.path).resolve()
@@ -155,7 +157,7 @@ def _export_local(repo: Any, path: Path, parsed: ParsedURI, rev: str | None, kee
     store = Store()
     checkout = store.new_checkout(revision.commit, where, keep_checkout)
     try:
-        export_commit(repo, revision.commit, checkout)
+        make_worktree(repo, revision.commit, checkout, origin_url=_remote_url(repo), cone=[subdir] if subdir else None)
         base_url = _remote_url(repo) or str(root)
         modules = None if repo.is_bare else Path(repo.path) / 'modules'
         export_submodules_from(Fetcher(store), repo, revision.commit, checkout, base_url, where, modules)

@@ -199,6 +199,8 @@ def export_submodules(repo: Any, sha: str, dest: Path, base_url: str, where: str
     for sub in submodules_of(repo, sha, where):
         url = relative_url(base_url, sub.url) if sub.url.startswith(('./', '../')) else sub.url
         target = dest / sub.path
+        if not os.path.lexists(target.parent):
+            continue  # outside the cone of a sparse checkout
         real_dest = dest.resolve()
         if real_dest not in target.resolve().parents:
             raise SourceError(f'submodule path {sub.path!r} escapes the checkout', where)

@@ -121,6 +121,31 @@ def tree_digest(root: Path) -> str:
     return h.hexdigest()
 
 
+def assert_worktree(root: Path, commit: str, *, sparse: str | None = None, origin: str | None = None) -> None:
+    """``root`` is a Git working tree at ``commit`` (detached), clean, owning no objects."""
+    env = {**os.environ, 'GIT_CONFIG_NOSYSTEM': '1', 'GIT_CONFIG_GLOBAL': '/dev/null'}
+
+    def g(*args: str) -> str:
+        proc = subprocess.run(['git', *args], cwd=root, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, f'git {args}: {proc.stderr}'
+        return proc.stdout.strip()
+
+    assert g('rev-parse', 'HEAD') == commit
+    assert g('rev-parse', '--show-toplevel') == str(root.resolve())
+    assert subprocess.run(['git', 'symbolic-ref', '-q', 'HEAD'], cwd=root, env=env).returncode == 1  # detached
+    assert g('status', '--porcelain', '--untracked-files=all') == ''
+    alternates = (root / '.git' / 'objects' / 'info' / 'alternates').read_text().split()
+    assert len(alternates) == 1 and Path(alternates[0]).is_dir()
+    own = [p for p in (root / '.git' / 'objects').rglob('*') if p.is_file() and 'info' not in p.parts]
+    assert own == [], 'the checkout must borrow its objects, not copy them'
+    if origin is not None:
+        assert g('config', 'remote.origin.url') == origin
+    if sparse:
+        assert g('config', 'core.sparseCheckout') == 'true'
+        assert g('config', 'core.sparseCheckoutCone') == 'true'
+        assert sparse in g('sparse-checkout', 'list').splitlines()
+
+
 @dataclass
 class Repos:
     base: Path

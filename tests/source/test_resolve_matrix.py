@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mlproj import source
-from tests.source.conftest import FORMS
+from tests.source.conftest import assert_worktree, FORMS
 
 # (revision, expected commit label, expected branch tag)
 REVS = [
@@ -51,15 +51,18 @@ def test_resolve(form, rev, label, branch, subdir, repos, url_for, shared_cache,
         tags = src.tags()
         assert tags['mlflow.source.git.commit'] == repos.sha[label]
         assert tags.get('mlproj.source.subdirectory', '') == subdir
-        if label == 'C':  # submodules, recursively
+        in_place = form == 'worktree' and rev is None
+        if label == 'C' and (in_place or not subdir):  # submodules, recursively
             assert (root / 'vendor' / 'lib' / 'lib.txt').read_text() == 'lib\n'
             assert (root / 'vendor' / 'lib' / 'leaf' / 'leaf.txt').read_text() == 'leaf\n'
-        in_place = form == 'worktree' and rev is None
         if in_place:
             assert root == repos.work.resolve()
             assert tags['mlflow.source.name'] == repos.work.resolve().as_uri() + (f'#{subdir}' if subdir else '')
         else:
-            assert not (root / '.git').exists()
+            # a Git working tree at exactly the commit, clean, objects borrowed from the cache
+            assert_worktree(root, repos.sha[label], sparse=subdir or None)
+            if subdir:  # sparse: the cone only (root files stay, other directories don't)
+                assert not (root / 'vendor').exists()
             assert root.parent == shared_cache / 'checkouts'
         if form in ('git', 'http', 'https', 'ssh', 'scp'):
             base = url_for(form)
