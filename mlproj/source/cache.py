@@ -6,7 +6,8 @@ Layout under ``cache_root()`` (``MLPROJ_CACHE_DIR``, else ``$XDG_CACHE_HOME/mlpr
     git/<host>-<name>-<hash>/          bare mirror (refs/heads/*, refs/tags/*, HEAD = remote HEAD)
     git/<host>-<name>-<hash>/mlproj-mirror.json   url (no credentials), created, last_used, last_fetch
     git/<host>-<name>-<hash>.lock      file lock held while fetching / exporting
-    checkouts/<sha12>-<random>/        one directory per run (removed after the run)
+    checkouts/<sha12>-<random>/        one Git working tree per run (removed after the run); its
+                                       .git/objects/info/alternates borrows the mirror's objects
     checkouts/<sha12>-<random>.json    owner pid, keep flag, source
 
 A mirror is created in a temporary sibling directory and renamed into place only once its first
@@ -255,9 +256,16 @@ class Store:
         """Remove mirrors unused for ``older_than`` seconds (all when None) and abandoned checkouts."""
         removed: list[str] = []
         cutoff = _now() - older_than if older_than is not None else None
+        # a checkout borrows its mirror's objects (alternates): keep the mirrors of the checkouts
+        # this prune keeps (live runs, and kept checkouts younger than the cutoff)
+        borrowed = {meta.get('source') for path, meta in self.checkouts()
+                    if (_pid_alive(meta.get('pid')) and not meta.get('keep'))
+                    or (cutoff is not None and float(meta.get('created') or _mtime(path)) > cutoff)}
         for mirror in self.mirrors():
             last = float(mirror.meta().get('last_used') or 0)
             if cutoff is not None and last > cutoff:
+                continue
+            if mirror.url in borrowed:
                 continue
             try:
                 with mirror.lock(timeout=0.0):

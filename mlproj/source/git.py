@@ -237,9 +237,19 @@ def _full_clone() -> bool:
     return os.environ.get('MLPROJ_GIT_FULL_CLONE', '').lower() in ('1', 'true', 'yes')
 
 
+def allow_file_submodules() -> bool:
+    return os.environ.get('MLPROJ_ALLOW_FILE_SUBMODULES', '').strip().lower() in ('1', 'true', 'yes')
+
+
 def export_submodules_from(fetcher: Fetcher, repo: Any, sha: str, dest: Path, base_url: str, where: str,
-                           modules_dir: Path | None = None, depth: int = 0) -> None:
-    """Export the submodules of ``sha`` (recursively), from ``modules_dir`` or the clone cache."""
+                           modules_dir: Path | None = None, depth: int = 0, *, remote: bool = False) -> None:
+    """Export the submodules of ``sha`` (recursively), from ``modules_dir`` or the clone cache.
+
+    ``remote``: the superproject came from a remote.  Its submodules may then not name a local
+    path or ``file://`` URL (a remote repository must not pull in repositories of this machine;
+    Git >= 2.38.1 refuses the same with ``protocol.file.allow=user``) unless
+    ``MLPROJ_ALLOW_FILE_SUBMODULES=1``.  Relative URLs resolve against the remote and stay remote.
+    """
     import pygit2
 
     from mlproj.source.uri import parse
@@ -255,7 +265,7 @@ def export_submodules_from(fetcher: Fetcher, repo: Any, sha: str, dest: Path, ba
                 if local_repo is not None and has_commit(local_repo, sub.commit):
                     export_commit(local_repo, sub.commit, target)
                     export_submodules_from(fetcher, local_repo, sub.commit, target, url, where,
-                                           local / 'modules', level)
+                                           local / 'modules', level, remote=remote)
                     return
         try:
             sub_parsed = parse(url, cwd=os.getcwd())
@@ -265,13 +275,17 @@ def export_submodules_from(fetcher: Fetcher, repo: Any, sha: str, dest: Path, ba
             sub_repo = fetcher.ensure_commit(sub_parsed, sub.commit, target)
             child_modules = None
         else:
+            if remote and not allow_file_submodules():
+                raise SourceError(f'submodule {sub.path!r} of a remote repository points at a local path; refused '
+                                  '(set MLPROJ_ALLOW_FILE_SUBMODULES=1 to allow it)', where)
             sub_repo = _open_local(sub_parsed.url, where)
             if not has_commit(sub_repo, sub.commit):
                 raise SourceError(f'submodule {sub.path!r}: commit {sub.commit[:12]} not found in {sub_parsed.url}',
                                   where)
             export_commit(sub_repo, sub.commit, target)
             child_modules = Path(sub_repo.path) / 'modules'
-        export_submodules_from(fetcher, sub_repo, sub.commit, target, url, where, child_modules, level)
+        export_submodules_from(fetcher, sub_repo, sub.commit, target, url, where, child_modules, level,
+                               remote=sub_parsed.is_remote)
 
     export_submodules(repo, sha, dest, base_url, where, export_one, depth)
 
@@ -305,7 +319,8 @@ def resolve_remote(parsed: ParsedURI, rev: str | None, *, keep_checkout: bool = 
                 store.remove_checkout(checkout)
                 raise
         try:
-            export_submodules_from(fetcher, repo, revision.commit, checkout, parsed.url, parsed.display)
+            export_submodules_from(fetcher, repo, revision.commit, checkout, parsed.url, parsed.display,
+                                   remote=True)
             project_dir = contained_subdirectory(checkout, parsed.subdirectory,
                                                  f'{parsed.display} at {revision.commit[:12]}')
         except BaseException:
