@@ -125,6 +125,16 @@ def _parent_run_id() -> str | None:
     return active.info.run_id if active else None
 
 
+def _relabel_nested_at_end(src: Any, tracker: Any, experiment_id: str, run_id: str) -> None:
+    """Nested ``mlflow.run(".")`` calls record the checkout dir as their source name: fix at the end."""
+    if not src.commit or not src.origin_uri or not src.temporary:  # in place: MLflow's name is right
+        return
+    from mlproj.source.nested import relabel_nested_runs
+
+    root, origin = src.root, src.origin_uri
+    src.before_cleanup(lambda: relabel_nested_runs(tracker, experiment_id, run_id, root, origin))
+
+
 def submit(request: RunRequest):
     """Plan, create the MLflow run, hand it to the backend. Returns a SubmittedRun."""
     from mlproj import backends, tracking
@@ -152,6 +162,7 @@ def submit(request: RunRequest):
                 tags['mlflow.parentRunId'] = parent
             run_id = tracker.create_run(experiment_id, tags, request.run_name)
             resumed_params = {}
+            _relabel_nested_at_end(p.source, tracker, str(experiment_id), run_id)
     except BaseException:
         p.source.cleanup()
         raise

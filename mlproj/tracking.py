@@ -206,6 +206,12 @@ class ClientTracker:
     def set_status(self, run_id: str, status: str) -> None:
         self._call('ending run', self.client.set_terminated, run_id, status=status)
 
+    def child_runs(self, experiment_id: str, parent_run_id: str) -> list[tuple[str, dict[str, str]]]:
+        """(run id, tags) of the runs whose ``mlflow.parentRunId`` is ``parent_run_id`` (first 1000)."""
+        runs = self._call('searching runs', self.client.search_runs, [experiment_id],
+                          filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=1000)
+        return [(r.info.run_id, dict(r.data.tags)) for r in runs]
+
 
 def _get_experiment_or_none(client: Any, experiment_id: str) -> Any:
     try:
@@ -341,6 +347,14 @@ class RestTracker:
     def set_status(self, run_id: str, status: str) -> None:
         self._request('POST', 'runs/update',
                       {'run_id': run_id, 'status': status, 'end_time': int(time.time() * 1000)})
+
+    def child_runs(self, experiment_id: str, parent_run_id: str) -> list[tuple[str, dict[str, str]]]:
+        """(run id, tags) of the runs whose ``mlflow.parentRunId`` is ``parent_run_id`` (first 1000)."""
+        got = self._request('POST', 'runs/search', {
+            'experiment_ids': [experiment_id], 'max_results': 1000,
+            'filter': f"tags.`mlflow.parentRunId` = '{parent_run_id}'"}) or {}
+        return [(r['info']['run_id'], {t['key']: t.get('value', '') for t in r.get('data', {}).get('tags', [])})
+                for r in got.get('runs', [])]
 
 
 def _error_detail(e: Any) -> str:

@@ -33,8 +33,26 @@ class ResolvedSource:
     source_name: str = ''         # value of mlflow.source.name
     origin_uri: str | None = None  # re-resolvable URI without fragment/credentials (mlproj reproduce)
     _cleanup: Callable[[], None] | None = field(default=None, repr=False)
+    _before_cleanup: list[Callable[[], None]] = field(default_factory=list, repr=False)
+
+    @property
+    def temporary(self) -> bool:
+        """The project runs from a checkout that ``cleanup()`` removes."""
+        return self._cleanup is not None
+
+    def before_cleanup(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once, when the run is over and before its checkout is removed."""
+        self._before_cleanup.append(fn)
 
     def cleanup(self) -> None:
+        hooks, self._before_cleanup = self._before_cleanup, []
+        for hook in hooks:
+            try:
+                hook()
+            except Exception as e:  # a bookkeeping hook never hides the run's own outcome
+                import sys
+
+                print(f'mlproj: warning: {e}', file=sys.stderr)
         fn, self._cleanup = self._cleanup, None
         if fn is not None:
             fn()
