@@ -88,7 +88,7 @@ def plan(request: RunRequest, *, warn: Any = None) -> Plan:
                             download=local_paths and not request.dry_run,
                             where=f'entry point {entry_point.name!r} of {project.mlproject_path or src.project_dir}')
         command = params.build_command(entry_point, bound)
-        manager = envs.select_manager(project, request.env_manager)
+        manager = envs.select_manager(project, request.env_manager or _inherited_env_manager())
         tracking_uri = tracking.resolve_tracking_uri(request.tracking_uri, request.cwd)
         validate = getattr(backends.get_backend(request.backend), 'validate', None)
         if validate is not None:  # backend config, tracking URI, project kind: before any run exists
@@ -123,6 +123,17 @@ def _parent_run_id() -> str | None:
     except Exception:
         return None
     return active.info.run_id if active else None
+
+
+def _inherited_env_manager() -> str | None:
+    """Inside a run mlproj launched (``MLFLOW_RUN_ID`` and ``MLPROJ_ENV_MANAGER`` set for the
+    child), a nested run without ``--env-manager`` uses the parent's manager."""
+    import os
+
+    inherited = os.environ.get('MLPROJ_ENV_MANAGER')
+    if os.environ.get('MLFLOW_RUN_ID') and inherited in ENV_MANAGERS:
+        return inherited
+    return None
 
 
 def _relabel_nested_at_end(src: Any, tracker: Any, experiment_id: str, run_id: str) -> None:

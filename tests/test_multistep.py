@@ -155,3 +155,25 @@ def test_second_workflow_run_reuses_every_step(served, sqlite_store, tmp_path):
         assert tags['mlflow.source.name'] == uri == first_parent.data.tags['mlflow.source.name']
     for parent in parents:
         assert parent.data.tags['mlflow.source.git.commit'] == sha and parent.info.status == 'FINISHED'
+
+
+def test_nested_mlproj_run_inherits_the_parents_env_manager(tmp_path):
+    """Project code calling `mlproj run` (the child env has MLFLOW_RUN_ID + MLPROJ_ENV_MANAGER)."""
+    import json
+
+    (tmp_path / 'MLproject').write_text('name: x\npython_env: python_env.yaml\n'
+                                        'entry_points:\n  main:\n    command: "python -V"\n')
+    (tmp_path / 'python_env.yaml').write_text('python: "3.11"\ndependencies: []\n')
+
+    def planned(extra: dict[str, str], *args: str) -> str:
+        env = {k: v for k, v in os.environ.items() if k not in ('MLFLOW_RUN_ID', 'MLPROJ_ENV_MANAGER')}
+        proc = subprocess.run([mlproj_bin(), 'run', str(tmp_path), '--dry-run', '--json', *args],
+                              env={**env, **extra}, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)['env_manager']
+
+    own = planned({})
+    assert own != 'local'  # a python_env project gets a real environment on its own
+    assert planned({'MLFLOW_RUN_ID': 'r1', 'MLPROJ_ENV_MANAGER': 'local'}) == 'local'
+    assert planned({'MLPROJ_ENV_MANAGER': 'local'}) == own  # not inside a run: no inheritance
+    assert planned({'MLFLOW_RUN_ID': 'r1', 'MLPROJ_ENV_MANAGER': 'local'}, '--env-manager', own) == own
