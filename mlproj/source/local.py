@@ -89,7 +89,12 @@ def git_info(path: Path) -> dict | None:
 def _dirty_state(repo: Any) -> tuple[bool, str | None]:
     import pygit2
 
-    flags = repo.status(untracked_files='no')
+    try:
+        flags = repo.status(untracked_files='no')
+    except pygit2.GitError:
+        # libgit2 cannot read a sparse index (the 'sdir' extension of an mlproj #subfolder
+        # checkout, when project code runs mlproj on it): the state is unknown, not dirty
+        return False, None
     if not flags:
         return False, None
     digest = hashlib.sha256()

@@ -26,7 +26,8 @@ subfolder costs.  libgit2 has no sparse-index writer (its ``Index`` can neither 
 entries nor the ``sdir`` extension), so ``_write_index`` writes the documented index format
 (version 2/3, ``Documentation/gitformat-index.txt``) itself: about 40 lines, used only for sparse
 checkouts, and tested against ``git ls-files``/``git status`` and libgit2's reader.
-``MLPROJ_SPARSE_CHECKOUT=0`` makes every checkout full.
+``MLPROJ_SPARSE_CHECKOUT=0`` makes every checkout full; so does a cone path that is not a
+directory of the commit (a symlink to one, or missing: then the usual error follows).
 """
 from __future__ import annotations
 
@@ -84,7 +85,7 @@ def make_worktree(repo: Any, sha: str, dest: Path, *, origin_url: str | None = N
             wt.remotes.create('origin', origin_url)
         tree = wt[commit.tree_id]  # libgit2 wants objects looked up through the checkout itself
         cone = [c for c in (cone or []) if c]
-        if cone and sparse_enabled():
+        if cone and sparse_enabled() and all(_is_tree(tree, c) for c in cone):
             _sparse_checkout(wt, git_dir, tree, dest, sorted(set(cone)))
         else:
             wt.checkout_tree(tree, strategy=pygit2.enums.CheckoutStrategy.FORCE)
@@ -98,6 +99,15 @@ def make_worktree(repo: Any, sha: str, dest: Path, *, origin_url: str | None = N
 
 
 # -- sparse checkouts ------------------------------------------------------------------------
+
+def _is_tree(tree: Any, path: str) -> bool:
+    """``path`` names a directory of ``tree`` (a missing path or a symlink gets a full checkout,
+    and the caller's own check reports it as it always did)."""
+    try:
+        return (tree / path).filemode == TREE
+    except (KeyError, ValueError):
+        return False
+
 
 def cone_patterns(cone: list[str]) -> str:
     """``.git/info/sparse-checkout`` in cone mode (what ``git sparse-checkout set`` writes)."""

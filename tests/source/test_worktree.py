@@ -192,3 +192,20 @@ def test_local_submodule_opt_in_and_relative_urls(mono, cache_dir, monkeypatch):
         assert_worktree(src.root, src.commit)
     finally:
         src.cleanup()
+
+
+def test_mlproj_inside_a_sparse_checkout_runs_in_place(mono, cache_dir):
+    """Project code that runs mlproj on its own checkout (libgit2 cannot read the sparse index)."""
+    src = source.resolve(f'{mono["url"]}/mono.git#ml/proj')
+    try:
+        inner = source.resolve(str(src.project_dir))
+        assert inner.commit == mono['sha'] and inner.subdirectory == 'ml/proj'
+        assert inner.repo_url == f'{mono["url"]}/mono.git'
+    finally:
+        src.cleanup()
+
+
+def test_missing_subfolder_still_fails_cleanly(mono, cache_dir):
+    with pytest.raises(SourceError, match='does not exist'):
+        source.resolve(f'{mono["url"]}/mono.git#ml/nope')
+    assert list((cache_dir / 'checkouts').glob('*')) == []
