@@ -18,6 +18,8 @@ import pytest
 from tests.conftest import mlproj_bin
 from tests.source.conftest import git, start_daemon, stop
 
+pytestmark = pytest.mark.slow  # a git daemon, mlproj and MLflow subprocesses
+
 MLPROJECT = """\
 name: multistep
 entry_points:
@@ -177,3 +179,29 @@ def test_nested_mlproj_run_inherits_the_parents_env_manager(tmp_path):
     assert planned({'MLFLOW_RUN_ID': 'r1', 'MLPROJ_ENV_MANAGER': 'local'}) == 'local'
     assert planned({'MLPROJ_ENV_MANAGER': 'local'}) == own  # not inside a run: no inheritance
     assert planned({'MLFLOW_RUN_ID': 'r1', 'MLPROJ_ENV_MANAGER': 'local'}, '--env-manager', own) == own
+
+
+@pytest.mark.parametrize('store', ['http', 'sqlite'])
+def test_relabel_nested_runs_through_both_trackers(store, request, tmp_path):
+    """The end-of-run rewrite of MLflow's temp-dir source name, via RestTracker and ClientTracker."""
+    from mlflow.tracking import MlflowClient
+
+    from mlproj import tracking
+    from mlproj.source.nested import relabel_nested_runs
+
+    uri = request.getfixturevalue('mlflow_server') if store == 'http' else request.getfixturevalue('sqlite_store')
+    tracker = tracking.get_tracker(uri)
+    assert type(tracker).__name__ == ('RestTracker' if store == 'http' else 'ClientTracker')
+    client = MlflowClient(uri)
+    exp = client.create_experiment(f'relabel-{store}-{tmp_path.name}')
+    checkout = tmp_path / 'checkouts' / 'abc123-x'
+    parent = client.create_run(exp, tags={'mlflow.source.name': 'git://h/r.git#sub'}).info.run_id
+    child = client.create_run(exp, tags={'mlflow.parentRunId': parent,
+                                         'mlflow.source.name': f'file://{checkout}#sub'}).info.run_id
+    grandchild = client.create_run(exp, tags={'mlflow.parentRunId': child,
+                                              'mlflow.source.name': f'file://{checkout}'}).info.run_id
+    other = client.create_run(exp, tags={'mlflow.parentRunId': parent,
+                                         'mlflow.source.name': 'https://elsewhere/x.git'}).info.run_id
+    assert relabel_nested_runs(tracker, exp, parent, checkout, 'git://h/r.git') == 2
+    names = {r: client.get_run(r).data.tags['mlflow.source.name'] for r in (child, grandchild, other)}
+    assert names == {child: 'git://h/r.git#sub', grandchild: 'git://h/r.git', other: 'https://elsewhere/x.git'}

@@ -14,7 +14,7 @@ from mlproj import source
 from mlproj.cli import main
 from mlproj.errors import SourceError
 from mlproj.source.cache import Store, mirror_name
-from tests.source.conftest import MLPROJ, git, resolve_process, run_mlproj, start_daemon, start_http, stop
+from tests.source.conftest import MLPROJ, assert_worktree, git, resolve_process, run_mlproj, start_daemon, start_http, stop
 
 
 def _mirrors(cache: Path) -> list[Path]:
@@ -202,10 +202,15 @@ def test_cache_list_and_prune(repos, url_for, cache_dir, capsys):
     assert f'would remove {url}' in capsys.readouterr().out
     assert main(['cache', 'prune']) == 0
     out = capsys.readouterr().out
-    assert f'removed {url}' in out and f'removed {kept.root}' in out
+    # the live checkout borrows the mirror's objects (alternates): the mirror stays while it runs
+    assert f'removed {url}' not in out and f'removed {kept.root}' in out
     assert not kept.root.exists() and live.root.exists()
-    assert Store().mirrors() == []
+    assert [m.url for m in Store().mirrors()] == [url]
+    assert_worktree(live.root, live.commit)
     live.cleanup()
+    assert main(['cache', 'prune']) == 0
+    assert f'removed {url}' in capsys.readouterr().out
+    assert Store().mirrors() == []
     assert main(['cache', 'prune', '--older-than', 'soon']) == 64
 
 

@@ -49,7 +49,8 @@ def https_url(https_server, tls_cert, monkeypatch):
     return f'https://127.0.0.1:{https_server}/private/proj.git'
 
 
-def test_token_in_the_url_is_used_and_never_kept(repos, https_url, cache_dir):
+def test_token_in_the_url_is_used_and_never_kept(repos, https_url, cache_dir, monkeypatch):
+    monkeypatch.setenv('MLPROJ_SPARSE_CHECKOUT', '0')  # the whole tree: vendor/lib is outside the #sub/folder cone
     uri = https_url.replace('https://', f'https://{USER}:{TOKEN}@') + '#sub/folder'
     src = source.resolve(uri, 'main')
     try:

@@ -12,6 +12,8 @@ from mlproj import source
 from mlproj.errors import SourceError
 from tests.source.conftest import assert_worktree, git, run_mlproj, start_daemon, stop, tree_digest
 
+pytestmark = pytest.mark.slow  # a git daemon of its own and mlproj subprocesses
+
 
 def _g(root: Path, *args: str) -> str:
     env = {**os.environ, 'GIT_CONFIG_NOSYSTEM': '1', 'GIT_CONFIG_GLOBAL': '/dev/null'}
