@@ -37,7 +37,9 @@ def test_eight_concurrent_runs_clone_once(repos, tmp_path, cache_dir):
     try:
         uri = f'http://127.0.0.1:{port}/proj.git#sub/folder'
         out = tmp_path / 'out.jsonl'
-        env = {'MLFLOW_TRACKING_URI': (tmp_path / 'mlruns').as_uri(), 'MLPROJ_TEST_OUT': str(out)}
+        # the whole tree (MLPROJ_SPARSE_CHECKOUT=0): the project reads vendor/lib, outside its cone
+        env = {'MLFLOW_TRACKING_URI': (tmp_path / 'mlruns').as_uri(), 'MLPROJ_TEST_OUT': str(out),
+               'MLPROJ_SPARSE_CHECKOUT': '0'}
         procs = [subprocess.Popen([MLPROJ, 'run', uri, '-v', repos.sha['C'], '-P', f'alpha={i}', '--env-manager',
                                    'local'], env={**os.environ, **env}, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
