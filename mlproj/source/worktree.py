@@ -17,7 +17,7 @@ So every checkout mlproj makes is a non-bare repository with
 Full trees are written by libgit2's ``checkout_tree`` (it validates every path, refuses ``.git``
 entries and never writes through a symlink, and fills the index with stat data).
 
-``#subfolder`` checkouts are *sparse*: a cone-mode sparse checkout of the subfolder (plus any
+With ``MLPROJ_SPARSE_CHECKOUT=1``, ``#subfolder`` checkouts are *sparse*: a cone-mode sparse checkout of the subfolder (plus any
 extra directories asked for), i.e. the files directly in every ancestor directory of the cone
 (where ``python_env: ../python_env.yaml`` lives) and everything below the cone.  Directories outside
 the cone are never walked: their trees go into a *sparse index* (Git >= 2.32, ``index.sparse``)
@@ -26,8 +26,10 @@ subfolder costs.  libgit2 has no sparse-index writer (its ``Index`` can neither 
 entries nor the ``sdir`` extension), so ``_write_index`` writes the documented index format
 (version 2/3, ``Documentation/gitformat-index.txt``) itself: about 40 lines, used only for sparse
 checkouts, and tested against ``git ls-files``/``git status`` and libgit2's reader.
-``MLPROJ_SPARSE_CHECKOUT=0`` makes every checkout full; so does a cone path that is not a
-directory of the commit (a symlink to one, or missing: then the usual error follows).
+Sparse is opt-in: project code run by ``mlflow run`` sees the whole clone and may read sibling
+directories (``../common``), and libgit2-based tools cannot read a sparse index, so the default is
+a full checkout.  A cone path that is not a directory of the commit (a symlink to one, or missing:
+then the usual error follows) always gets a full checkout.
 """
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0) | g
 
 
 def sparse_enabled() -> bool:
-    return os.environ.get('MLPROJ_SPARSE_CHECKOUT', '1').strip().lower() not in ('0', 'false', 'no', 'off')
+    return os.environ.get('MLPROJ_SPARSE_CHECKOUT', '0').strip().lower() in ('1', 'true', 'yes', 'on')
 
 
 def common_dir(repo: Any) -> Path:

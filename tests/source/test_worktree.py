@@ -106,8 +106,10 @@ def test_remote_checkout_is_a_git_working_tree(mono, cache_dir):
     assert not root.exists()
 
 
-def test_subfolder_checkout_is_sparse_with_env_files_above(mono, cache_dir):
+def test_subfolder_checkout_is_sparse_with_env_files_above(mono, cache_dir, monkeypatch):
     import pygit2
+
+    monkeypatch.setenv('MLPROJ_SPARSE_CHECKOUT', '1')
 
     url = f'{mono["url"]}/mono.git#ml/proj'
     src = source.resolve(url)
@@ -143,8 +145,12 @@ def test_subfolder_checkout_is_sparse_with_env_files_above(mono, cache_dir):
         src.cleanup()
 
 
-def test_sparse_can_be_turned_off(mono, cache_dir, monkeypatch):
-    monkeypatch.setenv('MLPROJ_SPARSE_CHECKOUT', '0')
+@pytest.mark.parametrize('setting', [None, '0'])
+def test_subfolder_checkouts_are_full_unless_sparse_is_asked_for(mono, cache_dir, monkeypatch, setting):
+    if setting is None:
+        monkeypatch.delenv('MLPROJ_SPARSE_CHECKOUT', raising=False)
+    else:
+        monkeypatch.setenv('MLPROJ_SPARSE_CHECKOUT', setting)
     src = source.resolve(f'{mono["url"]}/mono.git#ml/proj')
     try:
         assert_worktree(src.root, mono['sha'])
@@ -154,7 +160,8 @@ def test_sparse_can_be_turned_off(mono, cache_dir, monkeypatch):
         src.cleanup()
 
 
-def test_local_version_checkout_is_a_working_tree(mono, cache_dir):
+def test_local_version_checkout_is_a_working_tree(mono, cache_dir, monkeypatch):
+    monkeypatch.setenv('MLPROJ_SPARSE_CHECKOUT', '1')
     before = tree_digest(mono['work'])
     src = source.resolve(str(mono['work'] / 'ml' / 'proj'), 'HEAD')
     try:
@@ -196,8 +203,9 @@ def test_local_submodule_opt_in_and_relative_urls(mono, cache_dir, monkeypatch):
         src.cleanup()
 
 
-def test_mlproj_inside_a_sparse_checkout_runs_in_place(mono, cache_dir):
+def test_mlproj_inside_a_sparse_checkout_runs_in_place(mono, cache_dir, monkeypatch):
     """Project code that runs mlproj on its own checkout (libgit2 cannot read the sparse index)."""
+    monkeypatch.setenv('MLPROJ_SPARSE_CHECKOUT', '1')
     src = source.resolve(f'{mono["url"]}/mono.git#ml/proj')
     try:
         inner = source.resolve(str(src.project_dir))
