@@ -103,6 +103,10 @@ def redact_uri(uri: str) -> str:
 def get_tracker(uri: str) -> Tracker:
     if uri.startswith(('http://', 'https://')):
         return RestTracker(uri)
+    if uri.startswith('sqlite:///'):
+        from mlproj.tracking_sqlite import SqliteTracker
+
+        return SqliteTracker(uri)
     return ClientTracker(uri)
 
 
