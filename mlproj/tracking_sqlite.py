@@ -138,7 +138,7 @@ def installed_head_revision(mlflow_dir: Path | None = None) -> str | None:
                 if not entry.name.endswith('.py') or entry.name.startswith('__'):
                     continue
                 with open(entry.path, encoding='utf-8') as f:
-                    text = f.read()
+                    text = f.read(4096)  # alembic writes the identifiers at the top
                 for kind, rev in _REVISION_RE.findall(text):
                     (revisions if kind == 'revision' else parents).add(rev)
     except OSError:
@@ -455,6 +455,12 @@ class SqliteTracker:
     @property
     def fast(self) -> bool:
         return self._store is not None
+
+    def __getattr__(self, name: str) -> Any:
+        # tracker methods without a fast path (added to ClientTracker later) are MLflow's
+        if name.startswith('_'):
+            raise AttributeError(name)
+        return getattr(self._fallback, name)
 
     def _run(self, what: str, fast: Any, slow: Any) -> Any:
         if self._store is not None:
