@@ -3,6 +3,8 @@
     python mlflow_ops.py init   DB            create MLflow's schema with that venv's MlflowClient
     python mlflow_ops.py fast   DB OUT.json   run OPS through mlproj's SqliteTracker, then dump
     python mlflow_ops.py client DB OUT.json   run OPS through mlproj's ClientTracker, then dump
+    python mlflow_ops.py both   DB1 OUT1 DB2 OUT2   fast on DB1, then client on DB2 (one process,
+                                              one MLflow import: the fast ops run before it)
 
 mlproj is found through PYTHONPATH (the venv under test need not have it installed).  The dump is
 the store's rows and MLflow's own reads (MlflowClient.get_run / search_runs / get_experiment_by_name)
@@ -174,30 +176,40 @@ def dump(db: str, result: dict) -> dict:
                        'records': [n.record(x) for x in result['records']]}}
 
 
-def main() -> None:
-    mode, db = sys.argv[1], sys.argv[2]
-    if mode == 'init':
-        from mlflow.tracking import MlflowClient
-
-        MlflowClient(tracking_uri=f'sqlite:///{db}').search_experiments()
-        return
+def run(mode: str, db: str, out_path: str) -> None:
     if mode == 'fast':
+        already = 'mlflow' in sys.modules
         from mlproj.tracking_sqlite import SqliteTracker
 
         tracker = SqliteTracker(f'sqlite:///{db}')
         assert tracker.fast, tracker.fallback_reason
     else:
+        already = None
         from mlproj.tracking import ClientTracker
 
         tracker = ClientTracker(f'sqlite:///{db}')
     result = ops(tracker)
     imported = sorted(m for m in ('mlflow', 'sqlalchemy', 'alembic') if m in sys.modules)
     if mode == 'fast':
+        assert not already
         assert tracker.fast and tracker._fallback._client is None, 'the fast path fell back to MlflowClient'
     out = dump(db, result)
     out['imported_during_ops'] = imported if mode == 'fast' else None
-    with open(sys.argv[3], 'w') as f:
+    with open(out_path, 'w') as f:
         json.dump(out, f, indent=1, sort_keys=True)
+
+
+def main() -> None:
+    mode, db = sys.argv[1], sys.argv[2]
+    if mode == 'init':
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(tracking_uri=f'sqlite:///{db}').search_experiments()
+    elif mode == 'both':
+        run('fast', db, sys.argv[3])
+        run('client', sys.argv[4], sys.argv[5])
+    else:
+        run(mode, db, sys.argv[3])
 
 
 if __name__ == '__main__':

@@ -80,7 +80,8 @@ def test_fast_path_writes_what_mlflow_writes(which, tmp_path):
     assert revision in tracking_sqlite.VERIFIED_REVISIONS
     for mode in ('fast', 'client'):
         shutil.copy(tmp_path / 'base.db', tmp_path / f'{mode}.db')
-        _ops(python, mode, str(tmp_path / f'{mode}.db'), str(tmp_path / f'{mode}.json'), cwd=tmp_path)
+    _ops(python, 'both', str(tmp_path / 'fast.db'), str(tmp_path / 'fast.json'), str(tmp_path / 'client.db'),
+         str(tmp_path / 'client.json'), cwd=tmp_path)
     fast = json.loads((tmp_path / 'fast.json').read_text())
     slow = json.loads((tmp_path / 'client.json').read_text())
     assert fast.pop('imported_during_ops') == []  # neither mlflow nor sqlalchemy imported by the fast path
@@ -239,6 +240,7 @@ with mlflow.start_run():
 '''
 
 
+@pytest.mark.slow  # drives mlproj in subprocesses
 def test_concurrent_runs_with_children_logging_metrics(base_store, tmp_path):
     db = _copy(base_store, tmp_path / 'store')
     uri = f'sqlite:///{db}'
@@ -273,6 +275,7 @@ def _git_project(d: Path) -> Path:
     return repo
 
 
+@pytest.mark.slow
 def test_fast_path_run_is_read_resumed_and_reproduced(base_store, tmp_path):
     db = _copy(base_store, tmp_path / 'store')
     uri = f'sqlite:///{db}'
@@ -314,6 +317,7 @@ def test_fast_path_run_is_read_resumed_and_reproduced(base_store, tmp_path):
     assert again.data.tags['mlflow.source.git.commit'] == got.data.tags['mlflow.source.git.commit']
 
 
+@pytest.mark.slow
 def test_first_run_announces_the_store(tmp_path):
     proj = write_project(tmp_path / 'p', 'entry_points:\n  main:\n    command: "true"\n')
     r = _mlproj(['run', str(proj)], tmp_path, 'sqlite:///mlflow.db')
