@@ -1,16 +1,27 @@
-"""Run overhead, side by side in one run: bare python vs `mlproj run` vs `mlflow run`.
+"""Run overhead, side by side in one run: bare python vs `mlproj run` vs `mlflow run` (skinny and full).
 
-All three execute the same trivial entry point (`python train.py`, which imports nothing) with
-`--env-manager local`, against the same tracking store: the default sqlite file, then a real
-`mlflow server` on loopback.  Also times `mlproj --help` and `mlflow --help` start-up.
+Every command executes the same trivial entry point (`python train.py 1`, which imports nothing)
+with `--env-manager local`, against the same kind of tracking store, one store kind after another:
 
-Usage:  python benchmarks/bench_run.py [--repeat N] [--mlflow-venv DIR]
-Writes benchmarks/results/run.md.  MLflow comes from its own venv (default: the test venv that
-.ci/setup creates with the full `mlflow` package).
+* an existing sqlite file (MLflow's default store; the schema exists, as after the first run),
+* a fresh sqlite file (a new path every repetition: the first run in a directory pays MLflow's
+  schema creation),
+* a file store (`./mlruns`),
+* a real `mlflow server` on loopback (HTTP).
+
+`mlflow run` comes from two venvs: one with only `mlflow-skinny` + sqlalchemy + alembic (the minimal
+install that can use the default store) and one with the full `mlflow` package.  Also times
+`mlproj --help` / `mlflow --help` start-up and `python -c pass`.
+
+Usage:  python benchmarks/bench_run.py [--repeat N] [--server-venv DIR] [--skinny-venv DIR]
+Writes benchmarks/results/run.md (medians of N after one warm-up; the warm-up also writes the
+byte-code caches, so PYTHONDONTWRITEBYTECODE is removed from the environment).  The skinny venv is
+created with uv when missing (mlflow-skinny of the same version as the full venv's mlflow).
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import shutil
@@ -35,9 +46,10 @@ def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
     return time.perf_counter() - t
 
 
-def median(argv, cwd, env, repeat) -> float:
-    timed(argv, cwd, env)  # warm-up (file caches, sqlite schema creation)
-    return statistics.median(timed(argv, cwd, env) for _ in range(repeat))
+def median(argv, cwd, env_for, repeat) -> float:
+    """Median wall time; ``env_for(i)`` gives the environment of repetition i (0 is the warm-up)."""
+    timed(argv, cwd, env_for(0))
+    return statistics.median(timed(argv, cwd, env_for(i)) for i in range(1, repeat + 1))
 
 
 def free_port() -> int:
@@ -53,7 +65,7 @@ def start_server(mlflow_bin: Path, work: Path) -> tuple[subprocess.Popen, str]:
                              '--default-artifact-root', str(work / 'srv-artifacts'), '--workers', '1'],
                             cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f'http://127.0.0.1:{port}'
-    for _ in range(600):
+    for _ in range(1200):
         try:
             with urllib.request.urlopen(url + '/health', timeout=1):
                 return proc, url
@@ -62,67 +74,176 @@ def start_server(mlflow_bin: Path, work: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit('mlflow server did not start')
 
 
+TRACKER_OPS = '''
+import statistics, sys, time
+from mlproj.tracking import get_tracker
+tracker = get_tracker(sys.argv[1])
+samples = []
+for i in range(int(sys.argv[2]) + 1):
+    t = time.perf_counter()
+    exp = tracker.resolve_experiment(None, None)
+    run = tracker.create_run(exp, {"mlflow.user": "bench", "mlflow.source.type": "PROJECT"}, None)
+    tracker.log_params(run, {"x": "1"})
+    tracker.set_tags(run, {"mlproj.local.pid": "1"})
+    tracker.get_run(run)
+    tracker.set_status(run, "FINISHED")
+    samples.append(time.perf_counter() - t)
+print(statistics.median(samples[1:]))
+'''
+
+RUN_PATH_IMPORTS = ('import mlproj.cli, mlproj.commands.run, mlproj.runner, mlproj.spec, mlproj.params, '
+                    'mlproj.backends.local, mlproj.envs.local, mlproj.source.local, mlproj.tracking, yaml')
+
+
+def tracker_ops(uri: str, env: dict[str, str], repeat: int) -> float:
+    """Median time of the tracking calls one `mlproj run` makes (in one warm process)."""
+    out = subprocess.run([sys.executable, '-c', TRACKER_OPS, uri, str(repeat)], env=env, capture_output=True,
+                         text=True, check=True)
+    return float(out.stdout.strip())
+
+
+def version_of(venv: Path) -> str:
+    return subprocess.run([str(venv / 'bin' / 'python'), '-c',
+                           'import importlib.metadata as m, mlflow; '
+                           'print(mlflow.__version__, "(full mlflow)" if any('
+                           'd.metadata["Name"] == "mlflow" for d in m.distributions()) else "(mlflow-skinny)")'],
+                          capture_output=True, text=True).stdout.strip()
+
+
+def ensure_skinny_venv(venv: Path, server_venv: Path) -> None:
+    if (venv / 'bin' / 'mlflow').exists():
+        return
+    version = subprocess.run([str(server_venv / 'bin' / 'python'), '-c', 'import mlflow; print(mlflow.__version__)'],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    uv = shutil.which('uv') or str(Path(sys.executable).with_name('uv'))
+    subprocess.run([uv, 'venv', '-q', str(venv), '--python', sys.executable], check=True)
+    subprocess.run([uv, 'pip', 'install', '-q', '--python', str(venv / 'bin' / 'python'),
+                    f'mlflow-skinny=={version}', 'sqlalchemy', 'alembic'], check=True)
+
+
+def machine() -> str:
+    model = ''
+    try:
+        for line in open('/proc/cpuinfo', encoding='utf-8'):
+            if line.startswith('model name'):
+                model = line.split(':', 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        load = ', '.join(f'{x:.1f}' for x in os.getloadavg())
+    except OSError:
+        load = '?'
+    return (f'{platform.machine()} {model}, {os.cpu_count()} cores, {platform.platform()}, Python '
+            f'{platform.python_version()}; load average before the run {load}')
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument('--repeat', type=int, default=5)
     ap.add_argument('--server-venv', default=os.environ.get('MLPROJ_TEST_MLFLOW_VENV',
                                                            '/tmp/mlproj-test-mlflow-server-venv'),
-                    help='venv with the full mlflow package (runs `mlflow server`)')
-    ap.add_argument('--mlflow-venv', default=None,
-                    help='venv whose `mlflow run` is compared (default: the server venv; e.g. one with '
-                         'only mlflow-skinny + sqlalchemy + alembic)')
+                    help='venv with the full mlflow package (runs `mlflow server` and the full `mlflow run`)')
+    ap.add_argument('--skinny-venv', default='/tmp/mlproj-bench-mlflow-skinny-venv',
+                    help='venv with mlflow-skinny + sqlalchemy + alembic (created when missing)')
     ap.add_argument('--out', default='run.md', help='results file under benchmarks/results/')
     args = ap.parse_args()
-    args.mlflow_venv = args.mlflow_venv or args.server_venv
-    mlflow_bin = Path(args.mlflow_venv) / 'bin' / 'mlflow'
-    server_bin = Path(args.server_venv) / 'bin' / 'mlflow'
+    server_venv, skinny_venv = Path(args.server_venv), Path(args.skinny_venv)
+    ensure_skinny_venv(skinny_venv, server_venv)
+    load_before = machine()
     mlproj_bin = Path(sys.executable).with_name('mlproj')
+    tools = [('mlproj run', mlproj_bin), ('mlflow run (skinny)', skinny_venv / 'bin' / 'mlflow'),
+             ('mlflow run (full)', server_venv / 'bin' / 'mlflow')]
     work = Path(tempfile.mkdtemp(prefix='mlproj-bench-'))
     project = work / 'project'
     project.mkdir()
     (project / 'MLproject').write_text(MLPROJECT)
     (project / 'train.py').write_text('import sys\nprint("x =", sys.argv[1])\n')
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith('MLFLOW_')}
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith('MLFLOW_') and k != 'PYTHONDONTWRITEBYTECODE'}
     base_env['PATH'] = f'{Path(sys.executable).parent}:{base_env["PATH"]}'
+    fresh = itertools.count()
+
+    def fixed(uri: str, **extra: str):
+        return lambda i: dict(base_env, MLFLOW_TRACKING_URI=uri, **extra)
+
+    def fresh_sqlite(i: int) -> dict[str, str]:
+        d = work / f'fresh-{next(fresh)}'
+        d.mkdir()
+        return dict(base_env, MLFLOW_TRACKING_URI=f'sqlite:///{d}/mlflow.db')
+
     rows = []
-    server, url = start_server(server_bin, work)
+    server, url = start_server(server_venv / 'bin' / 'mlflow', work)
     try:
-        for label, uri in (('sqlite file (default store)', f'sqlite:///{work}/mlflow.db'), ('mlflow server (HTTP)', url)):
-            env = dict(base_env, MLFLOW_TRACKING_URI=uri)
-            bare = median([sys.executable, 'train.py', '1'], project, env, args.repeat)
-            ours = median([str(mlproj_bin), 'run', str(project), '--env-manager', 'local'], work, env, args.repeat)
-            theirs = median([str(mlflow_bin), 'run', str(project), '--env-manager', 'local'], work, env, args.repeat)
-            rows.append((label, bare, ours, theirs))
+        stores = [
+            ('sqlite file, existing (default store)', fixed(f'sqlite:///{work}/mlflow.db')),
+            ('sqlite file, fresh (schema created)', fresh_sqlite),
+            ('file store (./mlruns)', fixed(f'file://{work}/mlruns', MLFLOW_ALLOW_FILE_STORE='true')),
+            ('mlflow server (HTTP)', fixed(url)),
+        ]
+        for label, env_for in stores:
+            bare = median([sys.executable, 'train.py', '1'], project, env_for, args.repeat)
+            times = [median([str(exe), 'run', str(project), '--env-manager', 'local'], work, env_for, args.repeat)
+                     for _, exe in tools]
+            rows.append((label, bare, *times))
+            print(label, f'{bare:.3f}', *(f'{t:.3f}' for t in times), flush=True)
+        # where mlproj's overhead goes, on the existing sqlite store and the server
+        split = {
+            'sqlite': tracker_ops(f'sqlite:///{work}/mlflow.db', base_env, args.repeat),
+            'http': tracker_ops(url, base_env, args.repeat),
+        }
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(10)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
-    help_ours = median([str(mlproj_bin), '--help'], work, base_env, args.repeat)
-    help_theirs = median([str(mlflow_bin), '--help'], work, base_env, args.repeat)
+    plain = lambda i: base_env  # noqa: E731
+    bare_pass = median([sys.executable, '-c', 'pass'], work, plain, args.repeat)
+    helps = [median([str(exe), '--help'], work, plain, args.repeat) for _, exe in tools]
+    imports = {
+        'sqlite': median([sys.executable, '-c', RUN_PATH_IMPORTS + ', mlproj.tracking_sqlite'], work, plain,
+                         args.repeat),
+        'http': median([sys.executable, '-c', RUN_PATH_IMPORTS + ', urllib.request'], work, plain, args.repeat),
+    }
     shutil.rmtree(work, ignore_errors=True)
+    load_after = ', '.join(f'{x:.1f}' for x in os.getloadavg())
 
-    mlflow_version = subprocess.run([str(Path(args.mlflow_venv) / 'bin' / 'python'), '-c',
-                                     'import importlib.metadata as m, mlflow; '
-                                     'print(mlflow.__version__, "(full mlflow)" if any('
-                                     'd.metadata["Name"] == "mlflow" for d in m.distributions()) else "(mlflow-skinny)")'],
-                                    capture_output=True, text=True).stdout.strip()
     lines = [
-        '# Run overhead: bare python vs mlproj vs mlflow run',
+        '# Run overhead: bare python vs mlproj vs mlflow run (skinny and full)',
         '',
-        f'Measured {time.strftime("%Y-%m-%d")} by `benchmarks/bench_run.py` (median of {args.repeat} runs after one '
-        f'warm-up) on {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, '
-        f'mlflow {mlflow_version}. Trivial entry point (`python train.py 1`), `--env-manager local`.',
+        f'Measured {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} by `benchmarks/bench_run.py --repeat '
+        f'{args.repeat}`, all in one run: median of {args.repeat} runs after one warm-up per cell. '
+        f'Machine: {load_before}; {load_after} after. The machine is shared with other engineers\' test runs, '
+        'so absolute times are inflated and noisy; compare within a row (same minutes, same load).',
         '',
-        '| store | bare python | mlproj run | mlflow run | mlproj overhead | mlflow overhead | mlflow / mlproj |',
-        '|---|---|---|---|---|---|---|',
+        f'Trivial entry point (`python train.py 1`), `--env-manager local`. mlflow-skinny venv: '
+        f'{version_of(skinny_venv)} + sqlalchemy + alembic; full venv: {version_of(server_venv)}. '
+        f'`python -c pass`: {bare_pass:.3f} s.',
+        '',
+        '| store | bare python | mlproj run | mlflow run (skinny) | mlflow run (full) | mlproj overhead | '
+        'skinny / mlproj | full / mlproj |',
+        '|---|---|---|---|---|---|---|---|',
     ]
-    for label, bare, ours, theirs in rows:
-        lines.append(f'| {label} | {bare:.3f} s | {ours:.3f} s | {theirs:.3f} s | {ours - bare:.3f} s | '
-                     f'{theirs - bare:.3f} s | {theirs / ours:.1f}x |')
-    lines += ['', '| start-up | mlproj | mlflow | ratio |', '|---|---|---|---|',
-              f'| `--help` | {help_ours * 1000:.0f} ms | {help_theirs * 1000:.0f} ms | {help_theirs / help_ours:.1f}x |', '']
+    for label, bare, ours, skinny, full in rows:
+        lines.append(f'| {label} | {bare:.3f} s | {ours:.3f} s | {skinny:.3f} s | {full:.3f} s | {ours - bare:.3f} s | '
+                     f'{skinny / ours:.1f}x | {full / ours:.1f}x |')
+    lines += ['', '| start-up | mlproj | mlflow (skinny) | mlflow (full) | skinny / mlproj | full / mlproj |',
+              '|---|---|---|---|---|---|',
+              f'| `--help` | {helps[0] * 1000:.0f} ms | {helps[1] * 1000:.0f} ms | {helps[2] * 1000:.0f} ms | '
+              f'{helps[1] / helps[0]:.1f}x | {helps[2] / helps[0]:.1f}x |', '',
+              '## Where `mlproj run`\'s overhead goes', '',
+              'Each part measured on its own (medians), so they add up only roughly to the overhead above: '
+              'the interpreter (`python -c pass`), importing every module the run path needs (a `python -c` '
+              'that imports them, minus `python -c pass`), the tracking calls of one run in a warm process '
+              '(experiment lookup, create run, log params, set tags, get run, set status), and the rest '
+              '(parsing the MLproject, spawning and waiting for the child, measured as the remainder).', '',
+              '| store | mlproj overhead | imports | tracking calls | rest |', '|---|---|---|---|---|']
+    for key, label in (('sqlite', 'sqlite file, existing (default store)'), ('http', 'mlflow server (HTTP)')):
+        (_, bare, ours, *_rest), = [r for r in rows if r[0] == label]
+        imp = imports[key] - bare_pass
+        rest = (ours - bare) - imp - split[key]
+        lines.append(f'| {label} | {ours - bare:.3f} s | {imp:.3f} s | {split[key]:.3f} s | {rest:.3f} s |')
+    lines.append('')
     out = HERE / 'results' / args.out
     out.parent.mkdir(exist_ok=True)
     out.write_text('\n'.join(lines))

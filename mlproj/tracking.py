@@ -1,9 +1,12 @@
 """MLflow tracking: the tracking URI, experiments, runs, tags and terminal status.
 
-Two implementations of one small ``Tracker`` interface:
+Three implementations of one small ``Tracker`` interface:
 
 * ``ClientTracker`` goes through MLflow's own ``MlflowClient`` and serves every store MLflow
   supports (sqlite, file, databricks, plugins).
+* ``SqliteTracker`` (``mlproj/tracking_sqlite.py``) serves ``sqlite:///`` stores: mlproj's few rows
+  written with ``sqlite3`` when the store's schema is one verified against MLflow (importing
+  MLflow's SQLAlchemy store costs ~2.2 s), ``ClientTracker`` for everything else.
 * ``RestTracker`` serves ``http(s)://`` tracking servers through MLflow's documented REST API
   (``/api/2.0/mlflow/...``).  Importing the MLflow client costs ~1 s, which would be most of a
   short run's overhead; the REST calls needed here are a handful of JSON requests.
@@ -103,6 +106,10 @@ def redact_uri(uri: str) -> str:
 def get_tracker(uri: str) -> Tracker:
     if uri.startswith(('http://', 'https://')):
         return RestTracker(uri)
+    if uri.startswith('sqlite:///'):
+        from mlproj.tracking_sqlite import SqliteTracker
+
+        return SqliteTracker(uri)
     return ClientTracker(uri)
 
 

@@ -1,0 +1,536 @@
+"""A fast path for MLflow's default sqlite tracking store, guarded and proven against MLflow.
+
+Why this is hand-written: on ``sqlite:///mlflow.db`` (MLflow's default store, the one every new
+user gets) importing ``MlflowClient`` with its SQLAlchemy store costs ~2.2 s of a ~2.5 s
+``mlproj run`` of a trivial entry point (``import mlflow.store.tracking.sqlalchemy_store`` alone:
+2.23 s; ``import sqlite3`` + opening the file: 0.02 s; see ``benchmarks/results/run.md``).  mlproj
+itself writes a handful of rows: it looks up or creates an experiment, creates a run with its tags,
+logs parameters, adds tags and records the terminal status, and reads a run back for ``--run-id``
+and ``mlproj reproduce``.  Those rows are written here with Python's ``sqlite3``, exactly as
+MLflow's ``SqlAlchemyStore`` writes them (same columns, same defaults, the same run-name generator,
+the same artifact locations, experiment ids from the same autoincrement, the same busy timeout).
+
+How it is guarded (anything not verified goes to ``MlflowClient``, which then behaves, and fails,
+exactly as MLflow does):
+
+* the store: a plain ``sqlite:///<file>`` URI (no query string, not ``:memory:``) whose file exists
+  and holds MLflow's tables; a missing or empty file goes to MLflow, which creates its schema
+  once (mlproj says so: ``creating MLflow store ./mlflow.db``);
+* the schema: the store's alembic revision (``alembic_version``) must be in ``VERIFIED_REVISIONS``
+  (the heads of the oldest and newest MLflow versions the differential test runs against, CI
+  installs both), must be the head revision of the MLflow installed here (otherwise MLflow itself
+  would refuse the store as out of date), and every table and column touched here must exist;
+* the environment: no workspaces (``MLFLOW_ENABLE_WORKSPACES``) and no server artifact root
+  override, both of which change what MLflow writes;
+* each call: only values MLflow accepts without question (keys of letters, digits, ``_ - . /``,
+  values within MLflow's oldest limits, at most 100 params/tags per call, no conflicting param
+  values, the ``mlflow.runName`` tag not changed afterwards); everything else, and every error
+  path (unknown run or experiment, deleted ones), is delegated to ``MlflowClient`` so the user
+  sees MLflow's own validation and messages.
+
+Concurrency: MLflow opens sqlite with ``PRAGMA busy_timeout = 20000`` and foreign keys on; so
+does this module, and every write is one ``BEGIN IMMEDIATE`` transaction, so the project's own
+``mlflow.start_run()``/``log_metric`` writing into the same file from the child (or other
+concurrent runs) wait for each other instead of failing.
+
+``tests/tracking/test_sqlite_fast_path.py`` runs the same operations through this module and through
+``MlflowClient`` on two copies of a store and compares them row by row and through MLflow's reads,
+for the newest MLflow (the dev venv) and the oldest supported one (a second venv, ``.ci/setup``).
+"""
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from mlproj.errors import TrackingError
+
+# alembic head revision -> the MLflow release whose store the differential test verified.
+VERIFIED_REVISIONS = {
+    'acf3f17fdcc7': 'mlflow 2.10',
+    'dc11669786a5': 'mlflow 3.17',
+}
+
+# tables and columns read or written here (present in every verified revision)
+REQUIRED_COLUMNS = {
+    'experiments': ('experiment_id', 'name', 'artifact_location', 'lifecycle_stage', 'creation_time',
+                    'last_update_time'),
+    'experiment_tags': ('key', 'value', 'experiment_id'),
+    'runs': ('run_uuid', 'name', 'source_type', 'source_name', 'entry_point_name', 'user_id', 'status',
+             'start_time', 'end_time', 'source_version', 'lifecycle_stage', 'artifact_uri', 'experiment_id',
+             'deleted_time'),
+    'tags': ('key', 'value', 'run_uuid'),
+    'params': ('key', 'value', 'run_uuid'),
+    'latest_metrics': ('key', 'value', 'timestamp', 'step', 'is_nan', 'run_uuid'),
+}
+
+BUSY_TIMEOUT_S = 20.0  # MLflow's own: PRAGMA busy_timeout = 20000
+RUN_NAME_TAG = 'mlflow.runName'
+USER_TAG = 'mlflow.user'
+
+# Conservative bounds: inside what every supported MLflow accepts (2.10: tag values 5000, param
+# values 6000, keys 250, 100 params or tags per batch).  Outside them MlflowClient decides.
+_KEY = re.compile(r'[A-Za-z0-9_.\-/]{1,250}')
+MAX_TAG_VALUE = 5000
+MAX_PARAM_VALUE = 6000
+MAX_PER_CALL = 100
+MAX_EXPERIMENT_NAME = 250
+
+
+class Unsupported(Exception):
+    """This call is not one the fast path has verified; MlflowClient must handle it."""
+
+
+def sqlite_path(uri: str) -> str | None:
+    """The file behind a plain ``sqlite:///`` URI, or None when the fast path does not apply."""
+    if not uri.startswith('sqlite:///') or '?' in uri or '#' in uri:
+        return None
+    path = uri[len('sqlite:///'):]
+    if not path or path.startswith(':memory:') or path.startswith('file:'):
+        return None
+    return path
+
+
+def _key_ok(key: Any) -> bool:
+    return (isinstance(key, str) and _KEY.fullmatch(key) is not None and '..' not in key and '//' not in key
+            and not key.startswith('/') and not key.endswith('/'))
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# --------------------------------------------------------------------------------------------
+# what the installed MLflow expects (read from its files, without importing it)
+
+
+def _mlflow_package_dir() -> Path | None:
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec('mlflow')
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+_REVISION_RE = re.compile(r'^(down_revision|revision)\s*(?::\s*[^=]+)?=\s*[\'"]([0-9a-f]+)[\'"]', re.M)
+
+
+def installed_head_revision(mlflow_dir: Path | None = None) -> str | None:
+    """The alembic head of the installed MLflow's store migrations (the revision it requires)."""
+    mlflow_dir = mlflow_dir or _mlflow_package_dir()
+    if mlflow_dir is None:
+        return None
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    try:
+        with os.scandir(mlflow_dir / 'store' / 'db_migrations' / 'versions') as entries:
+            for entry in entries:
+                if not entry.name.endswith('.py') or entry.name.startswith('__'):
+                    continue
+                with open(entry.path, encoding='utf-8') as f:
+                    text = f.read(4096)  # alembic writes the identifiers at the top
+                for kind, rev in _REVISION_RE.findall(text):
+                    (revisions if kind == 'revision' else parents).add(rev)
+    except OSError:
+        return None
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+_name_generator: Any = None
+
+
+def generate_run_name() -> str:
+    """A run name from MLflow's own generator (``mlflow/utils/name_utils.py``, which imports only
+    ``random`` and ``uuid``), loaded from the installed MLflow without importing ``mlflow``."""
+    global _name_generator
+    if _name_generator is None:
+        import importlib.util
+
+        mlflow_dir = _mlflow_package_dir()
+        if mlflow_dir is None:
+            raise Unsupported('mlflow not installed')
+        spec = importlib.util.spec_from_file_location('mlproj._mlflow_name_utils',
+                                                      mlflow_dir / 'utils' / 'name_utils.py')
+        if spec is None or spec.loader is None:
+            raise Unsupported('no run name generator')
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+            _name_generator = module._generate_random_name
+        except Exception as e:  # another MLflow layout: let MLflow name the run
+            raise Unsupported(f'run name generator: {e}') from None
+    return _name_generator()
+
+
+def default_artifact_root(cwd: str | None = None) -> str:
+    """``resolve_uri_if_local('./mlruns')`` as MLflow's sqlite store computes its default artifact
+    root: the absolute POSIX path of ``mlruns`` in the current directory."""
+    return Path(cwd or os.getcwd()).joinpath('mlruns').as_posix()
+
+
+# --------------------------------------------------------------------------------------------
+# the store
+
+
+class SqliteStore:
+    """mlproj's records in a verified MLflow sqlite store.  ``open`` returns None when the store is
+    not one this module has verified; every method raises ``Unsupported`` for a call it must not
+    answer itself."""
+
+    def __init__(self, path: str, conn: sqlite3.Connection, revision: str, columns: dict[str, set[str]]) -> None:
+        self.path = path
+        self.conn = conn
+        self.revision = revision
+        self.experiment_columns = columns['experiments']
+        self.lock = threading.Lock()  # one connection; backends may call from a watcher thread
+
+    @classmethod
+    def open(cls, uri: str) -> tuple[SqliteStore | None, str]:
+        """(store, '') or (None, reason)."""
+        path = sqlite_path(uri)
+        if path is None:
+            return None, 'not a plain sqlite file URI'
+        if os.environ.get('MLFLOW_ENABLE_WORKSPACES', '').strip().lower() in ('1', 'true', 'yes'):
+            return None, 'MLflow workspaces are enabled'
+        if os.environ.get('_MLFLOW_SERVER_ARTIFACT_ROOT'):
+            return None, 'a server artifact root is set'
+        try:
+            if os.path.getsize(path) == 0:
+                return None, 'empty store file'
+        except OSError:
+            return None, 'no store file'
+        try:
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as e:
+            return None, f'cannot open: {e}'
+        try:
+            reason, revision, columns = _verify_schema(conn)
+        except sqlite3.Error as e:
+            reason, revision, columns = f'cannot read the schema: {e}', '', {}
+        if reason:
+            conn.close()
+            return None, reason
+        conn.execute('PRAGMA foreign_keys = ON')
+        conn.execute(f'PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}')
+        conn.execute('PRAGMA case_sensitive_like = true')
+        return cls(path, conn, revision, columns), ''
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- transactions
+
+    def _write(self, fn: Any) -> Any:
+        conn = self.conn
+        with self.lock:
+            conn.execute('BEGIN IMMEDIATE')
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute('ROLLBACK')
+                raise
+            conn.execute('COMMIT')
+        return result
+
+    # -- experiments
+
+    def experiment_id_by_id(self, experiment_id: str) -> str:
+        if not str(experiment_id).isdigit():
+            raise Unsupported('experiment id is not an integer')
+        with self.lock:
+            row = self.conn.execute('SELECT experiment_id, lifecycle_stage FROM experiments WHERE experiment_id = ?',
+                                    (int(experiment_id),)).fetchone()
+        if row is None:
+            raise Unsupported('no such experiment')  # MLflow's own error message
+        return str(row[0])
+
+    def experiment_by_name(self, name: str) -> tuple[str, str] | None:
+        with self.lock:
+            rows = self.conn.execute('SELECT experiment_id, lifecycle_stage FROM experiments WHERE name = ?',
+                                     (name,)).fetchall()
+        if len(rows) > 1:
+            raise Unsupported('several experiments with this name')
+        return (str(rows[0][0]), rows[0][1]) if rows else None
+
+    def create_experiment(self, name: str) -> str:
+        if not isinstance(name, str) or not name or len(name) > MAX_EXPERIMENT_NAME or not name.isprintable():
+            raise Unsupported('experiment name outside what the fast path verified')
+        root = default_artifact_root()
+
+        def insert(conn: sqlite3.Connection) -> str:
+            now = _now_ms()
+            if conn.execute('SELECT 1 FROM experiments WHERE name = ?', (name,)).fetchone():
+                raise Unsupported('experiment exists')  # raced with another creator: MLflow's message
+            columns = ['name', 'artifact_location', 'lifecycle_stage', 'creation_time', 'last_update_time']
+            values: list[Any] = [name, None, 'active', now, now]
+            if 'workspace' in self.experiment_columns:
+                columns.append('workspace')
+                values.append('default')
+            cur = conn.execute(f'INSERT INTO experiments ({", ".join(columns)}) VALUES '
+                               f'({", ".join("?" * len(values))})', values)
+            experiment_id = cur.lastrowid
+            conn.execute('UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?',
+                         (f'{root}/{experiment_id}', experiment_id))
+            return str(experiment_id)
+
+        return self._write(insert)
+
+    # -- runs
+
+    def create_run(self, experiment_id: str, tags: dict[str, str], run_name: str | None) -> str:
+        self._check_tags(tags)
+        name_tag = tags.get(RUN_NAME_TAG)
+        if run_name and name_tag and run_name != name_tag:
+            raise Unsupported('run name and mlflow.runName differ')  # MLflow's error
+        if run_name is not None and (not isinstance(run_name, str) or len(run_name) > 250):
+            raise Unsupported('run name outside what the fast path verified')
+        if not str(experiment_id).isdigit():
+            raise Unsupported('experiment id is not an integer')
+        name = run_name or name_tag or generate_run_name()
+        rows = dict(tags)
+        if not name_tag:
+            rows[RUN_NAME_TAG] = name
+        run_id = uuid.uuid4().hex
+        start_time = _now_ms()
+
+        def insert(conn: sqlite3.Connection) -> str:
+            exp = conn.execute('SELECT artifact_location, lifecycle_stage FROM experiments WHERE experiment_id = ?',
+                               (int(experiment_id),)).fetchone()
+            if exp is None or exp[1] != 'active' or not exp[0]:
+                raise Unsupported('experiment missing or not active')
+            conn.execute(
+                'INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, status, '
+                'start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id, deleted_time) '
+                'VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, NULL)',
+                (run_id, name, 'UNKNOWN', '', '', tags.get(USER_TAG, 'unknown'), 'RUNNING', start_time, '',
+                 'active', _append_path(exp[0], run_id, 'artifacts'), int(experiment_id)))
+            conn.executemany('INSERT INTO tags (key, value, run_uuid) VALUES (?, ?, ?)',
+                             [(k, v, run_id) for k, v in rows.items()])
+            return run_id
+
+        return self._write(insert)
+
+    def _active_run(self, conn: sqlite3.Connection, run_id: str) -> None:
+        row = conn.execute('SELECT lifecycle_stage FROM runs WHERE run_uuid = ?', (run_id,)).fetchone()
+        if row is None or row[0] != 'active':
+            raise Unsupported('run missing or not active')  # MLflow's error message
+
+    def log_params(self, run_id: str, params: dict[str, str]) -> None:
+        if len(params) > MAX_PER_CALL:
+            raise Unsupported('too many params for one batch')
+        for k, v in params.items():
+            if not _key_ok(k) or not isinstance(v, str) or len(v) > MAX_PARAM_VALUE:
+                raise Unsupported(f'param {k!r} outside what the fast path verified')
+
+        def insert(conn: sqlite3.Connection) -> None:
+            self._active_run(conn, run_id)
+            existing = dict(conn.execute('SELECT key, value FROM params WHERE run_uuid = ?', (run_id,)).fetchall())
+            if any(k in existing and existing[k] != v for k, v in params.items()):
+                raise Unsupported('changing a logged param')  # MLflow's error message
+            conn.executemany('INSERT INTO params (key, value, run_uuid) VALUES (?, ?, ?)',
+                             [(k, v, run_id) for k, v in params.items() if k not in existing])
+
+        self._write(insert)
+
+    def _check_tags(self, tags: dict[str, str]) -> None:
+        if len(tags) > MAX_PER_CALL:
+            raise Unsupported('too many tags for one batch')
+        for k, v in tags.items():
+            if not _key_ok(k) or not isinstance(v, str) or len(v) > MAX_TAG_VALUE:
+                raise Unsupported(f'tag {k!r} outside what the fast path verified')
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        self._check_tags(tags)
+        if RUN_NAME_TAG in tags:
+            raise Unsupported('renaming a run')  # MLflow also updates runs.name
+
+        def upsert(conn: sqlite3.Connection) -> None:
+            self._active_run(conn, run_id)
+            conn.executemany('INSERT INTO tags (key, value, run_uuid) VALUES (?, ?, ?) '
+                             'ON CONFLICT (key, run_uuid) DO UPDATE SET value = excluded.value',
+                             [(k, v, run_id) for k, v in tags.items()])
+
+        self._write(upsert)
+
+    def set_status(self, run_id: str, status: str) -> None:
+        if status not in ('RUNNING', 'SCHEDULED', 'FINISHED', 'FAILED', 'KILLED'):
+            raise Unsupported('unknown status')
+        end_time = _now_ms()
+
+        def update(conn: sqlite3.Connection) -> None:
+            self._active_run(conn, run_id)
+            conn.execute('UPDATE runs SET status = ?, end_time = ? WHERE run_uuid = ?', (status, end_time, run_id))
+
+        self._write(update)
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        conn = self.conn
+        with self.lock:
+            return self._read_run(conn, run_id)
+
+    def _read_run(self, conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
+        conn.execute('BEGIN')  # one consistent snapshot
+        try:
+            row = conn.execute('SELECT run_uuid, experiment_id, status, artifact_uri FROM runs WHERE run_uuid = ?',
+                               (run_id,)).fetchone()
+            if row is None:
+                raise Unsupported('no such run')  # MLflow's error message
+            tags = dict(conn.execute('SELECT key, value FROM tags WHERE run_uuid = ?', (run_id,)).fetchall())
+            params = dict(conn.execute('SELECT key, value FROM params WHERE run_uuid = ?', (run_id,)).fetchall())
+            metrics = {k: (float('nan') if is_nan else float(v)) for k, v, is_nan in conn.execute(
+                'SELECT key, value, is_nan FROM latest_metrics WHERE run_uuid = ?', (run_id,))}
+        finally:
+            conn.execute('COMMIT')
+        return {'run_id': row[0], 'experiment_id': str(row[1]), 'status': row[2], 'artifact_uri': row[3] or '',
+                'tags': tags, 'params': params, 'metrics': metrics}
+
+
+def _append_path(root: str, *parts: str) -> str:
+    """``append_to_uri_path`` for the artifact locations MLflow's sqlite store writes: a POSIX path
+    or a ``scheme://`` URI without query string (others are refused, MLflow handles them)."""
+    if '?' in root or '#' in root:
+        raise Unsupported('artifact location with a query string')
+    return root.rstrip('/') + '/' + '/'.join(parts) if root != '/' else '/' + '/'.join(parts)
+
+
+def _verify_schema(conn: sqlite3.Connection) -> tuple[str, str, dict[str, set[str]]]:
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if 'alembic_version' not in tables:
+        return 'no MLflow schema yet', '', {}
+    revisions = [r[0] for r in conn.execute('SELECT version_num FROM alembic_version')]
+    if len(revisions) != 1:
+        return f'unexpected alembic revisions {revisions}', '', {}
+    revision = revisions[0]
+    if revision not in VERIFIED_REVISIONS:
+        return f'schema revision {revision} not verified', revision, {}
+    head = installed_head_revision()
+    if head != revision:
+        return f'schema revision {revision} is not the installed MLflow head {head}', revision, {}
+    columns: dict[str, set[str]] = {}
+    for table, needed in REQUIRED_COLUMNS.items():
+        if table not in tables:
+            return f'table {table} missing', revision, {}
+        have = {r[1] for r in conn.execute(f'PRAGMA table_info("{table}")')}
+        missing = [c for c in needed if c not in have]
+        if missing:
+            return f'{table} lacks {", ".join(missing)}', revision, {}
+        columns[table] = have
+    return '', revision, columns
+
+
+# --------------------------------------------------------------------------------------------
+# the tracker
+
+
+class SqliteTracker:
+    """The ``Tracker`` for ``sqlite:///`` URIs: the fast path where verified, ``ClientTracker``
+    (MLflow's own client) for everything else."""
+
+    def __init__(self, uri: str, *, announce: Any = None) -> None:
+        from mlproj.tracking import ClientTracker
+
+        self.uri = uri
+        self._fallback = ClientTracker(uri)
+        self._store: SqliteStore | None = None
+        self.fallback_reason = ''
+        store, reason = SqliteStore.open(uri)
+        if store is None:
+            self.fallback_reason = reason
+            path = sqlite_path(uri)
+            if path and reason in ('no store file', 'empty store file', 'no MLflow schema yet'):
+                (announce or _announce)(f'creating MLflow store {_display(path)}')
+        self._store = store
+
+    @property
+    def fast(self) -> bool:
+        return self._store is not None
+
+    def __getattr__(self, name: str) -> Any:
+        # tracker methods without a fast path (added to ClientTracker later) are MLflow's
+        if name.startswith('_'):
+            raise AttributeError(name)
+        return getattr(self._fallback, name)
+
+    def _run(self, what: str, fast: Any, slow: Any) -> Any:
+        if self._store is not None:
+            try:
+                return fast(self._store)
+            except Unsupported:
+                pass
+            except sqlite3.Error as e:
+                from mlproj.tracking import redact_uri
+
+                raise TrackingError(f'{what} failed: {e}', redact_uri(self.uri)) from e
+        return slow()
+
+    def resolve_experiment(self, name: str | None, experiment_id: str | None) -> str:
+        if self._store is None:
+            return self._fallback.resolve_experiment(name, experiment_id)
+        if experiment_id is None and not name:
+            experiment_id = '0'
+
+        def fast(store: SqliteStore) -> str:
+            if experiment_id is not None:
+                return store.experiment_id_by_id(experiment_id)
+            found = store.experiment_by_name(name)
+            if found is None:
+                return store.create_experiment(name)
+            if found[1] == 'deleted':
+                raise TrackingError(f'experiment {name!r} is deleted; restore it or choose another name')
+            return found[0]
+
+        return self._run('looking up experiment', fast, lambda: self._fallback.resolve_experiment(name, experiment_id))
+
+    def create_run(self, experiment_id: str, tags: dict[str, str], run_name: str | None) -> str:
+        return self._run('creating run', lambda s: s.create_run(experiment_id, tags, run_name),
+                         lambda: self._fallback.create_run(experiment_id, tags, run_name))
+
+    def log_params(self, run_id: str, params: dict[str, str]) -> None:
+        if not params:
+            return
+        items = list(params.items())
+        for i in range(0, len(items), MAX_PER_CALL):
+            chunk = dict(items[i:i + MAX_PER_CALL])
+            self._run('logging parameters', lambda s: s.log_params(run_id, chunk),
+                      lambda: self._fallback.log_params(run_id, chunk))
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        if not tags:
+            return
+        self._run('setting tags', lambda s: s.set_tags(run_id, tags), lambda: self._fallback.set_tags(run_id, tags))
+
+    def get_run(self, run_id: str) -> Any:
+        from mlproj.tracking import RunRecord
+
+        def fast(store: SqliteStore) -> Any:
+            d = store.get_run(run_id)
+            return RunRecord(d['run_id'], d['experiment_id'], d['status'], d['tags'], d['params'], d['metrics'],
+                             d['artifact_uri'])
+
+        return self._run(f'reading run {run_id}', fast, lambda: self._fallback.get_run(run_id))
+
+    def set_status(self, run_id: str, status: str) -> None:
+        self._run('ending run', lambda s: s.set_status(run_id, status), lambda: self._fallback.set_status(run_id, status))
+
+
+def _display(path: str) -> str:
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if rel.startswith('..') else './' + rel
+
+
+def _announce(message: str) -> None:
+    print(f'mlproj: {message}', file=sys.stderr)
