@@ -7,6 +7,10 @@ The base install (``pip install mlproj``, also what the pre-commit hook installs
 extra.  Instead of scattering ``try: import`` checks, :func:`main` maps a ``ModuleNotFoundError`` of
 a known optional module to one line naming the extra to install (exit 69, as for a backend whose
 client library is missing).
+
+``mlproj --version`` also names the versions of MLflow, pygit2 and libgit2 (the two things a bug
+report needs), read from the installed distributions' metadata; only pygit2 is imported (for
+``LIBGIT2_VERSION``, about 50 ms) and only when ``--version`` is given.
 """
 from __future__ import annotations
 
@@ -52,6 +56,42 @@ def missing_dependency(error: ModuleNotFoundError, args: list[str]) -> str | Non
     return f'{what} needs {top}, which is not installed: pip install "mlproj[{extra}]"'
 
 
+def _distribution_version(*names: str) -> tuple[str, str] | None:
+    """(distribution, version) of the first of ``names`` that is installed, without importing it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name in names:
+        try:
+            return name, version(name)
+        except PackageNotFoundError:
+            continue
+    return None
+
+
+def version_report() -> str:
+    """The text of ``mlproj --version``: mlproj, Python, MLflow, pygit2 and libgit2, one per line."""
+    import platform
+
+    missing = 'not installed (pip install "mlproj[run]")'
+    rows = [('mlproj', __version__), ('Python', f'{platform.python_version()} ({platform.python_implementation()})')]
+    mlflow = _distribution_version('mlflow', 'mlflow-skinny')  # the full package wins when both are there
+    rows.append(('MLflow', f'{mlflow[1]} ({mlflow[0]})' if mlflow else missing))
+    try:
+        import pygit2
+    except ImportError:
+        rows += [('pygit2', missing), ('libgit2', missing)]
+    else:
+        rows += [('pygit2', pygit2.__version__), ('libgit2', pygit2.LIBGIT2_VERSION)]
+    width = max(len(name) for name, _ in rows) + 2
+    return '\n'.join(f'{name:<{width}}{value}' for name, value in rows)
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(version_report())
+        ctx.exit()
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -70,7 +110,8 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={'help_option_names': ['-h', '--help']})
-@click.version_option(__version__, '--version', prog_name='mlproj')
+@click.option('--version', is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help='Show the versions of mlproj, MLflow, pygit2 and libgit2.')
 @click.option('--debug', is_flag=True, envvar='MLPROJ_DEBUG', help='Show tracebacks for errors.')
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
