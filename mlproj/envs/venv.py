@@ -60,9 +60,9 @@ def project_python_env(project: Project) -> PythonEnv:
     """The python_env spec of a project: its python_env.yaml, its conda.yaml mapped onto PyPI, or empty."""
     env = project.env
     if env.kind == 'python' and env.path is not None:
-        return load_python_env(env.path, project.directory)
+        return load_python_env(env.path, project.directory, project.root)
     if env.kind == 'conda' and env.path is not None:
-        return conda_to_python_env(load_conda_env(env.path))
+        return conda_to_python_env(load_conda_env(env.path, project.root))
     return PythonEnv()
 
 
