@@ -110,7 +110,9 @@ def plan(request: RunRequest, *, warn: Any = None) -> Plan:
 
 
 def _warn(message: str) -> None:
-    print(f'mlproj: warning: {message}', file=sys.stderr)
+    from mlproj.safeout import printable
+
+    print(f'mlproj: warning: {printable(message)}', file=sys.stderr)
 
 
 def _parent_run_id() -> str | None:

@@ -529,26 +529,21 @@ BOOL_WORDS = {'true': True, 'false': False, '1': True, '0': False, 'yes': True, 
               'on': True, 'off': False, 'y': True, 'n': False}
 
 
+# ASCII digits only: Python's int()/float() also take Arabic-Indic, fullwidth and other Unicode
+# digits ('١٢٣', '１２'), which a program parsing its argv in another language would not.  float
+# keeps what float() and every common parser accept: exponents, inf / infinity / nan (any case).
+_INT_RE = re.compile(r'[+-]?[0-9]+')
+_FLOAT_RE = re.compile(r'[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)',
+                       re.IGNORECASE)
+_ASCII_SPACE = ' \t\n\r\f\v'
+
+
 def _parses_int(text: str) -> bool:
-    t = text.strip()
-    if not t or '_' in t:
-        return False
-    try:
-        int(t, 10)
-        return True
-    except ValueError:
-        return False
+    return _INT_RE.fullmatch(text.strip(_ASCII_SPACE)) is not None
 
 
 def _parses_float(text: str) -> bool:
-    t = text.strip()
-    if not t or '_' in t:
-        return False
-    try:
-        float(t)
-        return True
-    except ValueError:
-        return False
+    return _FLOAT_RE.fullmatch(text.strip(_ASCII_SPACE)) is not None
 
 
 class _Builder:
