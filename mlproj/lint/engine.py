@@ -376,6 +376,7 @@ def lint_file(target: Target, config: LintConfig, data: bytes | None = None) -> 
         text = data.decode('utf-8-sig')
     except UnicodeDecodeError as e:
         return findings + [Finding('MLP001', f'not UTF-8 text (byte {e.start})', 0, 0, target.label)]
+    data = None  # a large file is not held twice while it is parsed
     directory = target.path.parent
     return findings + lint_text(text, directory, target.label)
 

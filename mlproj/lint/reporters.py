@@ -3,7 +3,7 @@
 A reporter writes findings to ``out`` (stdout) and, for text, a one-line summary to ``err``.
 Paths and messages carry project-controlled text, so every line goes through ``mlproj.safeout``:
 text escapes control characters, github mode can never start a line with ``::`` (a workflow
-command) nor break one, JSON and SARIF keep undecodable bytes of file names as ``\udcXX``.
+command) nor break one, JSON and SARIF keep undecodable bytes of file names as ``\\udcXX``.
 """
 from __future__ import annotations
 
