@@ -18,6 +18,8 @@ import pytest
 
 from tests.conftest import mlproj_bin, write_project
 
+pytestmark = pytest.mark.slow  # every test drives mlproj as a subprocess
+
 MAIN = 'name: p\nentry_points:\n  main:\n    parameters:\n      n: int\n      x: {type: float, default: 0.5}\n' \
        '    command: "echo {n} {x}"\n'
 

@@ -146,6 +146,7 @@ def _symlinked_project(directory: Path, secret: Path) -> Path:
     return directory
 
 
+@pytest.mark.slow
 def test_local_mlproject_symlink_never_leaks(tmp_path, secret, sqlite_store):
     proj = _symlinked_project(tmp_path / 'proj', secret)
     env = {'MLFLOW_TRACKING_URI': sqlite_store}
@@ -159,6 +160,7 @@ def test_local_mlproject_symlink_never_leaks(tmp_path, secret, sqlite_store):
         assert out.count('\n') == 1
 
 
+@pytest.mark.slow
 def test_remote_mlproject_symlink_never_leaks(tmp_path, secret, sqlite_store):
     from tests.source.conftest import git, start_daemon, stop
 
@@ -202,6 +204,7 @@ def test_remote_mlproject_symlink_never_leaks(tmp_path, secret, sqlite_store):
 # env files symlinked out of the project
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('key,name', [('python_env', 'python_env.yaml'), ('conda_env', 'conda.yaml')])
 def test_env_file_symlink_never_leaks(tmp_path, secret, key, name):
     proj = write_project(tmp_path / 'proj', f'name: p\n{key}: {name}\nentry_points:\n  main: {{command: "true"}}\n')
@@ -215,6 +218,7 @@ def test_env_file_symlink_never_leaks(tmp_path, secret, key, name):
     assert_clean(code, out, 68)
 
 
+@pytest.mark.slow
 def test_conventional_env_file_and_requirement_files_never_leak(tmp_path, secret):
     proj = write_project(tmp_path / 'proj', MAIN, {
         'python_env.yaml': 'dependencies: ["-r requirements.txt", "-r /{}"]\n'.format(str(secret).lstrip('/'))})
@@ -226,6 +230,7 @@ def test_conventional_env_file_and_requirement_files_never_leak(tmp_path, secret
     assert_clean(code, out, 68)
 
 
+@pytest.mark.slow
 def test_uv_lock_symlink_never_reaches_uv(tmp_path, secret):
     version = '.'.join(map(str, sys.version_info[:2]))
     proj = write_project(tmp_path / 'proj', MAIN, {
@@ -237,6 +242,7 @@ def test_uv_lock_symlink_never_reaches_uv(tmp_path, secret):
     assert 'uv.lock is refused: it resolves outside the repository root' in out
 
 
+@pytest.mark.slow
 def test_a_parent_env_file_inside_the_repository_is_read(tmp_path):
     repo = tmp_path / 'repo'
     (repo / '.git').mkdir(parents=True)
@@ -269,6 +275,7 @@ def _big_project(directory: Path) -> None:
             f.write(''.join(f'k{i}: v{i}-xxxxxxxxxxxxxxxxxxxxxxx\n' for i in range(block * 10_000, (block + 1) * 10_000)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('make,what', [(_fifo_project, 'FIFO'), (_zero_project, 'outside the repository root'),
                                        (_big_project, 'over the limit of 1048576')])
 def test_hostile_mlproject_is_refused_with_bounded_memory(tmp_path, make, what):
@@ -279,6 +286,7 @@ def test_hostile_mlproject_is_refused_with_bounded_memory(tmp_path, make, what):
         assert rss < 200, f'{rss} MB'
 
 
+@pytest.mark.slow
 def test_the_node_budget_applies_while_composing(tmp_path):
     _big_project(tmp_path / 'p')
     code, out, rss = rss_of(['lint', 'p'], cwd=tmp_path, env={'MLPROJ_MAX_FILE_BYTES': str(64 << 20)}, timeout=120)
@@ -324,6 +332,7 @@ def test_merge_semantics_and_budget():
     assert data is None and 'recursive' in doc.findings[0].message
 
 
+@pytest.mark.slow
 def test_merge_bomb_lint_cli(tmp_path):
     write_project(tmp_path / 'p', merge_bomb(28) + MAIN.replace('name: p\n', ''))
     code, out, rss = rss_of(['lint', 'p'], cwd=tmp_path, timeout=60)

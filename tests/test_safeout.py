@@ -49,6 +49,7 @@ def _no_injected_command(text: str) -> None:
             assert OURS.match(line), line  # only mlproj's own annotations, whatever the path holds
 
 
+@pytest.mark.slow
 def test_injected_workflow_command_is_impossible_in_github_mode(tmp_path):
     (tmp_path / INJECTED).mkdir()
     (tmp_path / INJECTED / 'MLproject').write_text(BAD)
@@ -64,6 +65,7 @@ def test_injected_workflow_command_is_impossible_in_github_mode(tmp_path):
         assert 'evil\\n::error title=INJECTED::pwned/MLproject:3:' in out  # the plain copy, escaped
 
 
+@pytest.mark.slow
 def test_errors_and_warnings_stay_on_one_line(tmp_path):
     (tmp_path / INJECTED).mkdir()
     (tmp_path / INJECTED / 'MLproject').write_text('entry_points:\n  main: {command: "true"}\nunknown: 1\n')
@@ -81,6 +83,7 @@ def test_errors_and_warnings_stay_on_one_line(tmp_path):
     _no_injected_command(out)
 
 
+@pytest.mark.slow
 def test_text_output_escapes_terminal_control_sequences(tmp_path):
     name = 'x\x1b[2J\x1b]0;owned\x07\r'
     (tmp_path / name).mkdir()
@@ -92,6 +95,7 @@ def test_text_output_escapes_terminal_control_sequences(tmp_path):
     assert 'x\\x1b[2J\\x1b]0;owned\\x07\\r/MLproject:3:' in out
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == 'darwin', reason='macOS file systems refuse names that are not UTF-8')
 def test_json_and_sarif_keep_undecodable_names(tmp_path):
     raw = os.fsencode(str(tmp_path)) + b'/bad\xffname'

@@ -170,7 +170,7 @@ def pack(project_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] | 
     """Pack ``project_dir`` into ``<out_dir>/<sha256>.tar.gz`` (a fresh temp dir by default)."""
     project_dir = Path(project_dir)
     entries = _walk(project_dir)
-    root = project_dir.resolve()
+    real_dir = project_dir.resolve()
     out = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix='mlproj-pack-'))
     out.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix='.pack-', suffix='.tar.gz', dir=out)
@@ -186,7 +186,7 @@ def pack(project_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] | 
                         info = _tarinfo(rel, path)
                         if info.isreg():
                             try:
-                                fd, st = safefile.open_regular(path, root, what=f'project file {rel!r}')
+                                fd, st = safefile.open_regular(path, real_dir, what=f'project file {rel!r}')
                             except safefile.Refused as e:
                                 raise SourceError(e.message, str(project_dir)) from None
                             info.size = st.st_size
