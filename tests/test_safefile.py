@@ -337,3 +337,13 @@ def test_merge_bomb_lint_cli(tmp_path):
     write_project(tmp_path / 'p', merge_bomb(28) + MAIN.replace('name: p\n', ''))
     code, out, rss = rss_of(['lint', 'p'], cwd=tmp_path, timeout=60)
     assert code == 0 and rss < 200, (out, rss)
+
+
+@pytest.mark.slow
+def test_lint_config_symlink_never_leaks(tmp_path, secret):
+    repo = write_project(tmp_path / 'repo', MAIN)
+    (repo / '.git').mkdir()
+    (repo / 'pyproject.toml').symlink_to(secret)
+    code, out, _ = run(['lint', '.'], cwd=repo)
+    assert_clean(code, out, 2)
+    assert 'pyproject.toml is refused: it resolves outside the repository root' in out

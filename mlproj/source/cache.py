@@ -178,6 +178,8 @@ def _cache_writes(where: Path) -> Iterator[None]:
     """A read-only, full or foreign-owned cache directory is a one-line SourceError."""
     try:
         yield
+    except TimeoutError:  # filelock.Timeout is one: a lock held by another process, handled by the caller
+        raise
     except OSError as e:
         raise SourceError(f'cannot write the clone cache: {e.strerror or e}; set MLPROJ_CACHE_DIR to a '
                           'writable directory', str(where)) from None
