@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        print(f'mlproj: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)',
+        print(f'mlproj: internal error: {type(e).__name__}: {_printable(e)} (run with --debug for the traceback)',
               file=sys.stderr)
         code = EXIT_INTERNAL
     sys.stdout.flush()
@@ -181,3 +181,9 @@ def entry() -> None:
 
 if __name__ == '__main__':
     entry()
+
+
+def _printable(e: BaseException) -> str:
+    from mlproj.safeout import printable
+
+    return printable(e)

@@ -31,10 +31,14 @@ class MlprojError(Exception):
         self.where = where
 
     def __str__(self) -> str:
+        # one line, and no control character from a path or value reaches the terminal or a CI
+        # log (mlproj.safeout): a newline in `where` could otherwise start a `::` workflow command
+        from mlproj.safeout import printable
+
         text = ' '.join(self.message.split('\n'))
         if self.where:
-            return f'{text} ({self.where})'
-        return text
+            return printable(f'{text} ({self.where})')
+        return printable(text)
 
 
 class BadArgumentError(MlprojError):

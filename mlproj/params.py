@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from mlproj.errors import BadArgumentError, ParamError
-from mlproj.spec import BOOL_WORDS, EntryPoint, iter_template
+from mlproj.spec import BOOL_WORDS, EntryPoint, _parses_float, _parses_int, iter_template
 
 EXTRA_KEY_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.\-]*$')
 
@@ -63,20 +63,13 @@ def _has_scheme(value: str) -> bool:
 def validate(ptype: str, name: str, value: str, where: str) -> None:
     """Raise ParamError unless ``value`` is a valid ``ptype``."""
     text = value.strip()
-    if ptype == 'int':
-        try:
-            int(text, 10)
-            if '_' in text:
-                raise ValueError
-        except ValueError:
-            raise ParamError(f'parameter {name!r} expects an int, got {value!r}', where) from None
-    elif ptype == 'float':
-        try:
-            if not text or '_' in text:
-                raise ValueError
-            float(text)
-        except ValueError:
-            raise ParamError(f'parameter {name!r} expects a float, got {value!r}', where) from None
+    if ptype == 'int':  # ASCII digits only (int() would take '١٢٣' and '１２'); no '_' separators
+        if not _parses_int(value):
+            raise ParamError(f'parameter {name!r} expects an int (ASCII digits), got {value!r}', where)
+    elif ptype == 'float':  # ASCII: 1.5, -1e-3, .5, 3, inf, infinity, nan (any case); no '_', no ','
+        if not _parses_float(value):
+            raise ParamError(f'parameter {name!r} expects a float (ASCII digits, 1e-3, inf, nan), got {value!r}',
+                             where)
     elif ptype == 'bool':
         if text.lower() not in BOOL_WORDS:
             raise ParamError(f'parameter {name!r} expects a bool (true/false/1/0/yes/no), got {value!r}', where)

@@ -61,7 +61,15 @@ _RULES = [
          'docker_env without a top-level name: MLflow needs the name to tag the image it builds.', 'lint'),
     Rule('MLP023', 'bad-suppression', 'warning',
          'A "# mlproj: disable=..." comment names a rule id that does not exist.', 'lint'),
-    # MLP024-MLP029: reserved for rules being added alongside (safe reading, MLflow compatibility)
+    Rule('MLP024', 'docker-host-mount', 'warning',
+         'docker_env.volumes mounts the host root (/), the Docker socket (/var/run/docker.sock) or a home '
+         'directory (~, $HOME, /root, /home/<user>): the container, and so any change to the project, '
+         'can read or take over the host.', 'lint'),
+    Rule('MLP025', 'docker-secret-env', 'warning',
+         'docker_env.environment copies a secret from the host into the container by name (GITHUB_TOKEN, '
+         '*_TOKEN, *_SECRET, *_PASSWORD, AWS_SECRET_ACCESS_KEY, DATABRICKS_TOKEN, ...): every program in '
+         'the image sees it. MLflow tracking credentials are exempt (mlproj passes them anyway).', 'lint'),
+    # MLP026-MLP029: reserved for rules being added alongside (MLflow compatibility)
     Rule('MLP030', 'misspelled-key', 'error',
          'An unknown key that is a close misspelling of a known one (entry_point for entry_points, '
          'comand for command): what it should set is silently missing, so it is an error in lint. '

@@ -76,7 +76,7 @@ def plan(request: RunRequest, *, warn: Any = None) -> Plan:
         if src.dirty:
             warn(f'the working tree of {src.root} has uncommitted changes; the run records commit '
                  f'{(src.commit or "")[:12]} plus a diff hash')
-        project = spec.load_project(src.project_dir)
+        project = spec.load_project(src.project_dir, root=src.root)
         for f in project.warnings:
             warn(str(f))
         entry_point = project.get_entry_point(request.entry_point)
@@ -110,7 +110,9 @@ def plan(request: RunRequest, *, warn: Any = None) -> Plan:
 
 
 def _warn(message: str) -> None:
-    print(f'mlproj: warning: {message}', file=sys.stderr)
+    from mlproj.safeout import printable
+
+    print(f'mlproj: warning: {printable(message)}', file=sys.stderr)
 
 
 def _parent_run_id() -> str | None:

@@ -12,7 +12,7 @@ import os
 import re
 import shlex
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -110,6 +110,7 @@ class Project:
     mlproject_path: Path | None
     findings: tuple[Finding, ...] = ()
     data: dict = field(default_factory=dict)
+    root: Path | None = None  # the checkout / repository root project files may not leave
 
     def get_entry_point(self, name: str) -> EntryPoint:
         """A declared entry point, else a ``.py`` / ``.sh`` file of the project (MLflow's convention)."""
@@ -181,18 +182,31 @@ def _did_you_mean(word: str, candidates: Any) -> str:
 def find_mlproject(directory: Path) -> tuple[Path | None, list[str]]:
     """Return (the MLproject file or None, misnamed candidates such as MLproject.yaml).
 
+    Any entry named MLproject that is not a directory counts (a FIFO, a device or a symlink
+    leaving the repository is then refused by the reader rather than silently skipped).
     Raises ``SpecError`` when several files match case-insensitively.
     """
     try:
         names = sorted(os.listdir(directory))
     except OSError as e:
         raise SpecError(f'cannot read project directory: {e.strerror}', str(directory)) from None
-    matches = [n for n in names if n.lower() == 'mlproject' and (directory / n).is_file()]
+    matches = [n for n in names if n.lower() == 'mlproject' and not (directory / n).is_dir()]
     if len(matches) > 1:
         raise SpecError('MLP018 several MLproject files differ only in letter case: ' + ', '.join(matches),
                         str(directory))
     misnamed = [n for n in names if MISNAMED_RE.match(n)]
     return (directory / matches[0] if matches else None), misnamed
+
+
+def read_mlproject(path: Path, root: str | os.PathLike[str] | None) -> bytes:
+    """The bytes of an MLproject file through the project-file reader (``mlproj.safefile``)."""
+    from mlproj import safefile
+
+    try:
+        return safefile.read_bytes(path, root if root is not None else safefile.find_root(path.parent),
+                                   what='MLproject')
+    except safefile.Refused as e:
+        raise SpecError(e.message, str(path)) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,11 +222,16 @@ class _Doc:
         self.value_end: dict[tuple, Pos] = {}
         self.findings: list[Finding] = []
         self.budget = _NODE_BUDGET
+        self.merged: dict[int, list] = {}  # id(mapping node) -> its flattened merge pairs
 
 
-# An MLproject has a few hundred nodes; aliases can make a tiny file expand exponentially
-# ("billion laughs"), so construction stops after this many nodes.
+# An MLproject has a few hundred nodes.  The budget is spent twice, and both times as the work
+# happens: by the composer for every node and alias it creates (so a huge document stops early,
+# not after it is all in memory), then by the constructor for every node it visits, aliases
+# expanded and ``<<`` merge pairs included ("billion laughs", merge-key bombs).  mlproj flattens
+# merges itself, so an old PyYAML whose ``flatten_mapping`` blows up is never asked to.
 _NODE_BUDGET = 100_000
+_MERGE_TAG = 'tag:yaml.org,2002:merge'
 
 
 class _TooLarge(Exception):
@@ -227,20 +246,92 @@ def _end(node: Any) -> Pos:
     return (node.end_mark.line + 1, node.end_mark.column + 1)
 
 
+def _spend(doc: _Doc, n: int = 1) -> None:
+    doc.budget -= n
+    if doc.budget < 0:
+        raise _TooLarge(f'the document expands to more than {_NODE_BUDGET} nodes (aliases or << merges?)')
+
+
+def _merge_pairs(node: Any, doc: _Doc, loader: Any, active: frozenset) -> list:
+    """The (key node, value node) pairs ``<<`` keys of ``node`` bring in, YAML merge semantics:
+    a key of the mapping itself wins over a merged one, and earlier merged mappings win over
+    later ones.  Each mapping is flattened once (memoised); every pair considered costs budget."""
+    import yaml
+
+    cached = doc.merged.get(id(node))
+    if cached is not None:
+        _spend(doc, len(cached))
+        return cached
+    if id(node) in active:
+        raise _TooLarge('a << merge refers to a mapping that contains it (recursive structure)')
+    inner = active | {id(node)}
+    sources = []
+    for key_node, value_node in node.value:
+        if key_node.tag != _MERGE_TAG:
+            continue
+        if isinstance(value_node, yaml.MappingNode):
+            sources.append(value_node)
+        elif isinstance(value_node, yaml.SequenceNode):
+            for sub in value_node.value:
+                if not isinstance(sub, yaml.MappingNode):
+                    raise yaml.constructor.ConstructorError(
+                        'while constructing a mapping', node.start_mark,
+                        f'expected a mapping for merging, but found {sub.id}', sub.start_mark)
+                sources.append(sub)
+        else:
+            raise yaml.constructor.ConstructorError(
+                'while constructing a mapping', node.start_mark,
+                f'expected a mapping or list of mappings for merging, but found {value_node.id}',
+                value_node.start_mark)
+    out: list = []
+    seen: set = set()
+    for source in sources:
+        for key_node, value_node in _merge_pairs(source, doc, loader, inner) + [
+                p for p in source.value if p[0].tag != _MERGE_TAG]:
+            _spend(doc)
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = loader.construct_object(key_node, deep=True)
+            try:
+                if key in seen:
+                    continue
+                seen.add(key)
+            except TypeError:
+                continue
+            out.append((key_node, value_node))
+    doc.merged[id(node)] = out
+    return out
+
+
 def _construct(node: Any, path: tuple, doc: _Doc, loader: Any, active: frozenset = frozenset()) -> Any:
     import yaml
 
-    doc.budget -= 1
-    if doc.budget < 0:
-        raise _TooLarge('the document expands to more than 100000 nodes (aliases?)')
+    _spend(doc)
     doc.value_pos[path] = _mark(node)
     if isinstance(node, yaml.MappingNode):
         if id(node) in active:
             raise _TooLarge('an alias refers to a mapping that contains it (recursive structure)')
         inner = active | {id(node)}
-        loader.flatten_mapping(node)
         out: dict = {}
-        for key_node, value_node in node.value:
+        own = [(k, v) for k, v in node.value if k.tag != _MERGE_TAG]
+        merged = _merge_pairs(node, doc, loader, active) if len(own) != len(node.value) else []
+        own_keys = set()
+        for key_node, _ in own:
+            if isinstance(key_node, yaml.ScalarNode):
+                try:
+                    own_keys.add(loader.construct_object(key_node, deep=True))
+                except TypeError:
+                    pass
+        for key_node, value_node in merged:
+            key = loader.construct_object(key_node, deep=True)
+            if key in own_keys:
+                continue
+            doc.key_pos[path + (key,)] = _mark(key_node)
+            out[key] = _construct(value_node, path + (key,), doc, loader, inner)
+        explicit: set = set()
+        for key_node, value_node in own:
+            if key_node.tag == 'tag:yaml.org,2002:value':
+                key_node.tag = 'tag:yaml.org,2002:str'
             if not isinstance(key_node, yaml.ScalarNode):
                 doc.findings.append(Finding('MLP003', 'mapping key must be a scalar', *_mark(key_node)))
                 continue
@@ -250,10 +341,11 @@ def _construct(node: Any, path: tuple, doc: _Doc, loader: Any, active: frozenset
             except TypeError:  # e.g. a key tagged !!set
                 doc.findings.append(Finding('MLP003', 'mapping key must be a scalar', *_mark(key_node)))
                 continue
-            if key in out:
+            if key in explicit:
                 first = doc.key_pos.get(path + (key,), (0, 0))
                 doc.findings.append(Finding(
                     'MLP002', f'duplicate key {key!r} (first defined at line {first[0]})', *_mark(key_node)))
+            explicit.add(key)
             doc.key_pos[path + (key,)] = _mark(key_node)
             out[key] = _construct(value_node, path + (key,), doc, loader, inner)
         return out
@@ -266,12 +358,51 @@ def _construct(node: Any, path: tuple, doc: _Doc, loader: Any, active: frozenset
     return loader.construct_object(node, deep=True)
 
 
-def _loader_class() -> Any:
-    import yaml
+_LOADERS: dict[str, Any] = {}
 
-    # libyaml (shipped in PyYAML's wheels) composes ~10x faster than the pure-Python reader;
-    # construction (and so every value's type) is the same SafeConstructor either way.
-    return getattr(yaml, 'CSafeLoader', None) or yaml.SafeLoader
+
+def _loader_class() -> Any:
+    """A SafeLoader whose composer spends the node budget as it creates nodes.
+
+    With libyaml (shipped in PyYAML's wheels) the C parser produces the events and PyYAML's
+    Python composer, subclassed here, builds the nodes: the scanner and parser, where the time
+    goes, stay in C.  Construction (and so every value's type) is the same SafeConstructor
+    either way.
+    """
+    if _LOADERS:
+        return _LOADERS['loader']
+    import yaml
+    from yaml.composer import Composer
+    from yaml.constructor import SafeConstructor
+    from yaml.resolver import Resolver
+
+    class _BudgetComposer(Composer):
+        _budget = _NODE_BUDGET
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            self._budget -= 1
+            if self._budget < 0:
+                raise _TooLarge(f'the document has more than {_NODE_BUDGET} nodes')
+            return super().compose_node(parent, index)
+
+    try:
+        from yaml.cyaml import CParser as c_parser
+    except ImportError:  # PyYAML built without libyaml
+        c_parser = None
+    if c_parser is not None:
+        class _Loader(_BudgetComposer, c_parser, SafeConstructor, Resolver):  # type: ignore[misc, valid-type]
+            libyaml = True
+
+            def __init__(self, stream: Any) -> None:
+                c_parser.__init__(self, stream)
+                Composer.__init__(self)
+                SafeConstructor.__init__(self)
+                Resolver.__init__(self)
+    else:
+        class _Loader(_BudgetComposer, yaml.SafeLoader):  # type: ignore[no-redef]
+            libyaml = False
+    _LOADERS['loader'] = _Loader
+    return _Loader
 
 
 def parse_yaml(text: str) -> tuple[Any, _Doc]:
@@ -297,21 +428,26 @@ def parse_yaml(text: str) -> tuple[Any, _Doc]:
         line, col = 0, 0
         if isinstance(position, int) and position >= 0:
             before = text.encode('utf-8', 'surrogatepass')[:position].decode('utf-8', 'replace') \
-                if type(loader).__name__.startswith('C') else text[:position]
+                if getattr(loader, 'libyaml', False) else text[:position]
             line = before.count('\n') + 1
             col = len(before) - (before.rfind('\n') + 1) + 1
-        doc.findings.append(Finding('MLP001', f'YAML error: {str(e).splitlines()[0]}', line, col))
+        doc.findings.append(Finding('MLP001', f'YAML error: {_first_line(e)}', line, col))
         return None, doc
     except _TooLarge as e:
         doc.findings.append(Finding('MLP001', f'YAML cannot be read: {e}', 0, 0))
         return None, doc
     except (ValueError, TypeError, OverflowError, RecursionError) as e:
         # e.g. an out-of-range timestamp, or pathological nesting
-        doc.findings.append(Finding('MLP001', f'YAML value cannot be read: {e}', 0, 0))
+        doc.findings.append(Finding('MLP001', f'YAML value cannot be read: {_first_line(e)}', 0, 0))
         return None, doc
     finally:
         if loader is not None:
             loader.dispose()
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).splitlines()
+    return lines[0][:200] if lines else type(e).__name__
 
 
 # --------------------------------------------------------------------------------------------
@@ -393,26 +529,21 @@ BOOL_WORDS = {'true': True, 'false': False, '1': True, '0': False, 'yes': True, 
               'on': True, 'off': False, 'y': True, 'n': False}
 
 
+# ASCII digits only: Python's int()/float() also take Arabic-Indic, fullwidth and other Unicode
+# digits ('١٢٣', '１２'), which a program parsing its argv in another language would not.  float
+# keeps what float() and every common parser accept: exponents, inf / infinity / nan (any case).
+_INT_RE = re.compile(r'[+-]?[0-9]+')
+_FLOAT_RE = re.compile(r'[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)',
+                       re.IGNORECASE)
+_ASCII_SPACE = ' \t\n\r\f\v'
+
+
 def _parses_int(text: str) -> bool:
-    t = text.strip()
-    if not t or '_' in t:
-        return False
-    try:
-        int(t, 10)
-        return True
-    except ValueError:
-        return False
+    return _INT_RE.fullmatch(text.strip(_ASCII_SPACE)) is not None
 
 
 def _parses_float(text: str) -> bool:
-    t = text.strip()
-    if not t or '_' in t:
-        return False
-    try:
-        float(t)
-        return True
-    except ValueError:
-        return False
+    return _FLOAT_RE.fullmatch(text.strip(_ASCII_SPACE)) is not None
 
 
 class _Builder:
@@ -686,14 +817,20 @@ def locate_in_value(doc: _Doc, text: str, path: tuple, needle: str) -> Pos | Non
     return None
 
 
-def load_project(directory: str | os.PathLike[str], *, strict: bool = True) -> Project:
+def load_project(directory: str | os.PathLike[str], *, strict: bool = True,
+                 root: str | os.PathLike[str] | None = None) -> Project:
     """Load the project in ``directory`` (MLproject file or convention project).
 
     With ``strict`` (the default) the first error finding raises ``SpecError`` with file:line:col.
+    ``root`` is the checkout / repository root no project file may leave (default: the nearest
+    directory holding ``.git``, else ``directory``); it is kept as ``Project.root``.
     """
+    from mlproj.safefile import find_root
+
     directory = Path(directory)
     if not directory.is_dir():
         raise SpecError('project directory does not exist', str(directory))
+    root = Path(root) if root is not None else find_root(directory)
     mlproject, misnamed = find_mlproject(directory)
     extra: list[Finding] = []
     if mlproject is None:
@@ -703,17 +840,14 @@ def load_project(directory: str | os.PathLike[str], *, strict: bool = True) -> P
         project = _Builder(directory, str(directory), {}, _Doc()).build()
         project = Project(directory, None, {}, project.env, None, tuple(extra), {})
     else:
-        try:
-            raw = mlproject.read_bytes()
-        except OSError as e:
-            raise SpecError(f'cannot read MLproject: {e.strerror}', str(mlproject)) from None
+        raw = read_mlproject(mlproject, root)
         try:
             text = raw.decode('utf-8-sig')
         except UnicodeDecodeError as e:
             finding = Finding('MLP001', f'MLproject is not UTF-8 text (byte {e.start})', 0, 0, str(mlproject))
             if strict:
                 raise SpecError(f'{finding.rule} {finding.message}', finding.where()) from None
-            return Project(directory, None, {}, EnvSpec('none'), mlproject, (finding,), {})
+            return Project(directory, None, {}, EnvSpec('none'), mlproject, (finding,), {}, root)
         project = parse_mlproject(text, directory, str(mlproject))
         findings = project.findings
         if 'mlproj:' in text and project.warnings:  # `# mlproj: disable=...` comments silence warnings
@@ -729,4 +863,4 @@ def load_project(directory: str | os.PathLike[str], *, strict: bool = True) -> P
     if strict and fatal:
         first = fatal[0]
         raise SpecError(f'{first.rule} {first.message}', first.where())
-    return project
+    return replace(project, root=root)

@@ -97,6 +97,22 @@ def child_env_for(uri: str) -> dict[str, str]:
     return env
 
 
+def _json_object(payload: bytes, endpoint: str, content_type: str, where: str) -> dict:
+    """A tracking server's JSON answer; anything else (an HTML login page or proxy error served
+    with status 200, a truncated body) is a TrackingError, not a traceback."""
+    if not payload:
+        return {}
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        kind = content_type.split(';')[0].strip() or 'not JSON'
+        raise TrackingError(f'{endpoint}: the tracking server answered with {kind} instead of JSON '
+                            '(is the URI an MLflow tracking server, behind a login or proxy page?)', where) from None
+    if not isinstance(data, dict):
+        raise TrackingError(f'{endpoint}: the tracking server answered JSON that is not an object', where)
+    return data
+
+
 def redact_uri(uri: str) -> str:
     from mlproj.source.local import strip_credentials
 
@@ -276,7 +292,8 @@ class RestTracker:
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout, context=context) as resp:
                     payload = resp.read()
-                return json.loads(payload) if payload else {}
+                    content_type = resp.headers.get('Content-Type', '')
+                return _json_object(payload, endpoint, content_type, where)
             except urllib.error.HTTPError as e:
                 detail = _error_detail(e)
                 if e.code in (429, 502, 503, 504) and attempt < 3:

@@ -29,8 +29,10 @@ DUMP = f'{sys.executable} -c "import json,sys; print(json.dumps(sys.argv[1:]))"'
 
 
 @pytest.mark.parametrize('ptype,good,bad', [
-    ('int', ['0', '-3', '+7', '12345678901234567890'], ['abc', '1.0', '', '1_000', '0x10']),
-    ('float', ['0.5', '-1e-3', '3', 'inf', 'nan'], ['abc', '', '1,5', '1_0']),
+    ('int', ['0', '-3', '+7', '12345678901234567890', ' 42 '],
+     ['abc', '1.0', '', '1_000', '0x10', '\u0661\u0662\u0663', '\uff11\uff12', '1\u0662', '\u00b2', '\u30001']),
+    ('float', ['0.5', '-1e-3', '3', 'inf', 'nan', '-Infinity', '.5', '1.', '2E+10'],
+     ['abc', '', '1,5', '1_0', '\u0661.\u0665', '\uff11\uff12', '1e\u0663', '0x1p3', 'e3', '.', '1e']),
     ('bool', ['true', 'False', '1', '0', 'yes', 'NO'], ['maybe', '', '2']),
     ('string', ['', 'anything at all', '{x}'], []),
     ('uri', ['s3://b/k', 'file:///tmp/x', 'https://h/p', '/abs/path'], ['relative/path', 'c:/x', '']),

@@ -11,7 +11,9 @@ top-level folder ``project/``.  The same files give the same name on any machine
 Left out: ``.git`` (directories and submodule files), ``mlruns`` directories, ``mlflow.db``
 files, and, when the project lives in a Git work tree, every path Git ignores
 (``Repository.path_is_ignored``) unless it is tracked.  A symlink that leaves the project is an
-error: it would dangle on the remote machine.
+error: it would dangle on the remote machine (and would hand a file outside the project to it).
+Files are opened through ``mlproj.safefile`` (regular files inside the project, ``O_NOFOLLOW``,
+never blocking); FIFOs, sockets and devices are never packed.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlproj import safefile
 from mlproj.errors import SourceError
 
 ARCHIVE_ROOT = 'project'
@@ -108,8 +111,7 @@ def _walk(project_dir: Path) -> list[tuple[str, Path]]:
             if entry.is_symlink():
                 if rules.ignored(rel, False):
                     continue
-                target = (path.parent / os.readlink(path)).resolve()
-                if target != root and root not in target.parents:
+                if not safefile.inside(path, root):
                     raise SourceError(f'symlink {rel!r} points outside the project; it would not exist on '
                                       'the remote machine', str(project_dir))
                 out.append((rel, path))
@@ -168,6 +170,7 @@ def pack(project_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] | 
     """Pack ``project_dir`` into ``<out_dir>/<sha256>.tar.gz`` (a fresh temp dir by default)."""
     project_dir = Path(project_dir)
     entries = _walk(project_dir)
+    real_dir = project_dir.resolve()
     out = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix='mlproj-pack-'))
     out.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix='.pack-', suffix='.tar.gz', dir=out)
@@ -182,7 +185,12 @@ def pack(project_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] | 
                     for rel, path in entries:
                         info = _tarinfo(rel, path)
                         if info.isreg():
-                            with open(path, 'rb') as f:
+                            try:
+                                fd, st = safefile.open_regular(path, real_dir, what=f'project file {rel!r}')
+                            except safefile.Refused as e:
+                                raise SourceError(e.message, str(project_dir)) from None
+                            info.size = st.st_size
+                            with os.fdopen(fd, 'rb') as f:
                                 tar.addfile(info, f)
                         else:
                             tar.addfile(info)

@@ -42,11 +42,17 @@ def env_files(project) -> list[Path]:
 
 
 def files_digest(project) -> str:
+    from mlproj import safefile
+
+    root = project.root or safefile.find_root(project.directory)
     h = hashlib.sha256()
     for path in env_files(project):
         rel = os.path.relpath(path, project.directory).replace(os.sep, '/')
-        h.update(rel.encode() + b'\0')
-        h.update(path.read_bytes() + b'\0')
+        h.update(rel.encode('utf-8', 'surrogateescape') + b'\0')
+        try:  # through the project-file reader: a FIFO or a symlink out of the repository is not read
+            h.update(safefile.sha256(path, root).encode() + b'\0')
+        except safefile.Refused:
+            h.update(b'refused\0')
     return h.hexdigest()
 
 
@@ -63,8 +69,9 @@ def env_name(project, manager: str) -> str | None:
         if manager == 'uv' and project.env.kind == 'python':
             from mlproj.envs.uv import lock_files
 
-            locked = lock_files(project.directory)
-        payload = venv.key_payload(manager, spec, interpreter, project.directory, {'lock': locked} if locked else None)
+            locked = lock_files(project.directory, project.root)
+        payload = venv.key_payload(manager, spec, interpreter, project.directory, {'lock': locked} if locked else None,
+                                   root=project.root)
     except Exception:  # an interpreter uv would install first, or a change in mlproj.envs: fall back
         return None
     return f'{manager}-{store.content_hash(payload)[:24]}'
@@ -97,7 +104,7 @@ def compute(uri: str, version: str | None, env_manager: str | None) -> dict[str,
     try:
         resolved = source.resolve(src.uri, src.version, cwd=cwd)
         try:
-            project = spec.load_project(resolved.project_dir)
+            project = spec.load_project(resolved.project_dir, root=resolved.root)
             manager = envs.select_manager(project, env_manager)
             key = key_for(project, manager)
         finally:

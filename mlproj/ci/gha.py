@@ -3,6 +3,9 @@
 Everything reads ``os.environ`` (or a mapping passed in), so the same code serves the Action, a
 plain ``run:`` step and tests.  Workflow commands (``::add-mask::``, ``::warning::``) are printed
 only when ``GITHUB_ACTIONS=true``: outside Actions a mask command would print the secret itself.
+Every command's properties and message pass through ``mlproj.safeout`` first (control characters
+escaped, then GitHub's own ``%0A`` escaping), so project-controlled text in a message or a file
+name can neither end the command nor start another one.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from mlproj.errors import BadArgumentError
+from mlproj.safeout import actions_line, printable
 
 # A step summary is capped by GitHub at 1 MiB per step; stay well below it.
 SUMMARY_CAP = 900 * 1024
@@ -143,8 +147,8 @@ def escape_property(text: str) -> str:
 
 
 def command(name: str, message: str = '', **props: Any) -> str:
-    shown = ','.join(f'{k}={escape_property(str(v))}' for k, v in props.items() if v not in (None, ''))
-    return f'::{name}{" " + shown if shown else ""}::{escape_data(message)}'
+    shown = ','.join(f'{k}={escape_property(printable(v))}' for k, v in props.items() if v not in (None, ''))
+    return f'::{name}{" " + shown if shown else ""}::{escape_data(printable(message, keep_newlines=True))}'
 
 
 def mask(value: str | None, out: TextIO | None = None, environ: Mapping[str, str] | None = None) -> None:
@@ -167,7 +171,13 @@ def annotate(level: str, message: str, *, title: str | None = None, out: TextIO 
         out.flush()
     else:
         label = {'notice': 'note'}.get(level, level)
-        print(f'mlproj: {label}: {message}', file=out or sys.stderr)
+        print(f'mlproj: {label}: {printable(message)}', file=out or sys.stderr)
+
+
+def log_line(text: str, out: TextIO | None = None, environ: Mapping[str, str] | None = None) -> None:
+    """Print one line of mlproj's own output: neutralised for the runner inside Actions
+    (``actions_line``), control characters escaped elsewhere."""
+    print(actions_line(text) if in_actions(environ) else printable(text), file=out or sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------------------------

@@ -120,7 +120,7 @@ def _cancel(submitted: Any, signum: int) -> None:
         else:
             submitted.cancel()
     except Exception as e:  # the run may have ended meanwhile; never let a thread traceback out
-        print(f'mlproj: warning: cancelling the run failed: {e}', file=sys.stderr, flush=True)
+        gha.log_line(f'mlproj: warning: cancelling the run failed: {e}')
 
 
 def wait_with_signals(submitted: Any, *, ignore_after_cancel: bool = False) -> bool:
@@ -193,7 +193,7 @@ def execute(opts: CiRun, *, out: Any = None) -> int:
             code = EXIT_INTERRUPTED
     except MlprojError as e:
         error, code = str(e), e.exit_code or 1
-        print(f'mlproj: error: {e}', file=sys.stderr)
+        gha.log_line(f'mlproj: error: {e}')
     except KeyboardInterrupt:
         error, code, status = 'interrupted before the run started', EXIT_INTERRUPTED, 'KILLED' if run_id else 'ERROR'
     duration = round(time.monotonic() - started, 1)
@@ -242,5 +242,5 @@ def _read_run(tracking_uri: str, run_id: str) -> Any:
     try:
         return get_tracker(tracking_uri).get_run(run_id)
     except MlprojError as e:
-        print(f'mlproj: warning: cannot read run {run_id} back: {e}', file=sys.stderr)
+        gha.log_line(f'mlproj: warning: cannot read run {run_id} back: {e}')
         return None

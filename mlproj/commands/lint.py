@@ -90,7 +90,12 @@ def lint(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, select: tu
     paths = paths or ('.',)
     if list(paths).count('-') > 1:
         raise click.UsageError('"-" (stdin) can be given once')
-    stdin_data = sys.stdin.buffer.read() if '-' in paths else None
+    if '-' in paths:  # bounded: one byte over the limit is enough to refuse it
+        from mlproj.safefile import max_bytes
+
+        stdin_data = sys.stdin.buffer.read(max_bytes() + 1)
+    else:
+        stdin_data = None
     try:
         result = lint_paths(paths, config, stdin_data=stdin_data, stdin_filename=stdin_filename)
     except UsageError as e:

@@ -6,6 +6,13 @@ import json
 import click
 
 
+def _echo(text: str) -> None:
+    """Text output: project-controlled names, paths and commands with control characters escaped."""
+    from mlproj.safeout import printable
+
+    click.echo(printable(text))
+
+
 def describe(project, entry_point: str | None = None) -> dict:
     from mlproj.params import BoundParams, build_command
 
@@ -47,7 +54,7 @@ def show(uri: str, entry_point: str | None, version: str | None, as_json: bool) 
 
     src = source.resolve(uri, version)
     try:
-        project = spec.load_project(src.project_dir)
+        project = spec.load_project(src.project_dir, root=src.root)
         info = describe(project, entry_point)
         info['commit'] = src.commit
     finally:
@@ -55,18 +62,19 @@ def show(uri: str, entry_point: str | None, version: str | None, as_json: bool) 
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
-    click.echo(f"name:        {info['name'] or '(none)'}")
-    click.echo(f"directory:   {info['directory']}")
+    _echo(f"name:        {info['name'] or '(none)'}")
+    _echo(f"directory:   {info['directory']}")
     if info['commit']:
-        click.echo(f"commit:      {info['commit']}")
+        _echo(f"commit:      {info['commit']}")
     env = info['environment']
-    click.echo(f"environment: {env['kind']}" + (f" ({env['file'] or env['docker_image']})"
+    _echo(f"environment: {env['kind']}" + (f" ({env['file'] or env['docker_image']})"
                                                 if env['file'] or env['docker_image'] else ''))
     for w in info['warnings']:
-        click.echo(f'warning:     {w}')
+        _echo(f'warning:     {w}')
     for name, ep in info['entry_points'].items():
-        click.echo(f'\nentry point {name}:')
+        click.echo()
+        _echo(f'entry point {name}:')
         for pname, p in ep['parameters'].items():
             default = 'required' if p['required'] else f"default {p['default']!r}"
-            click.echo(f"  {pname}: {p['type']} ({default})")
-        click.echo(f"  command: {ep['command']}")
+            _echo(f"  {pname}: {p['type']} ({default})")
+        _echo(f"  command: {ep['command']}")

@@ -80,9 +80,9 @@ def check_env_file(project: Project, manager: str) -> None:
     from mlproj.envs import envfiles
 
     if env.kind == 'python':
-        envfiles.load_python_env(env.path, project.directory)
+        envfiles.load_python_env(env.path, project.directory, project.root)
     elif env.kind == 'conda':
-        conda = envfiles.load_conda_env(env.path)
+        conda = envfiles.load_conda_env(env.path, project.root)
         if manager in ('uv', 'virtualenv'):
             envfiles.conda_to_python_env(conda)
 

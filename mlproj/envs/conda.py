@@ -25,6 +25,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlproj import safefile
 from mlproj.envs import EnvContext
 from mlproj.envs.envfiles import load_conda_env
 from mlproj.envs.store import Store
@@ -144,8 +145,14 @@ def prepare(project: Project, ctx: EnvContext) -> CondaEnvironment:
                        'CONDA_EXE); install one, or use --env-manager uv to map conda.yaml onto PyPI',
                        str(project.env.path))
     path = project.env.path
-    load_conda_env(path)  # a malformed file fails here with file:line:col, before conda sees it
-    text = path.read_text(encoding='utf-8')
+    load_conda_env(path, project.root)  # a malformed file fails here with file:line:col, before conda sees it
+    try:
+        text = safefile.read_text(path, project.root or safefile.find_root(project.directory),
+                                  what='environment file')
+    except safefile.Refused as e:
+        raise EnvError(e.message, str(path)) from None
+    except UnicodeDecodeError as e:
+        raise EnvError(f'environment file is not UTF-8 text (byte {e.start})', str(path)) from None
     name = env_name(text)
     digest = hashlib.sha256(text.encode('utf-8')).hexdigest()
     store = Store()

@@ -15,6 +15,8 @@
 * The command runs as ``sh -c <command>`` inside the container (MLflow let the host shell
   interpret it).  The container is named ``mlproj-<run id>``, started with ``--rm --init``, and
   removed by a watchdog if the client dies (``mlproj.envs.container``).
+* Files: ``.dockerignore`` and every context file are read through ``mlproj.safefile`` (inside
+  the repository root, regular files only, never blocking); the Dockerfile is mlproj's own.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlproj import safefile
 from mlproj.envs import EnvContext
 from mlproj.envs.store import Store
 from mlproj.envs.venv import announce, run_step
@@ -116,12 +119,16 @@ def _pattern_regex(pattern: str) -> re.Pattern[str]:
     return re.compile('^' + ''.join(out) + '(?:/.*)?$')
 
 
-def read_dockerignore(project_dir: Path) -> list[tuple[bool, re.Pattern[str]]]:
+def read_dockerignore(project_dir: Path, root: Path | None = None) -> list[tuple[bool, re.Pattern[str]]]:
     rules: list[tuple[bool, re.Pattern[str]]] = []
-    try:
-        text = (project_dir / '.dockerignore').read_text(encoding='utf-8')
-    except OSError:
+    path = project_dir / '.dockerignore'
+    if not os.path.lexists(path):
         return rules
+    try:
+        text = safefile.read_text(path, root if root is not None else safefile.find_root(project_dir),
+                                  what='.dockerignore', errors='replace')
+    except safefile.Refused as e:
+        raise EnvError(e.message, str(path)) from None
     for raw in text.splitlines():
         line = raw.strip()
         if not line or line.startswith('#'):
@@ -144,9 +151,9 @@ def _ignored(rel: str, rules: list[tuple[bool, re.Pattern[str]]]) -> bool:
     return ignored
 
 
-def context_files(project_dir: Path) -> list[str]:
+def context_files(project_dir: Path, root: Path | None = None) -> list[str]:
     """Relative paths (files and symlinks) of the build context: .dockerignore honoured, .git never."""
-    rules = read_dockerignore(project_dir)
+    rules = read_dockerignore(project_dir, root)
     out: list[str] = []
     for dirpath, dirnames, filenames in os.walk(project_dir):
         rel_dir = os.path.relpath(dirpath, project_dir)
@@ -178,14 +185,14 @@ def context_hash(project_dir: Path, files: list[str], base_id: str, dockerfile: 
     for rel in files:
         p = project_dir / rel
         if p.is_symlink():
-            h.update(f'L\0{rel}\0{os.readlink(p)}\n'.encode())
+            h.update(f'L\0{rel}\0{os.readlink(p)}\n'.encode('utf-8', 'surrogateescape'))
             continue
-        fh = hashlib.sha256()
-        with open(p, 'rb') as f:
-            for chunk in iter(lambda: f.read(1 << 20), b''):
-                fh.update(chunk)
+        try:  # a FIFO, socket or device in the context is refused, never opened for reading
+            digest = safefile.sha256(p, project_dir, what=f'build context file {rel!r}')
+        except safefile.Refused as e:
+            raise EnvError(e.message, str(project_dir)) from None
         executable = os.access(p, os.X_OK)
-        h.update(f'F\0{rel}\0{int(executable)}\0{fh.hexdigest()}\n'.encode())
+        h.update(f'F\0{rel}\0{int(executable)}\0{digest}\n'.encode('utf-8', 'surrogateescape'))
     return h.hexdigest()
 
 
@@ -198,7 +205,7 @@ def _repo_name(project: Project) -> str:
 def build_image(engine: str, project: Project, base: str, base_id: str, ctx: EnvContext) -> tuple[str, str, str]:
     """Build (or reuse) the project image; returns (tag, image id, content hash)."""
     dockerfile = f'FROM {base}\nCOPY . {CODE_DIR}/\nWORKDIR {CODE_DIR}/\n'
-    files = context_files(project.directory)
+    files = context_files(project.directory, project.root)
     digest = context_hash(project.directory, files, base_id, dockerfile)
     tag = f'{_repo_name(project)}:{digest[:12]}'
     existing = image_id(engine, tag)

@@ -2,7 +2,10 @@
 
 The same readers serve ``mlproj run`` (which raises ``EnvError`` on the first error, with
 ``file:line:col``) and ``mlproj lint`` (``validate_python_env`` / ``validate_conda_env`` return
-every finding under rule ``MLP017``).
+every finding under rule ``MLP017``).  Env files and the ``-r`` / ``-c`` files they name are
+read through ``mlproj.safefile``: inside ``root`` (the checkout / repository root; by default the
+nearest directory holding ``.git``), regular files only, at most ``MLPROJ_MAX_FILE_BYTES``.  A
+refused file becomes a finding that names it and the reason, never its content.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlproj import safefile
 from mlproj.errors import EnvError
 from mlproj.spec import Finding, parse_yaml
 
@@ -51,27 +55,43 @@ class CondaEnv:
 # reading
 
 
-def _read_text(path: Path) -> tuple[str | None, list[Finding]]:
+def _root(root: str | os.PathLike[str] | None, start: Path) -> Path:
+    return Path(root) if root is not None else safefile.find_root(start)
+
+
+def _read_text(path: Path, root: Path) -> tuple[str | None, list[Finding]]:
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return None, [Finding('MLP011', 'environment file does not exist', 0, 0, str(path))]
-    except OSError as e:
-        return None, [Finding(RULE, f'cannot read environment file: {e.strerror}', 0, 0, str(path))]
+        raw = safefile.read_bytes(path, root, what='environment file')
+    except safefile.Refused as e:
+        if e.missing and not os.path.lexists(path):
+            return None, [Finding('MLP011', 'environment file does not exist', 0, 0, str(path))]
+        return None, [Finding(RULE, e.message, 0, 0, str(path))]
     try:
         return raw.decode('utf-8-sig'), []
     except UnicodeDecodeError as e:
         return None, [Finding(RULE, f'environment file is not UTF-8 text (byte {e.start})', 0, 0, str(path))]
 
 
-def _yaml(path: Path) -> tuple[Any, Any, list[Finding]]:
-    text, findings = _read_text(path)
+def _yaml(path: Path, root: Path) -> tuple[Any, Any, list[Finding]]:
+    text, findings = _read_text(path, root)
     if text is None:
         return None, None, findings
     data, doc = parse_yaml(text)
     for f in doc.findings:  # syntax errors and duplicate keys, reported under the env-file rule
         findings.append(Finding(RULE, f.message, f.line, f.col, str(path)))
     return data, doc, findings
+
+
+def _reference_problem(base: Path, ref: str, root: Path) -> str | None:
+    """Why a ``-r`` / ``-c`` file cannot be used (None: it is a readable regular file in ``root``)."""
+    try:
+        fd, _ = safefile.open_regular(base / ref, root, what=f'requirements file {ref!r}')
+    except safefile.Refused as e:
+        if e.missing and not os.path.lexists(base / ref):
+            return f'requirements file {ref!r} does not exist (relative to {base})'
+        return e.message
+    os.close(fd)
+    return None
 
 
 class _Pos:
@@ -122,12 +142,13 @@ def _file_references(line: str) -> list[str]:
     return out
 
 
-def read_python_env(path: str | os.PathLike[str], project_dir: str | os.PathLike[str] | None = None
-                    ) -> tuple[PythonEnv | None, list[Finding]]:
+def read_python_env(path: str | os.PathLike[str], project_dir: str | os.PathLike[str] | None = None,
+                    root: str | os.PathLike[str] | None = None) -> tuple[PythonEnv | None, list[Finding]]:
     """Parse a python_env.yaml; ``-r`` files are resolved against ``project_dir`` (default: its dir)."""
     path = Path(path)
     base = Path(project_dir) if project_dir is not None else path.parent
-    data, doc, findings = _yaml(path)
+    root = _root(root, base)
+    data, doc, findings = _yaml(path, root)
     if data is None and not findings:
         findings.append(Finding(RULE, 'python_env file is empty; expected keys: ' + ', '.join(PYTHON_ENV_KEYS),
                                 0, 0, str(path)))
@@ -170,9 +191,9 @@ def read_python_env(path: str | os.PathLike[str], project_dir: str | os.PathLike
                 continue
             line = str(item).strip()
             for ref in _file_references(line):
-                if not (base / ref).is_file():
-                    findings.append(pos.finding(f'requirements file {ref!r} does not exist (relative to {base})',
-                                                (key, i)))
+                problem = _reference_problem(base, ref, root)
+                if problem:
+                    findings.append(pos.finding(problem, (key, i)))
             items.append(line)
         lists[key] = tuple(items)
     env = PythonEnv(python.strip() if isinstance(python, str) else None, lists['build_dependencies'],
@@ -180,14 +201,15 @@ def read_python_env(path: str | os.PathLike[str], project_dir: str | os.PathLike
     return env, findings
 
 
-def validate_python_env(path: str | os.PathLike[str], project_dir: str | os.PathLike[str] | None = None
-                        ) -> list[Finding]:
+def validate_python_env(path: str | os.PathLike[str], project_dir: str | os.PathLike[str] | None = None,
+                        root: str | os.PathLike[str] | None = None) -> list[Finding]:
     """Every problem of a python_env.yaml (rule MLP017; MLP011 when the file is missing)."""
-    return read_python_env(path, project_dir)[1]
+    return read_python_env(path, project_dir, root)[1]
 
 
-def load_python_env(path: str | os.PathLike[str], project_dir: str | os.PathLike[str] | None = None) -> PythonEnv:
-    env, findings = read_python_env(path, project_dir)
+def load_python_env(path: str | os.PathLike[str], project_dir: str | os.PathLike[str] | None = None,
+                    root: str | os.PathLike[str] | None = None) -> PythonEnv:
+    env, findings = read_python_env(path, project_dir, root)
     _raise_first(findings)
     assert env is not None
     return env
@@ -200,9 +222,11 @@ def _raise_first(findings: list[Finding]) -> None:
         raise EnvError(f'{f.rule} {f.message}', f.where())
 
 
-def read_conda_env(path: str | os.PathLike[str]) -> tuple[CondaEnv | None, list[Finding]]:
+def read_conda_env(path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None
+                   ) -> tuple[CondaEnv | None, list[Finding]]:
     path = Path(path)
-    data, doc, findings = _yaml(path)
+    root = _root(root, path.parent)
+    data, doc, findings = _yaml(path, root)
     if data is None and not findings:
         findings.append(Finding(RULE, 'conda environment file is empty', 0, 0, str(path)))
     if findings and data is None:
@@ -244,9 +268,9 @@ def read_conda_env(path: str | os.PathLike[str]) -> tuple[CondaEnv | None, list[
                                                 kp + ('pip', j)))
                     continue
                 for ref in _file_references(str(p)):
-                    if not (path.parent / ref).is_file():
-                        findings.append(pos.finding(f'requirements file {ref!r} does not exist (relative to '
-                                                    f'{path.parent})', kp + ('pip', j)))
+                    problem = _reference_problem(path.parent, ref, root)
+                    if problem:
+                        findings.append(pos.finding(problem, kp + ('pip', j)))
                 pip.append(str(p).strip())
         else:
             findings.append(pos.finding(f'invalid conda dependency {item!r}: must be a string or a mapping '
@@ -256,13 +280,13 @@ def read_conda_env(path: str | os.PathLike[str]) -> tuple[CondaEnv | None, list[
     return env, findings
 
 
-def validate_conda_env(path: str | os.PathLike[str]) -> list[Finding]:
+def validate_conda_env(path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> list[Finding]:
     """Every problem of a conda.yaml (rule MLP017; MLP011 when the file is missing)."""
-    return read_conda_env(path)[1]
+    return read_conda_env(path, root)[1]
 
 
-def load_conda_env(path: str | os.PathLike[str]) -> CondaEnv:
-    env, findings = read_conda_env(path)
+def load_conda_env(path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> CondaEnv:
+    env, findings = read_conda_env(path, root)
     _raise_first(findings)
     assert env is not None
     return env

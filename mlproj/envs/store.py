@@ -129,9 +129,13 @@ class Store:
                 return ready, False
             self._remove_unpublished(name)
             store = self.root / STORE
-            store.mkdir(parents=True, exist_ok=True)
             target = store / f'{name}.{secrets.token_hex(4)}'
-            target.mkdir()
+            try:
+                store.mkdir(parents=True, exist_ok=True)
+                target.mkdir()
+            except OSError as e:
+                raise EnvError(f'cannot write the environment store: {e.strerror}; set MLPROJ_CACHE_DIR or '
+                               'MLPROJ_ENV_ROOT to a writable directory', str(store)) from None
             try:
                 meta = dict(build(target))
                 meta.setdefault('name', name)
@@ -170,7 +174,10 @@ class Store:
     # -- records of things living outside the store (conda envs, docker images) -------------
     def write_record(self, name: str, meta: dict) -> None:
         records = self.root / RECORDS
-        records.mkdir(parents=True, exist_ok=True)
+        try:
+            records.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise EnvError(f'cannot write the environment store: {e.strerror}', str(records)) from None
         meta = dict(meta, name=name, format=FORMAT, kind='record')
         meta.setdefault('created', time.time())
         _write_json(records / f'{name}.json', meta)
@@ -259,7 +266,11 @@ class FileLock:
     def acquire(self, timeout: float | None) -> bool:
         import fcntl
 
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:  # a read-only or foreign-owned cache directory
+            raise EnvError(f'cannot write the environment store: {e.strerror}; set MLPROJ_CACHE_DIR or '
+                           'MLPROJ_ENV_ROOT to a writable directory', str(self.path.parent)) from None
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.005
         while True:

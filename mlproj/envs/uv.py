@@ -11,6 +11,11 @@ Steps, each a plain ``uv`` command so a first build costs what ``uv venv && uv p
    does), then ``uv pip install`` of ``dependencies``.  Requirement lines are passed as arguments
    with the project directory as working directory, so ``-r requirements.txt`` and ``./pkg``
    resolve against the project.
+
+``uv.lock``, ``pyproject.toml`` and ``.python-version`` are hashed and copied through
+``mlproj.safefile`` (inside the repository root, regular files, ``uv.lock`` at most
+``MLPROJ_MAX_LOCK_BYTES``, the others ``MLPROJ_MAX_FILE_BYTES``): uv quotes a file it cannot
+parse, so a symlink to a file outside the repository must never reach it.
 """
 from __future__ import annotations
 
@@ -19,13 +24,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from mlproj import safefile
 from mlproj.envs import EnvContext
 from mlproj.envs.envfiles import PythonEnv
 from mlproj.envs.interpreters import Interpreter
 from mlproj.envs.store import Store, content_hash
 from mlproj.envs.venv import (
     VenvEnvironment,
-    _hash_file,
     announce,
     base_env,
     choose_interpreter,
@@ -69,17 +74,31 @@ def install_python(spec: str | None) -> str | None:
     return None
 
 
-def lock_files(project_dir: Path) -> dict[str, str]:
-    """{name: sha256} of uv.lock and pyproject.toml when the project is uv-locked, else {}."""
-    lock = project_dir / 'uv.lock'
-    pyproject = project_dir / 'pyproject.toml'
-    if not (lock.is_file() and pyproject.is_file()):
+LOCK_NAMES = ('uv.lock', 'pyproject.toml', '.python-version')
+
+
+def _read_lock_file(project_dir: Path, name: str, root: Path | None) -> bytes:
+    path = project_dir / name
+    big = name == 'uv.lock'
+    try:
+        return safefile.read_bytes(path, root if root is not None else safefile.find_root(project_dir),
+                                   what=name, limit=safefile.max_lock_bytes() if big else None,
+                                   limit_env=safefile.MAX_LOCK_BYTES_ENV if big else safefile.MAX_BYTES_ENV)
+    except safefile.Refused as e:
+        raise EnvError(e.message, str(path)) from None
+
+
+def lock_files(project_dir: Path, root: Path | None = None) -> dict[str, str]:
+    """{name: sha256} of uv.lock and pyproject.toml when the project is uv-locked, else {}.
+
+    A lock file that exists but is refused by the reader (a symlink leaving the repository, a
+    FIFO, too big) is an error, not silently "unlocked"."""
+    import hashlib
+
+    present = [n for n in LOCK_NAMES if os.path.lexists(project_dir / n)]
+    if 'uv.lock' not in present or 'pyproject.toml' not in present:
         return {}
-    out = {'uv.lock': _hash_file(lock), 'pyproject.toml': _hash_file(pyproject)}
-    pv = project_dir / '.python-version'
-    if pv.is_file():
-        out['.python-version'] = _hash_file(pv)
-    return out
+    return {n: hashlib.sha256(_read_lock_file(project_dir, n, root)).hexdigest() for n in present}
 
 
 def build(target: Path, spec: PythonEnv, interpreter: Interpreter, project_dir: Path, ctx: EnvContext,
@@ -96,7 +115,7 @@ def build(target: Path, spec: PythonEnv, interpreter: Interpreter, project_dir: 
     if locked:
         with tempfile.TemporaryDirectory(prefix='mlproj-uvlock-') as tmp:
             for name in locked:
-                shutil.copyfile(project_dir / name, Path(tmp) / name)
+                (Path(tmp) / name).write_bytes(_read_lock_file(project_dir, name, None))
             sync_env = dict(env, UV_PROJECT_ENVIRONMENT=str(target))
             run_step([uv, 'sync', '--frozen', '--no-dev', '--no-install-project', '--python', python],
                      'installing uv.lock', cwd=Path(tmp), env=sync_env, log=ctx.log,
@@ -117,8 +136,9 @@ def prepare_venv(project: Project, ctx: EnvContext, manager: str, *, build_fn, i
     spec = project_python_env(project)
     interpreter = choose_interpreter(spec, installer)
     project_dir = project.directory
-    locked = lock_files(project_dir) if use_lock and project.env.kind == 'python' else {}
-    payload = key_payload(manager, spec, interpreter, project_dir, {'lock': locked} if locked else None)
+    locked = lock_files(project_dir, project.root) if use_lock and project.env.kind == 'python' else {}
+    payload = key_payload(manager, spec, interpreter, project_dir, {'lock': locked} if locked else None,
+                          root=project.root)
     digest = content_hash(payload)
     name = f'{manager}-{digest[:24]}'
     store = store or Store()

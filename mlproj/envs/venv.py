@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from mlproj import safefile
 from mlproj.envs import EnvContext
 from mlproj.envs import interpreters as interp
 from mlproj.envs.envfiles import (
@@ -60,9 +61,9 @@ def project_python_env(project: Project) -> PythonEnv:
     """The python_env spec of a project: its python_env.yaml, its conda.yaml mapped onto PyPI, or empty."""
     env = project.env
     if env.kind == 'python' and env.path is not None:
-        return load_python_env(env.path, project.directory)
+        return load_python_env(env.path, project.directory, project.root)
     if env.kind == 'conda' and env.path is not None:
-        return conda_to_python_env(load_conda_env(env.path))
+        return conda_to_python_env(load_conda_env(env.path, project.root))
     return PythonEnv()
 
 
@@ -91,12 +92,12 @@ def platform_tag() -> dict:
     return {'platform': sys.platform, 'machine': platform.machine(), 'libc': '-'.join(x for x in libc if x)}
 
 
-def _hash_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
+def _hash_file(path: Path, root: Path | None = None) -> str:
+    """SHA-256 of a regular file through the project-file reader (never blocks on a FIFO)."""
+    try:
+        return safefile.sha256(path, root)
+    except safefile.Refused as e:
+        raise EnvError(e.message, str(path)) from None
 
 
 def _hash_tree(root: Path) -> str:
@@ -107,7 +108,7 @@ def _hash_tree(root: Path) -> str:
             p = Path(dirpath) / n
             try:
                 digest = _hash_file(p)
-            except OSError:
+            except EnvError:  # FIFOs, sockets, dangling links: not content
                 continue
             h.update(f'{p.relative_to(root).as_posix()}\0{digest}\n'.encode())
     return h.hexdigest()
@@ -141,9 +142,16 @@ def _local_path(word: str, base: Path) -> Path | None:
     return None
 
 
-def referenced_files(lines: tuple[str, ...], base: Path, seen: set[Path] | None = None) -> dict[str, str]:
-    """{relative or absolute path: content hash} for files and local packages the lines reference."""
+def referenced_files(lines: tuple[str, ...], base: Path, seen: set[Path] | None = None,
+                     root: Path | None = None) -> dict[str, str]:
+    """{relative or absolute path: content hash} for files and local packages the lines reference.
+
+    ``-r`` / ``-c`` files are parsed, so they must be regular files inside ``root`` (the
+    repository root; default: found from ``base``), at most ``MLPROJ_MAX_FILE_BYTES``.  Local
+    packages are only hashed (never parsed or printed), wherever they are.
+    """
     seen = seen if seen is not None else set()
+    root = root if root is not None else safefile.find_root(base)
     out: dict[str, str] = {}
     for line in lines:
         args = _split_line(line)
@@ -167,12 +175,13 @@ def referenced_files(lines: tuple[str, ...], base: Path, seen: set[Path] | None 
                     continue
                 seen.add(path)
                 try:
-                    out[str(path)] = _hash_file(path)
-                    nested = tuple(path.read_text(encoding='utf-8', errors='replace').splitlines())
-                except OSError as e:
-                    raise EnvError(f'cannot read requirements file {ref!r}: {e.strerror}', str(base)) from None
+                    data = safefile.read_bytes(base / ref, root, what=f'requirements file {ref!r}')
+                except safefile.Refused as e:
+                    raise EnvError(e.message, str(base)) from None
+                out[str(path)] = hashlib.sha256(data).hexdigest()
+                nested = tuple(data.decode('utf-8', 'replace').splitlines())
                 nested = tuple(x for x in nested if x.strip() and not x.lstrip().startswith('#'))
-                out.update(referenced_files(nested, path.parent, seen))
+                out.update(referenced_files(nested, path.parent, seen, root))
             else:
                 local = _local_path(word.split('#', 1)[0].split(' @ ')[-1].strip(), base)
                 if local is not None and local not in seen:
@@ -183,11 +192,11 @@ def referenced_files(lines: tuple[str, ...], base: Path, seen: set[Path] | None 
 
 
 def key_payload(manager: str, spec: PythonEnv, interpreter: interp.Interpreter, project_dir: Path,
-                extra: dict | None = None) -> dict:
+                extra: dict | None = None, root: Path | None = None) -> dict:
     from mlproj.envs.store import FORMAT
 
     lines = spec.build_dependencies + spec.dependencies
-    files = referenced_files(lines, project_dir)
+    files = referenced_files(lines, project_dir, root=root)
     # paths inside the project are recorded relative to it, so two checkouts share an environment
     rel = {}
     for p, digest in files.items():

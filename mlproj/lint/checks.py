@@ -1,4 +1,9 @@
-"""Lint-only rules (MLP020-MLP022): useful warnings that `mlproj run` does not act on."""
+"""Lint-only rules (MLP020-MLP022, MLP024, MLP025): useful warnings that `mlproj run` does not act on.
+
+MLP024 / MLP025 look at ``docker_env`` with the eyes of a reviewer of an untrusted pull request:
+a volume that hands the container the host (``/``, the Docker socket, a home directory) and an
+``environment`` entry that copies a secret from the host by name.
+"""
 from __future__ import annotations
 
 import os
@@ -25,7 +30,83 @@ def lint_only(project: Project, doc, text: str, label: str) -> list[Finding]:
         line, col = doc.key_pos.get(('docker_env',), (0, 0))
         findings.append(Finding('MLP022', 'docker_env is set but the project has no name; MLflow needs '
                                 '`name:` to tag the image it builds', line, col, label))
+    if project.env.kind == 'docker' and project.env.docker is not None:
+        findings += _host_mounts(project, doc, label)
+        findings += _secret_environment(project, doc, label)
     return findings
+
+
+_DOCKER_SOCKETS = ('/var/run/docker.sock', '/run/docker.sock', '/var/run/podman/podman.sock',
+                   '/run/podman/podman.sock')
+_HOME_FORMS = ('~', '$HOME', '${HOME}')
+
+
+def _dangerous_mount(host: str) -> str | None:
+    """What mounting ``host`` hands the container, or None."""
+    import posixpath
+
+    if host in _HOME_FORMS or host.startswith(('~/', '$HOME/', '${HOME}/')) and \
+            posixpath.normpath(host.split('/', 1)[1] or '.') == '.':
+        return 'a home directory'
+    if not host.startswith('/'):
+        return None  # a named volume
+    path = posixpath.normpath('/' + host.lstrip('/'))
+    if path == '/':
+        return 'the host root filesystem'
+    if path in _DOCKER_SOCKETS or path.endswith('/docker.sock'):
+        return 'the Docker socket (root on the host)'
+    parts = path.strip('/').split('/')
+    if path == '/root' or (len(parts) == 2 and parts[0] in ('home', 'Users')) or path in ('/home', '/Users'):
+        return 'a home directory'
+    return None
+
+
+def _host_mounts(project: Project, doc, label: str) -> list[Finding]:
+    out = []
+    for i, volume in enumerate(project.env.docker.volumes):
+        host = volume.split(':', 1)[0] if ':' in volume else ''
+        what = _dangerous_mount(host)
+        if what:
+            line, col = doc.value_pos.get(('docker_env', 'volumes', i)) or doc.key_pos.get(
+                ('docker_env', 'volumes'), (0, 0))
+            out.append(Finding('MLP024', f'docker_env.volumes entry {i + 1} mounts {what} ({host!r}) into the '
+                               'container: the project can then read or take over this machine', line, col, label))
+    return out
+
+
+# names always treated as secrets; plus any name ending like one (below)
+_SECRET_NAMES = frozenset({
+    'GITHUB_TOKEN', 'GH_TOKEN', 'GH_ENTERPRISE_TOKEN', 'GITHUB_ENTERPRISE_TOKEN', 'ACTIONS_RUNTIME_TOKEN',
+    'ACTIONS_ID_TOKEN_REQUEST_TOKEN', 'ACTIONS_ID_TOKEN_REQUEST_URL', 'AWS_SECRET_ACCESS_KEY',
+    'AWS_SESSION_TOKEN', 'DATABRICKS_TOKEN', 'DATABRICKS_CLIENT_SECRET', 'DATABRICKS_PASSWORD',
+    'MLPROJ_GIT_TOKEN', 'MLPROJ_SSH_KEY_PASSPHRASE', 'AZURE_CLIENT_SECRET', 'AZURE_STORAGE_KEY',
+    'AZURE_STORAGE_CONNECTION_STRING', 'GOOGLE_APPLICATION_CREDENTIALS', 'NPM_TOKEN', 'PYPI_TOKEN',
+    'SSH_AUTH_SOCK', 'VAULT_TOKEN', 'HF_TOKEN',
+})
+_SECRET_SUFFIX = re.compile(r'(_|^)(TOKEN|SECRET|SECRET_KEY|PASSWORD|PASSWD|PASS|API_KEY|APIKEY|PRIVATE_KEY|'
+                            r'ACCESS_KEY|CREDENTIALS?|PASSPHRASE)$', re.IGNORECASE)
+# what mlproj itself passes to the container for tracking (envs/docker.py PASSED_VARS)
+_EXEMPT = frozenset({'MLFLOW_TRACKING_TOKEN', 'MLFLOW_TRACKING_USERNAME', 'MLFLOW_TRACKING_PASSWORD'})
+
+
+def _is_secret_name(name: str) -> bool:
+    upper = name.upper()
+    if upper in _EXEMPT:
+        return False
+    return upper in _SECRET_NAMES or bool(_SECRET_SUFFIX.search(upper))
+
+
+def _secret_environment(project: Project, doc, label: str) -> list[Finding]:
+    out = []
+    for i, item in enumerate(project.env.docker.environment):
+        if isinstance(item, str) and _is_secret_name(item):
+            line, col = doc.value_pos.get(('docker_env', 'environment', i)) or doc.key_pos.get(
+                ('docker_env', 'environment'), (0, 0))
+            out.append(Finding('MLP025', f'docker_env.environment copies {item} from this machine into the '
+                               'container: every program in the image (and any pull request changing it) sees '
+                               'the secret; pass it only where needed, or give a [name, value] pair', line, col,
+                               label))
+    return out
 
 
 def _where(doc, text: str, ep: EntryPoint, needle: str) -> tuple[int, int]:

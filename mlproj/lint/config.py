@@ -117,30 +117,41 @@ def resolve_selectors(items: list[str] | tuple[str, ...], what: str) -> set[str]
     return out
 
 
-def _load_toml(path: Path) -> dict[str, Any]:
+def _read(path: Path, root: Path | None) -> bytes:
+    """pyproject.toml through the project-file reader (regular file, size bound, inside ``root``)."""
+    from mlproj import safefile
+
+    try:
+        return safefile.read_bytes(path, root, what='pyproject.toml')
+    except safefile.Refused as e:
+        raise ConfigError(f'{e.message} ({path})') from None
+
+
+def _load_toml(path: Path, data: bytes | None = None) -> dict[str, Any]:
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - Python 3.10
         import tomli as tomllib
     try:
-        with open(path, 'rb') as f:
-            return tomllib.load(f)
-    except OSError as e:
-        raise ConfigError(f'cannot read {path}: {e.strerror}') from None
+        return tomllib.loads((data if data is not None else _read(path, None)).decode('utf-8'))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f'{path} is not UTF-8 text (byte {e.start})') from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f'invalid TOML in {path}: {e}') from None
 
 
 def find_pyproject(start: Path) -> Path | None:
-    """The nearest pyproject.toml at or above ``start`` that has a [tool.mlproj.lint] table."""
+    """The nearest pyproject.toml at or above ``start`` that has a [tool.mlproj.lint] table.
+
+    Each candidate is read inside its own repository (a pyproject.toml symlinked out of it, a FIFO
+    or an oversized file is a ConfigError, never read)."""
+    from mlproj.safefile import find_root
+
     for d in (start, *start.parents):
         candidate = d / 'pyproject.toml'
-        if candidate.is_file():
-            try:
-                text = candidate.read_text(encoding='utf-8', errors='replace')
-            except OSError:
-                continue
-            if 'mlproj' in text and _table(_load_toml(candidate)) is not None:
+        if candidate.exists() and not candidate.is_dir():  # a dangling symlink is no config
+            data = _read(candidate, find_root(d))
+            if b'mlproj' in data and _table(_load_toml(candidate, data)) is not None:
                 return candidate
     return None
 

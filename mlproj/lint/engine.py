@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from mlproj.lint.config import LintConfig
+from mlproj.safefile import Refused, find_root, max_bytes, read_bytes
 from mlproj.spec import MISNAMED_RE, Finding, analyse_mlproject
 
 # Never walked into, whatever the configuration says.
@@ -190,9 +191,9 @@ def projects_using(env_file: Path) -> list[Path]:
             names = []
         for name in names[:1]:  # several case variants: MLP018 says so when the directory is linted
             mlproject = d / name
-            try:
-                text = mlproject.read_bytes().decode('utf-8-sig')
-            except (OSError, UnicodeDecodeError):
+            try:  # through the project-file reader: a FIFO, /dev/zero or a link out of the repository is skipped
+                text = read_bytes(mlproject, stop or find_root(d), what='MLproject').decode('utf-8-sig')
+            except (Refused, UnicodeDecodeError):
                 continue
             project, _doc = analyse_mlproject(text, d, str(mlproject))
             if target in _files_used(project):
@@ -249,7 +250,7 @@ def discover(paths: Iterable[str], config: LintConfig) -> tuple[list[Target], li
 
     for raw in paths:
         path = Path(raw)
-        if path.is_file():
+        if path.is_file() or (os.path.lexists(path) and not path.is_dir()):  # the reader refuses FIFOs & co.
             if config.force_exclude and excluded(path, Path('.'), False):
                 continue
             users = [] if _is_mlproject(path.name) or MISNAMED_RE.match(path.name) else projects_using(path)
@@ -353,7 +354,9 @@ def _env_findings(project, directory: Path, label: str) -> list[Finding]:
     except ValueError:
         rel = str(env.path)
     env_label = os.path.join(os.path.dirname(label), rel)
-    found = validate_python_env(env.path, directory) if env.kind == 'python' else validate_conda_env(env.path)
+    root = project.root or find_root(directory)
+    found = validate_python_env(env.path, directory, root) if env.kind == 'python' \
+        else validate_conda_env(env.path, root)
     return [f._replace(path=env_label) for f in found]
 
 
@@ -363,13 +366,17 @@ def lint_file(target: Target, config: LintConfig, data: bytes | None = None) -> 
         findings.append(_misnamed(target.label, target.path.name))
     if data is None:
         try:
-            data = target.path.read_bytes()
-        except OSError as e:
-            return findings + [Finding('MLP001', f'cannot read file: {e.strerror}', 0, 0, target.label)]
+            data = read_bytes(target.path, find_root(target.path.parent), what='MLproject')
+        except Refused as e:
+            return findings + [Finding('MLP001', e.message, 0, 0, target.label)]
+    elif len(data) > max_bytes():
+        return findings + [Finding('MLP001', f'MLproject is refused: {len(data)} bytes, over the limit of '
+                                   f'{max_bytes()} (MLPROJ_MAX_FILE_BYTES)', 0, 0, target.label)]
     try:
         text = data.decode('utf-8-sig')
     except UnicodeDecodeError as e:
         return findings + [Finding('MLP001', f'not UTF-8 text (byte {e.start})', 0, 0, target.label)]
+    data = None  # a large file is not held twice while it is parsed
     directory = target.path.parent
     return findings + lint_text(text, directory, target.label)
 

@@ -1,6 +1,9 @@
 """Output formats of ``mlproj lint``: text, json, github (workflow annotations), sarif (2.1.0).
 
 A reporter writes findings to ``out`` (stdout) and, for text, a one-line summary to ``err``.
+Paths and messages carry project-controlled text, so every line goes through ``mlproj.safeout``:
+text escapes control characters, github mode can never start a line with ``::`` (a workflow
+command) nor break one, JSON and SARIF keep undecodable bytes of file names as ``\\udcXX``.
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from typing import IO, Protocol
 
 from mlproj.lint.engine import Issue, LintResult
 from mlproj.rules import RULES
+from mlproj.safeout import actions_line, json_text, printable
 
 FORMATS = ('text', 'json', 'github', 'sarif')
 INFO_URI = 'https://pypi.org/project/mlproj/'
@@ -22,7 +26,7 @@ class Reporter(Protocol):
 
 def text_line(issue: Issue) -> str:
     f = issue.finding
-    return f'{f.where()}: {f.rule} {issue.severity}: {f.message}'
+    return printable(f'{f.where()}: {f.rule} {issue.severity}: {f.message}')
 
 
 def summary(result: LintResult) -> str:
@@ -61,13 +65,13 @@ class JsonReporter:
     def report(self, result: LintResult, out: IO[str], err: IO[str]) -> None:
         doc = {
             'version': 1,
-            'files': list(result.files),
+            'files': [json_text(p) for p in result.files],
             'summary': {'errors': result.errors, 'warnings': result.warnings, 'files': len(result.files)},
             'findings': [
                 {
-                    'path': i.finding.path, 'line': i.finding.line, 'column': i.finding.col,
+                    'path': json_text(i.finding.path), 'line': i.finding.line, 'column': i.finding.col,
                     'rule': i.rule, 'name': RULES[i.rule].name, 'severity': i.severity,
-                    'message': i.finding.message,
+                    'message': json_text(i.finding.message),
                 }
                 for i in result.issues
             ],
@@ -86,13 +90,13 @@ def _escape_property(s: str) -> str:
 def github_line(issue: Issue) -> str:
     """A workflow command (``::error file=...,line=...::message``): an annotation on the PR diff."""
     f = issue.finding
-    props = [f'file={_escape_property(f.path)}']
+    props = [f'file={_escape_property(printable(f.path))}']
     if f.line:
         props.append(f'line={f.line}')
         if f.col:
             props.append(f'col={f.col}')
     props.append(f'title={_escape_property(f"{f.rule} {RULES[f.rule].name}")}')
-    return f'::{issue.severity} {",".join(props)}::{_escape_data(f.message)}'
+    return f'::{issue.severity} {",".join(props)}::{_escape_data(printable(f.message))}'
 
 
 class GithubReporter:
@@ -102,16 +106,21 @@ class GithubReporter:
         for issue in result.issues:
             out.write(github_line(issue) + '\n')
         for issue in result.issues:
-            out.write(text_line(issue) + '\n')
+            out.write(actions_line(text_line(issue)) + '\n')
         err.write(summary(result) + '\n')
 
 
 def _artifact(path: str) -> dict:
+    """A SARIF artifact location: a valid URI, so odd bytes and characters are percent-encoded
+    (a non-UTF-8 name keeps its raw bytes as ``%XX``)."""
+    from urllib.parse import quote
+
     if os.path.isabs(path):
         from pathlib import Path
 
         return {'uri': Path(path).as_uri()}
-    return {'uri': path.replace(os.sep, '/').removeprefix('./'), 'uriBaseId': '%SRCROOT%'}
+    rel = path.replace(os.sep, '/').removeprefix('./')
+    return {'uri': quote(os.fsencode(rel), safe="/!$&'()*+,;=:@-._~"), 'uriBaseId': '%SRCROOT%'}
 
 
 class SarifReporter:
@@ -144,7 +153,7 @@ class SarifReporter:
                 'ruleId': f.rule,
                 'ruleIndex': index[f.rule],
                 'level': issue.severity,
-                'message': {'text': f.message},
+                'message': {'text': json_text(f.message)},
                 'locations': [{'physicalLocation': location}],
             })
         doc = {

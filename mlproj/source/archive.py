@@ -3,7 +3,12 @@
 As in MLflow the archive is extracted as is (no top-level folder stripping; use ``#folder``).
 Unlike MLflow, the download is streamed to disk, the extraction refuses members that would
 escape the checkout (absolute paths, ``..``) and archives over ``MLPROJ_ZIP_MAX_BYTES``
-uncompressed (default 4 GiB), and the checkout is removed after the run.
+uncompressed (default 4 GiB), and the checkout is removed after the run.  A damaged archive
+(bad CRC, truncated member), a compression method Python's ``zipfile`` cannot read (e.g. LZMA
+without the module, or a proprietary method), an encrypted member or a full / read-only disk
+is a one-line ``SourceError``, never a traceback.  Members are only extracted; what mlproj then
+reads of the project (MLproject, env files) goes through ``mlproj.safefile`` with the
+extraction directory as root.
 """
 from __future__ import annotations
 
@@ -54,8 +59,8 @@ def extract(archive: Path, dest: Path, where: str) -> None:
 
     try:
         zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise SourceError(f'not a valid zip archive: {e}', where) from None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise SourceError(f'not a valid zip archive: {_reason(e)}', where) from None
     with zf:
         members = zf.infolist()
         if sum(m.file_size for m in members) > _max_bytes():
@@ -68,10 +73,34 @@ def extract(archive: Path, dest: Path, where: str) -> None:
             if any(ord(c) < 32 for c in name):
                 raise SourceError(f'zip member {m.filename!r} has control characters in its name', where)
         for m in members:
-            target = Path(zf.extract(m, dest))
-            mode = m.external_attr >> 16
-            if not m.is_dir() and mode & 0o111 and not stat.S_ISLNK(mode):
-                target.chmod(target.stat().st_mode | 0o111)
+            try:
+                target = Path(zf.extract(m, dest))
+                mode = m.external_attr >> 16
+                if not m.is_dir() and mode & 0o111 and not stat.S_ISLNK(mode):
+                    target.chmod(target.stat().st_mode | 0o111)
+            except (zipfile.BadZipFile, EOFError, zlib_error()) as e:
+                raise SourceError(f'zip member {m.filename!r} is damaged: {_reason(e)}', where) from None
+            except NotImplementedError as e:
+                raise SourceError(f'zip member {m.filename!r} uses a compression method mlproj cannot read: '
+                                  f'{_reason(e)}', where) from None
+            except RuntimeError as e:  # an encrypted member
+                raise SourceError(f'zip member {m.filename!r} cannot be extracted: {_reason(e)}', where) from None
+            except OSError as e:
+                raise SourceError(f'cannot extract the archive into {dest}: {e.strerror or _reason(e)}',
+                                  where) from None
+
+
+def zlib_error() -> type[BaseException]:
+    import zlib
+
+    return zlib.error
+
+
+def _reason(e: BaseException) -> str:
+    from mlproj.safeout import printable
+
+    text = str(e).strip() or type(e).__name__
+    return printable(text.splitlines()[0][:200])
 
 
 def resolve_zip(parsed: ParsedURI, rev: str | None, *, keep_checkout: bool = False) -> ResolvedSource:

@@ -137,8 +137,9 @@ class Mirror:
             yield
 
     def new_staging_dir(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=self.path.name + '.tmp-', dir=self.path.parent))
+        with _cache_writes(self.path.parent):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return Path(tempfile.mkdtemp(prefix=self.path.name + '.tmp-', dir=self.path.parent))
 
     def install(self, staging: Path) -> None:
         """Atomically put a freshly fetched mirror in place (caller holds the lock)."""
@@ -174,6 +175,18 @@ class Mirror:
 
 
 @contextlib.contextmanager
+def _cache_writes(where: Path) -> Iterator[None]:
+    """A read-only, full or foreign-owned cache directory is a one-line SourceError."""
+    try:
+        yield
+    except TimeoutError:  # filelock.Timeout is one: a lock held by another process, handled by the caller
+        raise
+    except OSError as e:
+        raise SourceError(f'cannot write the clone cache: {e.strerror or e}; set MLPROJ_CACHE_DIR to a '
+                          'writable directory', str(where)) from None
+
+
+@contextlib.contextmanager
 def lock_file(path: Path, what: str, timeout: float | None = None) -> Iterator[None]:
     import filelock
 
@@ -182,16 +195,19 @@ def lock_file(path: Path, what: str, timeout: float | None = None) -> Iterator[N
             timeout = float(os.environ.get('MLPROJ_LOCK_TIMEOUT', DEFAULT_LOCK_TIMEOUT))
         except ValueError:
             timeout = DEFAULT_LOCK_TIMEOUT
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with _cache_writes(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
     lock = filelock.FileLock(str(path))
     if timeout <= 0:
         try:
-            lock.acquire(timeout=0)
+            with _cache_writes(path.parent):
+                lock.acquire(timeout=0)
         except filelock.Timeout:
             raise SourceError('the cache entry is in use', str(path)) from None
     else:
         try:
-            lock.acquire(timeout=min(1.0, timeout))
+            with _cache_writes(path.parent):
+                lock.acquire(timeout=min(1.0, timeout))
         except filelock.Timeout:
             print(f'mlproj: waiting for another mlproj process using the cache of {what}', file=sys.stderr)
             try:
@@ -231,10 +247,11 @@ class Store:
 
     # -- checkouts ------------------------------------------------------------------------
     def new_checkout(self, commit: str, source: str, keep: bool) -> Path:
-        self.checkouts_dir.mkdir(parents=True, exist_ok=True)
-        path = Path(tempfile.mkdtemp(prefix=f'{commit[:12]}-', dir=self.checkouts_dir))
-        _write_json(path.with_name(path.name + '.json'),
-                    {'pid': os.getpid(), 'keep': keep, 'source': source, 'commit': commit, 'created': _now()})
+        with _cache_writes(self.checkouts_dir):
+            self.checkouts_dir.mkdir(parents=True, exist_ok=True)
+            path = Path(tempfile.mkdtemp(prefix=f'{commit[:12]}-', dir=self.checkouts_dir))
+            _write_json(path.with_name(path.name + '.json'),
+                        {'pid': os.getpid(), 'keep': keep, 'source': source, 'commit': commit, 'created': _now()})
         return path
 
     def remove_checkout(self, path: Path) -> None:

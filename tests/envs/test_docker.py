@@ -183,3 +183,22 @@ def test_engine_choice(tmp_path, monkeypatch):
     monkeypatch.setenv('PATH', str(tmp_path))  # neither docker nor podman
     with pytest.raises(EnvError, match='no container engine found'):
         prep(proj)
+
+
+def test_build_context_refuses_fifos_and_outside_dockerignore(tmp_path):
+    """The context is read through the project-file reader: nothing blocks, nothing outside is read."""
+    from mlproj.envs.docker import context_files, context_hash
+    from tests.conftest import write_project
+
+    proj = write_project(tmp_path / 'p', 'name: p\ndocker_env: {image: img}\nentry_points: {main: {command: "true"}}\n')
+    os.mkfifo(proj / 'pipe')
+    files = context_files(proj)
+    assert 'pipe' in files
+    with pytest.raises(EnvError, match="build context file 'pipe' is refused: it is a FIFO"):
+        context_hash(proj, files, 'base', 'FROM x\n')
+    (proj / 'pipe').unlink()
+    outside = tmp_path / 'ignore-rules'
+    outside.write_text('*\n')
+    (proj / '.dockerignore').symlink_to(outside)
+    with pytest.raises(EnvError, match='.dockerignore is refused: it resolves outside the repository root'):
+        context_files(proj, proj)

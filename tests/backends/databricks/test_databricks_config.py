@@ -175,6 +175,18 @@ def test_symlinks_inside_are_kept_and_escaping_ones_refused(tmp_path):
         _pack.pack(proj, tmp_path / 'out2')
 
 
+def test_fifos_and_devices_are_never_packed_nor_opened(tmp_path):
+    proj = tmp_path / 'p'
+    _tree(proj, {'MLproject': 'name: x\n', 'data/a.csv': '1'})
+    os.mkfifo(proj / 'pipe')  # opening it for reading would block forever
+    (proj / 'zero').symlink_to('/dev/zero')  # a symlink leaving the project: refused, not followed
+    with pytest.raises(SourceError, match="symlink 'zero' points outside the project"):
+        _pack.pack(proj, tmp_path / 'out')
+    (proj / 'zero').unlink()
+    archive = _pack.pack(proj, tmp_path / 'out')
+    assert archive.files == ('MLproject', 'data/a.csv')
+
+
 def test_launcher_refuses_archives_that_leave_the_project(tmp_path, monkeypatch):
     from mlproj.backends import _databricks_launcher as launcher
 
