@@ -47,7 +47,8 @@ store, where they play the role ``MLFLOW_TRACKING_TOKEN`` plays for a tracking s
 mlproj's own process keeps its environment (it needs the Git token to fetch sources); the policy
 applies to what it hands on.  ``strip_ci_secrets`` is the one exception, used by ``mlproj ci run``
 to drop the runner's credentials from its own process as well, so that third-party backend
-plugins (which inherit ``os.environ``) cannot hand them on either.
+plugins (which inherit ``os.environ``) cannot hand them on either (except the OIDC request pair,
+which databricks-sdk needs in mlproj's process for ``DATABRICKS_AUTH_TYPE=github-oidc``).
 """
 from __future__ import annotations
 
@@ -66,6 +67,9 @@ TRACKING_SECRETS = frozenset({'MLFLOW_TRACKING_TOKEN', 'MLFLOW_TRACKING_PASSWORD
 ARTIFACT_SECRETS = frozenset({'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN',
                               'AZURE_CLIENT_SECRET', 'GOOGLE_APPLICATION_CREDENTIALS'})
 ARTIFACT_PREFIXES = ('AZURE_STORAGE_',)
+# kept in mlproj's own process by strip_ci_secrets (never handed on): databricks-sdk's github-oidc
+# authentication of the Databricks backend requests its token with them
+OWN_PROCESS_KEEPS = frozenset({'ACTIONS_ID_TOKEN_REQUEST_URL', 'ACTIONS_ID_TOKEN_REQUEST_TOKEN'})
 
 
 def passed_names(extra: Iterable[str] = (), environ: Mapping[str, str] | None = None) -> frozenset[str]:
@@ -119,7 +123,7 @@ def withheld(phase: str, *, base: Mapping[str, str] | None = None, tracking_uri:
 
 def strip_ci_secrets(environ: MutableMapping[str, str], pass_env: Iterable[str] = ()) -> list[str]:
     """Remove the CI runner's credentials from ``environ`` itself; return their names (sorted)."""
-    keep = passed_names(pass_env, environ)
+    keep = passed_names(pass_env, environ) | OWN_PROCESS_KEEPS
     removed = [k for k in list(environ) if k not in keep
                and (k.upper() in CI_SECRETS or k.upper().startswith(CI_PREFIXES))]
     for k in removed:

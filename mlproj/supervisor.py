@@ -20,16 +20,17 @@ The local backend does not start the command itself; it starts this file as
   CLEANUP command if anything had to be signalled (docker: ``ENGINE rm -f NAME``, for a container
   whose client was killed), and exits with the command's status (128+N for signal N).
 
-Descendants are found by one scan of ``/proc/*/stat`` (parent pid and process group), only when
+Start-up cost is kept down by importing only C modules (``_signal``, ``_ctypes``; measured in
+``benchmarks/results/supervisor.md``).  Descendants are found by one scan of ``/proc/*/stat`` (parent pid and process group), only when
 something has to be signalled; a run whose command leaves nothing behind costs one ``waitpid``.
 Limits: without a subreaper (not Linux) only the command's process group is covered; a process
 that escapes the tree entirely (a daemon started through systemd, a container engine, ssh) is
 not a descendant; a supervisor SIGKILLed itself cannot clean up.
 """
+import _signal as signal  # the C module: ``signal`` imports ``enum``, tens of ms on a busy machine
 import errno
 import os
 import select
-import signal
 import sys
 import time
 
@@ -39,11 +40,18 @@ LAUNCHER_GONE_GRACE = 2.0
 def _subreaper() -> bool:
     if not sys.platform.startswith('linux'):
         return False
+    PR_SET_CHILD_SUBREAPER = 36
+    try:  # ctypes' C core directly: ``import ctypes`` costs 3 ms idle, 50 ms on a loaded machine
+        import _ctypes
+
+        return _ctypes.call_function(_ctypes.dlsym(_ctypes.dlopen(None), 'prctl'),
+                                     (PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except Exception:
+        pass
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
 

@@ -76,9 +76,12 @@ def test_explicit_pass_by_flag_and_env_var():
 
 
 def test_strip_ci_secrets_mutates_only_ci_names():
-    env = {'GITHUB_TOKEN': 't', 'ACTIONS_RUNTIME_TOKEN': 'r', 'input_x': 'i', 'DATABRICKS_TOKEN': 'd', 'PATH': '/b'}
+    env = {'GITHUB_TOKEN': 't', 'ACTIONS_RUNTIME_TOKEN': 'r', 'input_x': 'i', 'DATABRICKS_TOKEN': 'd', 'PATH': '/b',
+           'ACTIONS_ID_TOKEN_REQUEST_TOKEN': 'o'}
     assert childenv.strip_ci_secrets(env) == ['ACTIONS_RUNTIME_TOKEN', 'GITHUB_TOKEN', 'input_x']
-    assert env == {'DATABRICKS_TOKEN': 'd', 'PATH': '/b'}
+    # the OIDC pair stays in mlproj's own process (databricks-sdk), never in a child's
+    assert env == {'DATABRICKS_TOKEN': 'd', 'PATH': '/b', 'ACTIONS_ID_TOKEN_REQUEST_TOKEN': 'o'}
+    assert 'ACTIONS_ID_TOKEN_REQUEST_TOKEN' not in childenv.environment('run', base=env)
 
 
 # ------------------------------------------------------------------------------------------
