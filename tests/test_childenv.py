@@ -88,6 +88,7 @@ def test_strip_ci_secrets_mutates_only_ci_names():
 # real children
 
 
+@pytest.mark.slow
 def test_run_child_sees_none_of_the_withheld_secrets(tmp_path):
     out = tmp_path / 'environ'
     proj = write_project(tmp_path / 'p', textwrap.dedent(f'''\
@@ -139,6 +140,7 @@ BACKEND = textwrap.dedent('''\
 ''')
 
 
+@pytest.mark.slow
 def test_in_tree_build_backend_sees_none_of_the_secrets_during_a_uv_build(tmp_path, monkeypatch):
     out = tmp_path / 'build-environ'
     py = f'{sys.version_info[0]}.{sys.version_info[1]}'

@@ -22,7 +22,7 @@ from tests.conftest import mlproj_bin, write_project
 PY = sys.executable
 # each test starts several `mlproj`/mlflow processes; on a loaded 2-core machine one took 264 s, so the
 # hang guard is raised from the default 300 s (the 5 s bound on process death is asserted by the test)
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
 SPAWNER = textwrap.dedent('''\
     import os, subprocess, sys, time
     pidfile, linger = sys.argv[1], sys.argv[2] == "linger"

@@ -76,6 +76,7 @@ def only_run(uri: str):
     return run
 
 
+@pytest.mark.slow
 def test_server_restarted_within_the_window_gets_the_status(tmp_path, server):
     proc, go = start_run(tmp_path, server, retry='300', code=0)
     server.stop()
@@ -89,6 +90,7 @@ def test_server_restarted_within_the_window_gets_the_status(tmp_path, server):
     assert only_run(server.uri).info.status == 'FINISHED'
 
 
+@pytest.mark.slow
 def test_server_gone_for_good_exits_70_with_the_commands_status(tmp_path, server):
     proc, go = start_run(tmp_path, server, retry='3', code=0)
     server.stop()
