@@ -31,6 +31,7 @@ class RunRequest:
     require_clean: bool = False
     tracking_uri: str | None = None
     extra_tags: Mapping[str, str] = field(default_factory=dict)
+    pass_env: tuple[str, ...] = ()    # names passed to the project despite the child-env policy
     cwd: str = field(default_factory=os.getcwd)
 
     def with_(self, **changes: Any) -> RunRequest:

@@ -147,6 +147,14 @@ def _relabel_nested_at_end(src: Any, tracker: Any, experiment_id: str, run_id: s
     root, origin = src.root, src.origin_uri
     src.before_cleanup(lambda: relabel_nested_runs(tracker, experiment_id, run_id, root, origin))
 
+def _launcher_tags(request: RunRequest) -> dict[str, str]:
+    """Who launches a local run (its life is this process's life): see ``mlproj.stale``."""
+    if request.backend != 'local':
+        return {}
+    from mlproj.stale import launcher_tags
+
+    return launcher_tags()
+
 
 def submit(request: RunRequest):
     """Plan, create the MLflow run, hand it to the backend. Returns a SubmittedRun."""
@@ -164,12 +172,13 @@ def submit(request: RunRequest):
                                     'SCHEDULED run can be resumed with --run-id')
             run_id, experiment_id = record.run_id, record.experiment_id
             # Resuming (e.g. the cluster side of a remote backend): add what is missing, never
-            # overwrite what the submitting side recorded.
-            tracker.set_tags(run_id, {k: v for k, v in p.tags.items() if k not in record.tags})
+            # overwrite what the submitting side recorded, except who launches it from now on.
+            tracker.set_tags(run_id, {**{k: v for k, v in p.tags.items() if k not in record.tags},
+                                      **_launcher_tags(request)})
             resumed_params = record.params
         else:
             experiment_id = tracker.resolve_experiment(exp_name, exp_id)
-            tags = dict(p.tags)
+            tags = {**p.tags, **_launcher_tags(request)}
             parent = _parent_run_id()
             if parent:
                 tags['mlflow.parentRunId'] = parent

@@ -235,6 +235,35 @@ class ClientTracker:
                           filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=1000)
         return [(r.info.run_id, dict(r.data.tags)) for r in runs]
 
+    # -- searching (stale runs, mlproj.stale): kept apart from the run's hot path --------------
+    def search_running_with_tag(self, experiment_ids: list[str], key: str, value: str) -> list[RunRecord]:
+        """RUNNING runs of ``experiment_ids`` whose tag ``key`` equals ``value``."""
+        flt = f"attributes.status = 'RUNNING' and tags.`{key}` = '{value}'"
+        out: list[RunRecord] = []
+        token = None
+        for _ in range(100):
+            page = self._call('searching runs', self.client.search_runs, list(experiment_ids), flt,
+                              max_results=1000, page_token=token)
+            out += [RunRecord(r.info.run_id, str(r.info.experiment_id), r.info.status, dict(r.data.tags))
+                    for r in page]
+            token = getattr(page, 'token', None)
+            if not token:
+                break
+        return out
+
+    def list_experiment_ids(self) -> list[str]:
+        """Ids of every active experiment."""
+        out: list[str] = []
+        token = None
+        for _ in range(100):
+            page = self._call('listing experiments', self.client.search_experiments, max_results=1000,
+                              page_token=token)
+            out += [str(e.experiment_id) for e in page]
+            token = getattr(page, 'token', None)
+            if not token:
+                break
+        return out
+
 
 def _get_experiment_or_none(client: Any, experiment_id: str) -> Any:
     try:
@@ -380,6 +409,35 @@ class RestTracker:
         return [(r['info']['run_id'], {t['key']: t.get('value', '') for t in r.get('data', {}).get('tags', [])})
                 for r in got.get('runs', [])]
 
+    # -- searching (stale runs, mlproj.stale): kept apart from the run's hot path --------------
+    def search_running_with_tag(self, experiment_ids: list[str], key: str, value: str) -> list[RunRecord]:
+        """RUNNING runs of ``experiment_ids`` whose tag ``key`` equals ``value``."""
+        body: dict[str, Any] = {'experiment_ids': list(experiment_ids), 'max_results': 1000,
+                                'filter': f"attributes.status = 'RUNNING' and tags.`{key}` = '{value}'"}
+        out: list[RunRecord] = []
+        for _ in range(100):
+            got = self._request('POST', 'runs/search', body) or {}
+            for run in got.get('runs', []):
+                tags = {t['key']: t.get('value', '') for t in run.get('data', {}).get('tags', [])}
+                out.append(RunRecord(run['info']['run_id'], str(run['info']['experiment_id']),
+                                     run['info']['status'], tags))
+            if not got.get('next_page_token'):
+                break
+            body['page_token'] = got['next_page_token']
+        return out
+
+    def list_experiment_ids(self) -> list[str]:
+        """Ids of every active experiment."""
+        body: dict[str, Any] = {'max_results': 1000}
+        out: list[str] = []
+        for _ in range(100):
+            got = self._request('POST', 'experiments/search', body) or {}
+            out += [str(e['experiment_id']) for e in got.get('experiments', [])]
+            if not got.get('next_page_token'):
+                break
+            body['page_token'] = got['next_page_token']
+        return out
+
 
 def _error_detail(e: Any) -> str:
     try:
@@ -399,15 +457,42 @@ def end_run_if_running(tracker: Tracker, run_id: str, status: str) -> None:
         tracker.set_status(run_id, status)
 
 
-def record_terminal_status(tracker: Tracker, run_id: str, status: str) -> str | None:
-    """Record a backend's final status for ``run_id``; FINISHED only when the project's code has not
-    ended the run itself.  Returns a warning to print when the store refused (the run is over
-    either way, so this must not mask the run's own exit code)."""
+DEFAULT_TRACKING_RETRY_SECONDS = 30.0
+
+
+def tracking_retry_seconds() -> float:
+    """How long recording a run's end is retried (``MLPROJ_TRACKING_RETRY_SECONDS``, default 30)."""
     try:
-        if status == 'FINISHED':
-            end_run_if_running(tracker, run_id, status)
-        else:
-            tracker.set_status(run_id, status)
-    except Exception as e:
-        return f'could not record status {status} for run {run_id}: {e}'
-    return None
+        return max(0.0, float(os.environ.get('MLPROJ_TRACKING_RETRY_SECONDS', DEFAULT_TRACKING_RETRY_SECONDS)))
+    except ValueError:
+        return DEFAULT_TRACKING_RETRY_SECONDS
+
+
+def record_terminal_status(tracker: Tracker, run_id: str, status: str, *, retry_seconds: float | None = None,
+                           sleep: Any = time.sleep) -> str | None:
+    """Record a backend's final status for ``run_id``; FINISHED only when the project's code has not
+    ended the run itself.
+
+    The run is over when this is called, so a store that fails (a tracking server restarting, a
+    locked database) is retried with exponential backoff (0.5 s doubling, at most 5 s apart) for
+    ``retry_seconds`` (``MLPROJ_TRACKING_RETRY_SECONDS``, default 30 s; one request's own timeout
+    can add to it).  Returns None once recorded, else the problem: the caller exits with the
+    tracking exit code and says how the run's command ended."""
+    budget = tracking_retry_seconds() if retry_seconds is None else retry_seconds
+    deadline = time.monotonic() + budget
+    delay = 0.5
+    while True:
+        try:
+            if status == 'FINISHED':
+                end_run_if_running(tracker, run_id, status)
+            else:
+                tracker.set_status(run_id, status)
+            return None
+        except Exception as e:
+            last = e
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        sleep(min(delay, remaining))
+        delay = min(delay * 2, 5.0)
+    return f'could not record status {status} for run {run_id} (retried for {budget:g} s): {last}'

@@ -64,8 +64,12 @@ class SubmittedRun:
 
     ``wait()`` returns True on success; ``get_status()`` is one of RUNNING, FINISHED, FAILED,
     KILLED, SCHEDULED; ``cancel()`` stops the run and records it KILLED.  ``exit_code`` is the
-    process-style code the CLI exits with once the run is over.
+    process-style code the CLI exits with once the run is over.  ``tracking_problem`` is set when
+    the run ended but its status could not be recorded (after the retries of
+    ``tracking.record_terminal_status``); the CLI then exits 70 with that message.
     """
+
+    tracking_problem: str | None = None
 
     def __init__(self, run_id: str) -> None:
         self._run_id = run_id

@@ -392,7 +392,7 @@ class DatabricksSubmittedRun(SubmittedRun):
 
         problem = record_terminal_status(tracker, self.run_id, status)
         if problem:
-            _warn(problem)
+            self.tracking_problem = f'{problem}; the Databricks run ended {status}'
 
     def _print_output(self, state: RunState) -> None:
         if state.task_run_id is None:

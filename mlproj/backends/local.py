@@ -1,10 +1,19 @@
-"""The local backend: prepare the environment, run the command in its own process group.
+"""The local backend: prepare the environment, run the command under a supervisor.
 
 * The child runs in the project directory, in a new session/process group, with the run's
-  ``MLFLOW_*`` variables; its output goes straight to our stdout/stderr (no buffering).
-* ``cancel()`` forwards SIGTERM (or the signal we received) to the whole group, waits a grace
-  period (``MLPROJ_KILL_GRACE``, default 10 s), then SIGKILLs the group; the run ends KILLED.
-* A monitor thread records the terminal status even if nobody calls ``wait()``.
+  ``MLFLOW_*`` variables and the environment ``mlproj.childenv`` allows (``--pass-env`` adds
+  names); its output goes straight to our stdout/stderr (no buffering).
+* It is started by ``mlproj.supervisor`` (a ~30 ms stdlib process, a child subreaper on Linux):
+  when mlproj dies, even by SIGKILL, the supervisor sees its control pipe close and kills every
+  process of the run, ``setsid`` escapees included; when the command exits, what it left behind
+  is terminated too.
+* ``cancel()`` has the supervisor forward SIGTERM (or the signal we received) to the command's
+  group and to any descendant outside it, waits a grace period (``MLPROJ_KILL_GRACE``, default
+  10 s), then has it SIGKILL everything; the run ends KILLED.
+* A monitor thread records the terminal status even if nobody calls ``wait()``, retrying a
+  failing store (``mlproj.tracking.record_terminal_status``); if it still fails,
+  ``tracking_problem`` says so and the CLI exits 70.  While the command runs, a background thread
+  ends runs left RUNNING by dead launchers of this host (``mlproj.stale``).
 """
 from __future__ import annotations
 
@@ -30,31 +39,67 @@ def _grace() -> float:
 
 
 def child_environment(launch: Launch) -> dict[str, str]:
-    env = dict(os.environ)
+    """The run phase of the child-environment policy (``mlproj.childenv``) plus the run's variables."""
+    from mlproj import childenv
+
+    env = childenv.environment('run', tracking_uri=launch.tracking_uri, pass_env=launch.request.pass_env)
     # The run's own experiment id is authoritative; a leftover name would contradict it.
     env.pop('MLFLOW_EXPERIMENT_NAME', None)
-    # mlproj's own Git credential is for fetching sources, never for project code.
-    env.pop('MLPROJ_GIT_TOKEN', None)
     env.update(launch.run_env)
     return env
 
 
+SUPERVISOR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'supervisor.py')
+
+
+class Supervised:
+    """The supervisor process of one run and the write end of its control pipe."""
+
+    def __init__(self, proc: subprocess.Popen, ctl: int, command_pid: int) -> None:
+        self.proc, self.ctl, self.command_pid = proc, ctl, command_pid
+        self._lock = threading.Lock()
+
+    def send(self, sig: int) -> None:
+        with self._lock:
+            if self.ctl < 0:
+                return
+            try:
+                os.write(self.ctl, bytes([sig]))
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        with self._lock:
+            if self.ctl >= 0:
+                os.close(self.ctl)
+                self.ctl = -1
+
+
 class LocalSubmittedRun(SubmittedRun):
-    def __init__(self, launch: Launch, proc: subprocess.Popen, env_tag: str | None) -> None:
+    def __init__(self, launch: Launch, supervised: Supervised, env_tag: str | None) -> None:
         super().__init__(launch.run_id)
         self.launch = launch
-        self.command_proc = proc
+        self.supervised = supervised
+        self.command_proc = supervised.proc    # exits with the command's status
+        self.command_pid = supervised.command_pid
+        self.child_exit_code: int | None = None
+        self.tracking_problem: str | None = None
         self._status = RUNNING
         self._cancel_signal: int | None = None
         self._done = threading.Event()
         self._cancelled = threading.Event()  # set once a cancel has finished killing the group
         self._lock = threading.Lock()
+        self._sweeper = _start_sweep(launch)
         self._monitor = threading.Thread(target=self._watch, name=f'mlproj-run-{launch.run_id}', daemon=True)
         self._monitor.start()
 
     # -- status ---------------------------------------------------------------------------
     def _watch(self) -> None:
         code = self.command_proc.wait()
+        self.supervised.close()
+        self.child_exit_code = code if code >= 0 else 128 - code
+        if self._sweeper is not None:
+            self._sweeper.join(5.0)  # the store is used by one thread at a time when it answers
         with self._lock:
             cancelled = self._cancel_signal is not None
         if cancelled:
@@ -78,7 +123,8 @@ class LocalSubmittedRun(SubmittedRun):
 
         problem = record_terminal_status(self.launch.tracker, self.run_id, status)
         if problem:
-            print(f'mlproj: warning: {problem}', file=sys.stderr)
+            self.tracking_problem = (f"{problem}; the run's command exited with code {self.child_exit_code}"
+                                     + (' (cancelled)' if status == KILLED else ''))
 
     def wait(self, timeout: float | None = None) -> bool:
         self._done.wait(timeout)
@@ -96,41 +142,75 @@ class LocalSubmittedRun(SubmittedRun):
         with self._lock:
             if self._cancel_signal is None:
                 self._cancel_signal = sig
-        pgid = self.command_proc.pid
         try:
-            _signal_group(pgid, sig)
+            # the supervisor exits once the command and everything it started are gone
+            self.supervised.send(sig)
             deadline = time.monotonic() + (0 if sig == signal.SIGKILL else _grace())
             while time.monotonic() < deadline:
-                if self.command_proc.poll() is not None and not _group_alive(pgid):
+                if self.command_proc.poll() is not None:
                     break
                 time.sleep(0.05)
-            _signal_group(pgid, signal.SIGKILL)
+            self.supervised.send(signal.SIGKILL)
             self._done.wait()
         finally:
             self._cancelled.set()
 
 
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+def _start_sweep(launch: Launch) -> threading.Thread | None:
+    """End runs of this experiment left RUNNING by dead launchers, while the command runs."""
+    from mlproj import stale
+
+    if not stale.enabled():
+        return None
+
+    def sweep() -> None:
+        try:
+            for ended in stale.sweep(launch.tracker, [launch.experiment_id], exclude=launch.run_id):
+                print(f'mlproj: ended stale run {ended.run_id} FAILED: {ended.reason}', file=sys.stderr, flush=True)
+        except Exception as e:  # housekeeping must never disturb the run
+            if os.environ.get('MLPROJ_DEBUG'):
+                print(f'mlproj: debug: stale-run check failed: {e}', file=sys.stderr)
+
+    t = threading.Thread(target=sweep, name='mlproj-stale-sweep', daemon=True)
+    t.start()
+    return t
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
-
-
-def spawn(launch: Launch, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+def spawn(launch: Launch, argv: list[str], env: dict[str, str], cleanup: list[str] | None = None) -> Supervised:
+    """Start ``argv`` under ``mlproj.supervisor``; raises EnvError when the command cannot start."""
     stdin = subprocess.DEVNULL if sys.stdin is None or _isatty(sys.stdin) else None
+    ctl_r, ctl_w = os.pipe()
+    status_r, status_w = os.pipe()
+    sup = [sys.executable, '-I', '-S', SUPERVISOR, str(ctl_r), str(status_w), str(_grace()), *(cleanup or []),
+           '--', *argv]
     try:
-        return subprocess.Popen(argv, cwd=str(launch.project_dir), env=env, start_new_session=True, stdin=stdin)
+        try:
+            proc = subprocess.Popen(sup, cwd=str(launch.project_dir), env=env, start_new_session=True, stdin=stdin,
+                                    pass_fds=(ctl_r, status_w))
+        finally:
+            os.close(ctl_r)
+            os.close(status_w)
+        reply = b''
+        while True:
+            chunk = os.read(status_r, 64)
+            if not chunk:
+                break
+            reply += chunk
     except OSError as e:
+        os.close(ctl_w)
         raise EnvError(f'cannot start {argv[0]!r}: {e.strerror}', str(launch.project_dir)) from None
+    finally:
+        os.close(status_r)
+    words = reply.split()
+    if len(words) == 2 and words[0] == b'ok':
+        return Supervised(proc, ctl_w, int(words[1]))
+    os.close(ctl_w)
+    proc.wait()
+    try:
+        reason = os.strerror(int(words[1]))
+    except (IndexError, ValueError):
+        reason = f'the supervisor exited with code {proc.returncode}'
+    raise EnvError(f'cannot start {argv[0]!r}: {reason}', str(launch.project_dir))
 
 
 def _isatty(stream) -> bool:
@@ -147,6 +227,7 @@ def submit(launch: Launch) -> LocalSubmittedRun:
         tracking_uri=launch.tracking_uri,
         run_id=launch.run_id,
         experiment_id=launch.experiment_id,
+        pass_env=tuple(launch.request.pass_env),
     )
     environment = prepare(launch.project, launch.env_manager, ctx)
     tags = {}
@@ -161,5 +242,5 @@ def submit(launch: Launch) -> LocalSubmittedRun:
     print(f"=== Running command '{launch.command}' in run with ID '{launch.run_id}' ===", file=sys.stderr,
           flush=True)
     sys.stdout.flush()
-    proc = spawn(launch, argv, env)
-    return LocalSubmittedRun(launch, proc, environment.tag)
+    supervised = spawn(launch, argv, env, list(getattr(environment, 'cleanup_argv', None) or []))
+    return LocalSubmittedRun(launch, supervised, environment.tag)

@@ -174,7 +174,7 @@ class RemoteSubmittedRun(SubmittedRun):
 
         problem = record_terminal_status(self.launch.tracker, self.run_id, status)
         if problem:
-            say(f'mlproj: warning: {problem}')
+            self.tracking_problem = f'{problem}; the job ended {status} (exit code {self.exit_code})'
 
     # -- SubmittedRun -----------------------------------------------------------------------
     def wait(self, timeout: float | None = None) -> bool:

@@ -28,10 +28,6 @@ SUMMARY_CAP = 900 * 1024
 # (cache poisoning across a trust boundary), the rule astral-sh/setup-uv applies.
 NO_CACHE_EVENTS = ('pull_request_target', 'workflow_run', 'release')
 
-# Variables that carry a GitHub credential and must never reach project code.
-GITHUB_TOKEN_VARS = ('GITHUB_TOKEN', 'GH_TOKEN', 'GH_ENTERPRISE_TOKEN', 'GITHUB_ENTERPRISE_TOKEN',
-                     'ACTIONS_RUNTIME_TOKEN')
-
 OUTPUT_NAME_RE = re.compile(r'^[A-Za-z_][A-Za-z0-9_-]*$')
 
 
@@ -236,7 +232,6 @@ def scrub_credentials(environ: MutableMapping[str, str]) -> list[str]:
     On GitHub a composite action's steps get no ``INPUT_*`` variables (actions/runner#665), but
     ``act`` exports every input that way (``INPUT_GITHUB-TOKEN`` included), so both are removed.
     """
-    removed = [k for k in list(environ) if k in GITHUB_TOKEN_VARS or k.upper().startswith('INPUT_')]
-    for k in removed:
-        environ.pop(k, None)
-    return sorted(removed)
+    from mlproj.childenv import strip_ci_secrets  # the one place that names them
+
+    return strip_ci_secrets(environ)

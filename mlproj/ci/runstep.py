@@ -6,9 +6,10 @@ process tree 2.5 s after that).  The first signal cancels the run through its ba
 the project's process group; databricks: the remote job run) and the MLflow run ends KILLED;
 a second signal escalates to SIGKILL.
 
-Before anything runs, GitHub credentials (``GITHUB_TOKEN``, ``GH_TOKEN``, act's ``INPUT_*``
-copies of the inputs) are removed from this process's environment, which is what the project
-inherits.  Outputs (``run-id``, ``status``, ``run-url``, ``experiment-id``, ``commit``) and the step
+The project's processes get the environment of ``mlproj.childenv``'s policy, as under
+``mlproj run``; in addition the CI runner's credentials (``GITHUB_TOKEN``, ``GH_TOKEN``,
+``ACTIONS_*``, act's ``INPUT_*`` copies of the inputs) are removed from this process's own
+environment before anything runs, so no backend plugin can hand them on either.  Outputs (``run-id``, ``status``, ``run-url``, ``experiment-id``, ``commit``) and the step
 summary are written whatever the outcome, before the exit status says whether the run failed.
 """
 from __future__ import annotations
@@ -157,9 +158,12 @@ def execute(opts: CiRun, *, out: Any = None) -> int:
     from mlproj.runner import load_backend_config, submit
 
     out = out or sys.stdout
-    removed = gha.scrub_credentials(os.environ)
+    from mlproj import childenv
+
+    removed = set(childenv.strip_ci_secrets(os.environ))
+    removed.update(childenv.withheld('run', tracking_uri=opts.tracking_uri))
     if removed:
-        print('mlproj: not passed to the project: ' + ', '.join(removed), file=sys.stderr)
+        print('mlproj: not passed to the project: ' + ', '.join(sorted(removed)), file=sys.stderr)
     ctx = gha.ActionsContext.from_env()
     cwd = os.getcwd()
     src = resolve_source(opts.uri, opts.version, ctx, cwd)
@@ -191,6 +195,12 @@ def execute(opts: CiRun, *, out: Any = None) -> int:
         code = 0 if ok else (submitted.exit_code if submitted.exit_code not in (None, 0) else 1)
         if status == 'KILLED' and code == 1:
             code = EXIT_INTERRUPTED
+        problem = getattr(submitted, 'tracking_problem', None)
+        if problem:  # the store does not know the run ended: the step fails with the tracking code
+            from mlproj.errors import EXIT_TRACKING
+
+            error, code = problem, EXIT_TRACKING
+            print(f'mlproj: error: {problem}', file=sys.stderr)
     except MlprojError as e:
         error, code = str(e), e.exit_code or 1
         gha.log_line(f'mlproj: error: {e}')

@@ -36,11 +36,14 @@ from mlproj.request import ENV_MANAGERS
 @click.option('--keep-checkout', is_flag=True, help='Keep the checkout of a Git source after the run.')
 @click.option('--require-clean', is_flag=True, help='Refuse to run a local Git project with uncommitted changes.')
 @click.option('--no-wait', is_flag=True, help='Return once the run is submitted (remote backends).')
+@click.option('--pass-env', 'pass_env', multiple=True, metavar='NAME',
+              help="Pass this variable to the project's processes although mlproj's policy withholds it "
+                   '(repeatable; also MLPROJ_PASS_ENV=A,B). See "The project\'s environment" in the README.')
 def run(uri: str, entry_point: str, version: str | None, param_list: tuple[str, ...], docker_args: tuple[str, ...],
         experiment_name: str | None, experiment_id: str | None, backend: str, backend_config: str | None,
         env_manager: str | None, storage_dir: str | None, run_id: str | None, run_name: str | None,
         build_image: bool, tracking_uri: str | None, dry_run: bool, as_json: bool, keep_checkout: bool,
-        require_clean: bool, no_wait: bool) -> None:
+        require_clean: bool, no_wait: bool, pass_env: tuple[str, ...]) -> None:
     """Run the project at URI (a directory, or a Git URI with optional #subdirectory)."""
     from mlproj.errors import BadArgumentError
     from mlproj.params import parse_key_values
@@ -61,6 +64,7 @@ def run(uri: str, entry_point: str, version: str | None, param_list: tuple[str, 
         backend_config=load_backend_config(backend_config), env_manager=env_manager, storage_dir=storage_dir,
         run_id=run_id, run_name=run_name, build_image=build_image, synchronous=not no_wait, dry_run=dry_run,
         keep_checkout=keep_checkout, require_clean=require_clean, tracking_uri=tracking_uri,
+        pass_env=tuple(pass_env),
     )
     if dry_run:
         _dry_run(request, as_json)
@@ -145,6 +149,12 @@ def execute(request) -> int:
         for s, handler in previous.items():
             signal.signal(s, handler)
     status = submitted.get_status()
+    problem = getattr(submitted, 'tracking_problem', None)
+    if problem:  # the run is over but the store does not know: not a success, whatever the command did
+        from mlproj.errors import EXIT_TRACKING
+
+        print(f'mlproj: error: {problem}', file=sys.stderr)
+        return EXIT_TRACKING
     if ok:
         print(f"=== Run (ID '{submitted.run_id}') succeeded ===", file=sys.stderr)
         return 0

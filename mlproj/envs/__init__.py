@@ -41,6 +41,7 @@ class EnvContext:
     run_id: str | None = None
     experiment_id: str | None = None
     log: TextIO = sys.stderr
+    pass_env: tuple[str, ...] = ()     # --pass-env names (mlproj.childenv)
 
 
 class Environment(Protocol):

@@ -25,7 +25,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlproj import safefile
+from mlproj import childenv, safefile
 from mlproj.envs import EnvContext
 from mlproj.envs.envfiles import load_conda_env
 from mlproj.envs.store import Store
@@ -175,7 +175,7 @@ def prepare(project: Project, ctx: EnvContext) -> CondaEnvironment:
                     argv.append('--yes')
                 try:
                     run_step(argv, f'{Path(tool.create_exe).name} env create', cwd=project.directory,
-                             log=ctx.log, where=str(path))
+                             log=ctx.log, where=str(path), env=childenv.environment('build', pass_env=ctx.pass_env))
                 except EnvError:
                     subprocess.run([tool.exe, 'remove', '--yes', '--name', name, '--all'],
                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -297,6 +297,11 @@ class DockerEnvironment:
     values: Mapping[str, str] = field(default_factory=dict)   # docker_env.environment pairs
     extra_tags: Mapping[str, str] = field(default_factory=dict)
 
+    @property
+    def cleanup_argv(self) -> tuple[str, ...]:
+        """Run by the local backend's supervisor when it had to kill the client (mlproj.supervisor)."""
+        return (self.engine, 'rm', '-f', self.container_name)
+
     def argv(self, command: str, env: dict[str, str], cwd: Path) -> tuple[list[str], dict[str, str]]:
         child = dict(env)
         child.update(self.values)
@@ -354,7 +359,16 @@ def prepare(project: Project, ctx: EnvContext) -> DockerEnvironment:
     for v in spec.volumes:
         run_args += ['-v', v]
     run_args += docker_arg_flags(args)
+    # names copied from the host obey the child-environment policy like every other variable
+    from mlproj import childenv
+
+    allowed = childenv.environment('run', tracking_uri=ctx.tracking_uri, pass_env=ctx.pass_env)
     for n in copied:
-        values.setdefault(n, os.environ[n])
+        if n in allowed:
+            values.setdefault(n, allowed[n])
+        else:
+            print(f'mlproj: warning: docker_env.environment copies {n}, which is withheld from project '
+                  f'processes (see "The project\'s environment" in the README); pass it with --pass-env {n}',
+                  file=ctx.log, flush=True)
     return DockerEnvironment(MANAGER, MANAGER, digest, engine, image, built_id, name, tuple(run_args), values,
                              {'mlflow.docker.image.uri': image, 'mlflow.docker.image.id': built_id})

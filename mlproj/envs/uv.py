@@ -104,7 +104,7 @@ def lock_files(project_dir: Path, root: Path | None = None) -> dict[str, str]:
 def build(target: Path, spec: PythonEnv, interpreter: Interpreter, project_dir: Path, ctx: EnvContext,
           locked: dict[str, str]) -> dict:
     uv = uv_bin()
-    env = base_env()
+    env = base_env(ctx.pass_env)
     where = spec.source or str(project_dir)
     run_step([uv, 'venv', '--quiet', '--no-project', '--python', interpreter.path, str(target)],
              'creating the virtual environment', cwd=project_dir, env=env, log=ctx.log, where=where)

@@ -217,7 +217,14 @@ def key_payload(manager: str, spec: PythonEnv, interpreter: interp.Interpreter, 
 
 def run_step(argv: list[str], what: str, *, cwd: Path, env: dict[str, str] | None = None,
              log: TextIO | None = None, where: str = '') -> str:
-    """Run one build step; on failure print its output and raise a one-line ``EnvError``."""
+    """Run one build step; on failure print its output and raise a one-line ``EnvError``.
+
+    ``env`` defaults to the build environment of ``mlproj.childenv`` (never ``os.environ`` as is:
+    build steps run project code)."""
+    if env is None:
+        from mlproj import childenv
+
+        env = childenv.environment('build')
     try:
         proc = subprocess.run(argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, errors='replace')
@@ -251,9 +258,12 @@ def announce(ctx: EnvContext, text: str) -> None:
     print(f'=== {text} ===', file=ctx.log, flush=True)
 
 
-def base_env() -> dict[str, str]:
-    """The environment for build steps: ours, minus anything pointing at another venv."""
-    env = dict(os.environ)
+def base_env(pass_env: tuple[str, ...] = ()) -> dict[str, str]:
+    """The environment for build steps: the build phase of ``mlproj.childenv`` (no credentials of
+    mlproj, the CI runner, the tracking or artifact store), minus anything pointing at another venv."""
+    from mlproj import childenv
+
+    env = childenv.environment('build', pass_env=pass_env)
     for name in ('VIRTUAL_ENV', 'PYTHONHOME', 'PYTHONPATH', 'CONDA_PREFIX', 'UV_PROJECT_ENVIRONMENT'):
         env.pop(name, None)
     return env

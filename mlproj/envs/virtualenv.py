@@ -24,7 +24,7 @@ MANAGER = 'virtualenv'
 
 def build(target: Path, spec: PythonEnv, interpreter: Interpreter, project_dir: Path, ctx: EnvContext,
           locked: dict[str, str]) -> dict:
-    env = base_env()
+    env = base_env(ctx.pass_env)
     env.setdefault('PIP_DISABLE_PIP_VERSION_CHECK', '1')
     env.setdefault('PIP_NO_INPUT', '1')
     where = spec.source or str(project_dir)

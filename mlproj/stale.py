@@ -1,0 +1,117 @@
+"""Runs left RUNNING by a launcher that died: recorded who launched a run, found, ended FAILED.
+
+A local run lives exactly as long as the mlproj process that launched it (the supervisor kills
+the run's processes when mlproj dies, ``mlproj.supervisor``), so a RUNNING local run whose
+launcher is gone will never be ended by anyone.  At run creation the runner adds::
+
+    mlproj.launcher.host     socket.gethostname()
+    mlproj.launcher.pid      os.getpid()
+    mlproj.launcher.start    the process start time (field 22 of /proc/self/stat, clock ticks)
+    mlproj.launcher.boot_id  /proc/sys/kernel/random/boot_id
+    mlproj.launcher.pidns    the pid namespace (readlink /proc/self/ns/pid)
+
+Only for the ``local`` backend: a remote backend's run legitimately outlives its submitter
+(``--no-wait``), and the cluster side's ``mlproj run --run-id`` re-tags it as its own launcher.
+
+A launcher is **provably dead** only when it ran on this host (same host name and pid
+namespace) and either the machine rebooted since (another boot id) or no process with that pid
+and start time exists.  Everything else (another host, another pid namespace, a platform without
+``/proc``, a run without the tags, e.g. one made by ``mlflow run``) is left alone: "can't tell"
+never ends a run.
+
+Sweeping costs one search query (RUNNING runs of the experiment tagged with this host).  The local
+backend runs it in a background thread while the run's command runs, so it adds nothing to a run
+that lasts longer than the query; ``mlproj runs gc`` sweeps every experiment on demand.
+``MLPROJ_STALE_CHECK=0`` turns the automatic sweep off.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from dataclasses import dataclass
+
+PREFIX = 'mlproj.launcher.'
+HOST, PID, START, BOOT, PIDNS = (PREFIX + k for k in ('host', 'pid', 'start', 'boot_id', 'pidns'))
+REASON_TAG = 'mlproj.stale'
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding='ascii', errors='replace') as f:
+            return f.read().strip()
+    except OSError:
+        return ''
+
+
+def boot_id() -> str:
+    return _read('/proc/sys/kernel/random/boot_id')
+
+
+def pid_namespace() -> str:
+    try:
+        return os.readlink('/proc/self/ns/pid')
+    except OSError:
+        return ''
+
+
+def start_time(pid: int | str) -> str:
+    """Start time of ``pid`` in clock ticks since boot, '' when there is no such process."""
+    data = _read(f'/proc/{pid}/stat')
+    if not data or ')' not in data:
+        return ''
+    fields = data[data.rindex(')') + 2:].split()
+    return fields[19] if len(fields) > 19 else ''
+
+
+def launcher_tags() -> dict[str, str]:
+    """The tags that identify this process as the launcher of a run (empty without /proc)."""
+    pid = os.getpid()
+    started = start_time(pid)
+    if not started:
+        return {}
+    return {HOST: socket.gethostname(), PID: str(pid), START: started, BOOT: boot_id(), PIDNS: pid_namespace()}
+
+
+def why_dead(tags: dict[str, str]) -> str | None:
+    """A sentence saying why the launcher recorded in ``tags`` is provably dead, else None."""
+    host, pid, started = tags.get(HOST), tags.get(PID), tags.get(START)
+    if not (host and pid and started and pid.isdigit()) or host != socket.gethostname():
+        return None
+    if not sys.platform.startswith('linux') or tags.get(PIDNS, '') != pid_namespace():
+        return None
+    recorded_boot, current_boot = tags.get(BOOT, ''), boot_id()
+    if recorded_boot and current_boot and recorded_boot != current_boot:
+        return f'launcher pid {pid} on {host} did not survive a reboot (boot id {recorded_boot})'
+    if start_time(pid) != started:
+        return f'launcher pid {pid} on {host} is no longer running'
+    return None
+
+
+@dataclass
+class Ended:
+    run_id: str
+    experiment_id: str
+    reason: str
+
+
+def sweep(tracker, experiment_ids: list[str], *, exclude: str | None = None, dry_run: bool = False) -> list[Ended]:
+    """End FAILED every RUNNING run of ``experiment_ids`` whose launcher on this host is dead."""
+    if not experiment_ids:
+        return []
+    ended: list[Ended] = []
+    for record in tracker.search_running_with_tag(experiment_ids, HOST, socket.gethostname()):
+        if record.run_id == exclude or record.status != 'RUNNING':
+            continue
+        reason = why_dead(record.tags)
+        if reason is None:
+            continue
+        if not dry_run:
+            tracker.set_tags(record.run_id, {REASON_TAG: f'ended FAILED by mlproj: {reason}'})
+            tracker.set_status(record.run_id, 'FAILED')
+        ended.append(Ended(record.run_id, record.experiment_id, reason))
+    return ended
+
+
+def enabled() -> bool:
+    return os.environ.get('MLPROJ_STALE_CHECK', '1').lower() not in ('0', 'false', 'no', 'off')
