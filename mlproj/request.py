@@ -29,6 +29,7 @@ class RunRequest:
     dry_run: bool = False
     keep_checkout: bool = False
     require_clean: bool = False
+    strict: bool = False          # refuse what `mlproj lint` reports as errors (default: run as MLflow does)
     tracking_uri: str | None = None
     extra_tags: Mapping[str, str] = field(default_factory=dict)
     cwd: str = field(default_factory=os.getcwd)

@@ -76,16 +76,17 @@ def plan(request: RunRequest, *, warn: Any = None) -> Plan:
         if src.dirty:
             warn(f'the working tree of {src.root} has uncommitted changes; the run records commit '
                  f'{(src.commit or "")[:12]} plus a diff hash')
-        project = spec.load_project(src.project_dir)
-        for f in project.warnings:
-            warn(str(f))
+        # env files may live anywhere in the checkout / repository root (monorepos), never outside
+        project = spec.load_project(src.project_dir, root=src.root, refuse_lint_errors=request.strict)
+        for f in project.run_warnings(strict=request.strict):
+            warn(spec.run_warning_text(f))
         entry_point = project.get_entry_point(request.entry_point)
         # `path` values are resolved (and remote ones downloaded) only where the command runs on
         # this machine's filesystem; a remote backend gets the value as given.
         local_paths = request.backend in LOCAL_FILESYSTEM_BACKENDS
         bound = params.bind(entry_point, request.parameters, cwd=request.cwd, project_dir=src.project_dir,
                             storage_dir=request.storage_dir, resolve_paths=local_paths,
-                            download=local_paths and not request.dry_run,
+                            download=local_paths and not request.dry_run, strict=request.strict,
                             where=f'entry point {entry_point.name!r} of {project.mlproject_path or src.project_dir}')
         command = params.build_command(entry_point, bound)
         manager = envs.select_manager(project, request.env_manager or _inherited_env_manager())

@@ -97,7 +97,7 @@ def compute(uri: str, version: str | None, env_manager: str | None) -> dict[str,
     try:
         resolved = source.resolve(src.uri, src.version, cwd=cwd)
         try:
-            project = spec.load_project(resolved.project_dir)
+            project = spec.load_project(resolved.project_dir, root=resolved.root)
             manager = envs.select_manager(project, env_manager)
             key = key_for(project, manager)
         finally:

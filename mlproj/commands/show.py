@@ -47,7 +47,7 @@ def show(uri: str, entry_point: str | None, version: str | None, as_json: bool) 
 
     src = source.resolve(uri, version)
     try:
-        project = spec.load_project(src.project_dir)
+        project = spec.load_project(src.project_dir, root=src.root)
         info = describe(project, entry_point)
         info['commit'] = src.commit
     finally:
