@@ -33,6 +33,9 @@ class RunRequest:
     tracking_uri: str | None = None
     extra_tags: Mapping[str, str] = field(default_factory=dict)
     cwd: str = field(default_factory=os.getcwd)
+    # an HTTPS Git credential given on the command line (--git-username/--git-password); never shown
+    git_username: str | None = field(default=None, repr=False)
+    git_password: str | None = field(default=None, repr=False)
 
     def with_(self, **changes: Any) -> RunRequest:
         return replace(self, **changes)

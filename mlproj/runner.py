@@ -70,8 +70,11 @@ def plan(request: RunRequest, *, warn: Any = None) -> Plan:
         raise EnvError(f'invalid env manager {request.env_manager!r}; choose one of: ' + ', '.join(ENV_MANAGERS))
     if request.backend not in backends.BACKENDS and request.backend not in backends.available():
         raise BackendError(f'unknown backend {request.backend!r}; available: ' + ', '.join(backends.available()))
-    src = source.resolve(request.uri, request.version, keep_checkout=request.keep_checkout,
-                         require_clean=request.require_clean, cwd=request.cwd)
+    from mlproj.source.credentials import given_credential
+
+    with given_credential(request.git_username, request.git_password):
+        src = source.resolve(request.uri, request.version, keep_checkout=request.keep_checkout,
+                             require_clean=request.require_clean, cwd=request.cwd)
     try:
         if src.dirty:
             warn(f'the working tree of {src.root} has uncommitted changes; the run records commit '

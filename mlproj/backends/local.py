@@ -35,6 +35,7 @@ def child_environment(launch: Launch) -> dict[str, str]:
     env.pop('MLFLOW_EXPERIMENT_NAME', None)
     # mlproj's own Git credential is for fetching sources, never for project code.
     env.pop('MLPROJ_GIT_TOKEN', None)
+    env.pop('MLFLOW_GIT_PASSWORD', None)
     env.update(launch.run_env)
     return env
 
