@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.envs.conftest import offline_index, wheelhouse  # noqa: F401  (fixtures used by test_envs)
 
 MLPROJ = str(Path(sys.executable).with_name('mlproj'))
 
@@ -124,7 +123,10 @@ def store(tmp_path, monkeypatch) -> str:
 def mlproj(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 180
            ) -> subprocess.CompletedProcess:
     """`mlproj ARGS` as a real subprocess: exit codes and stderr exactly as a user sees them."""
-    return subprocess.run([MLPROJ, *args], cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True,
+    # `python` in project commands (`--env-manager local`) is this interpreter, which has mlflow
+    path = f'{Path(sys.executable).parent}{os.pathsep}{os.environ.get("PATH", os.defpath)}'
+    return subprocess.run([MLPROJ, *args], cwd=cwd, env={**os.environ, 'PATH': path, **(env or {})},
+                          capture_output=True,
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
