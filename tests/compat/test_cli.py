@@ -112,3 +112,23 @@ def test_duplicate_key_and_unknown_type_run_as_in_mlflow(tmp_path, store):
     r = mlproj('run', str(project), '--strict', '--dry-run', cwd=tmp_path)
     assert r.returncode == 65 and 'MLP00' in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1  # one line, no traceback
+
+
+def test_monorepo_env_file_from_a_git_checkout(tmp_path):
+    # -v exports the commit into a checkout: the checkout root bounds the env file, as the repository did
+    repo = write(tmp_path / 'mono', {
+        'python_env.yaml': 'python: "3.11"\ndependencies: []\n',
+        'projects/train/MLproject': 'name: t\npython_env: ../../python_env.yaml\nentry_points:\n'
+                                    '  main: {command: "echo trained"}\n',
+        'projects/escape/MLproject': 'name: e\npython_env: ../../../python_env.yaml\nentry_points:\n'
+                                     '  main: {command: "true"}\n',
+    })
+    (tmp_path / 'python_env.yaml').write_text('python: "3.11"\n')  # exists, but outside the repository
+    git(repo, 'init', '-q', '-b', 'main')
+    commit_all(repo)
+    for uri in (f'{repo}#projects/train', f'file://{repo}#projects/train'):
+        r = mlproj('run', uri, '-v', 'main', '--dry-run', '--json', '--env-manager', 'local', cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert 'MLP026' in r.stderr and json.loads(r.stdout)['command'] == 'echo trained'
+    r = mlproj('run', f'{repo}#projects/escape', '-v', 'main', '--dry-run', '--env-manager', 'local', cwd=tmp_path)
+    assert r.returncode == 65 and 'MLP027' in r.stderr
