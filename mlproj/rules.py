@@ -7,7 +7,8 @@ The loader (``spec.py``) and ``mlproj lint`` share these ids: whatever ``mlproj 
 the loader, because a file MLflow runs must run under mlproj too (strictness belongs in lint):
 
 * ``refuse``: the file is refused (MLflow fails on it too, or running it would be unsafe);
-* ``entry-point``: refused when that entry point is the one being run (as MLflow does);
+* ``entry-point``: refused when that entry point is the one being run (as MLflow does; with
+  ``--strict``, whichever entry point runs);
 * ``strict``: a warning, and the project runs as MLflow runs it; ``mlproj run --strict`` refuses it;
 * ``strict-on-use``: (MLP006) a warning; ``--strict`` refuses it only when the value is used;
 * ``warn``: a warning;
@@ -38,7 +39,7 @@ class Rule(NamedTuple):
 # how the README's rule table states each run-time effect
 RUN_EFFECT_TEXT = {
     'refuse': 'refused',
-    'entry-point': 'refused when that entry point is run',
+    'entry-point': 'refused when that entry point is run; `--strict`: always',
     'strict': 'warning, runs as MLflow runs it; `--strict` refuses',
     'strict-on-use': 'warning, the default is passed as given; `--strict` refuses when it is used',
     'warn': 'warning',

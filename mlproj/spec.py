@@ -169,7 +169,8 @@ class Project:
 
 def _refuses(finding: Finding, strict: bool) -> bool:
     effect = RULES[finding.rule].run_effect
-    return effect == 'refuse' or (strict and effect == 'strict')
+    # --strict: every loader error lint reports; MLP006 waits for its default to be used (params.bind)
+    return effect == 'refuse' or (strict and effect in ('strict', 'entry-point'))
 
 
 def run_warning_text(finding: Finding) -> str:

@@ -176,3 +176,10 @@ def test_duplicate_keys_last_value_wins_with_a_warning(tmp_path):
     with pytest.raises(SpecError, match='MLP002'):
         load_project(tmp_path, refuse_lint_errors=True)
     assert lint(tmp_path) == ['MLproject:5:5 MLP002 error']
+
+
+def test_strict_refuses_an_entry_point_without_command_whichever_runs(tmp_path):
+    write(tmp_path, {'MLproject': 'entry_points:\n  main: {command: "true"}\n  broken: {}\n'})
+    assert load_project(tmp_path).get_entry_point('main').command == 'true'  # as MLflow
+    with pytest.raises(SpecError, match="MLP014 entry point 'broken' has no command"):
+        load_project(tmp_path, refuse_lint_errors=True)
