@@ -13,6 +13,8 @@ from click.testing import CliRunner
 from tests.compat.conftest import commit_all, git, mlproj, runs, write
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.slow  # drives mlproj as a subprocess
+
 
 def test_help_shows_the_mlflow_spellings_as_aliases():
     from mlproj.commands.run import run

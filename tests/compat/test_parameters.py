@@ -120,6 +120,7 @@ def test_strict_refuses_an_invalid_default_only_when_it_is_used(none_defaults, t
         bind(ep, {'seed': '3'}, cwd=tmp_path, strict=True)
 
 
+@pytest.mark.slow  # mlproj as a subprocess
 def test_cli_run_with_invalid_defaults(none_defaults, tmp_path, store):
     from tests.compat.conftest import mlproj, runs
 
