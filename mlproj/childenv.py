@@ -18,6 +18,7 @@ names                                              run                     build
 =================================================  ======================  ======
 mlproj's own credentials (``MLPROJ_GIT_TOKEN``,    no                      no
 ``MLPROJ_GIT_USERNAME``, ``MLPROJ_SSH_KEY``,
+``MLFLOW_GIT_USERNAME``/``_PASSWORD``,
 ``MLPROJ_SSH_KEY_PASSPHRASE``, any ``MLPROJ_*``
 ending ``_TOKEN``/``_PASSWORD``/``_PASSPHRASE``/
 ``_SECRET``)
@@ -58,7 +59,9 @@ from collections.abc import Iterable, Mapping, MutableMapping
 PHASES = ('run', 'build')
 
 MLPROJ_SECRETS = frozenset({'MLPROJ_GIT_TOKEN', 'MLPROJ_GIT_USERNAME', 'MLPROJ_SSH_KEY',
-                            'MLPROJ_SSH_KEY_PASSPHRASE', 'MLPROJ_DATABRICKS_TOKEN'})
+                            'MLPROJ_SSH_KEY_PASSPHRASE', 'MLPROJ_DATABRICKS_TOKEN',
+                            # MLflow's documented Git credentials, used by mlproj to fetch sources
+                            'MLFLOW_GIT_USERNAME', 'MLFLOW_GIT_PASSWORD'})
 _SECRET_SUFFIXES = ('_TOKEN', '_PASSWORD', '_PASSPHRASE', '_SECRET')
 CI_SECRETS = frozenset({'GITHUB_TOKEN', 'GH_TOKEN', 'GH_ENTERPRISE_TOKEN', 'GITHUB_ENTERPRISE_TOKEN'})
 CI_PREFIXES = ('ACTIONS_', 'INPUT_')

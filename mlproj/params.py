@@ -2,6 +2,12 @@
 
 Values reach the child byte-exact: each substituted value (and each extra ``--key value``) is
 ``shlex.quote``d, never concatenated raw into the shell string.
+
+Values given with ``-P`` are checked against their type.  A *default* that does not parse as its
+declared type (``type: int, default: None``, lint rule MLP006) is passed as given when it is used,
+as MLflow does; with ``strict`` (``mlproj run --strict``) using it is refused.  A ``uri`` value
+without a scheme is a local path and is made absolute against the caller's cwd, as the MLflow
+Projects guide describes (MLflow 3 refuses it: a deliberate difference).
 """
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from mlproj.errors import BadArgumentError, ParamError
-from mlproj.spec import BOOL_WORDS, EntryPoint, _parses_float, _parses_int, iter_template
+from mlproj.spec import BOOL_WORDS, EntryPoint, _parses_float, _parses_int, default_parses, iter_template
 
 EXTRA_KEY_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.\-]*$')
 
@@ -74,9 +80,9 @@ def validate(ptype: str, name: str, value: str, where: str) -> None:
         if text.lower() not in BOOL_WORDS:
             raise ParamError(f'parameter {name!r} expects a bool (true/false/1/0/yes/no), got {value!r}', where)
     elif ptype == 'uri':
-        if not (_has_scheme(value) or os.path.isabs(value)):
-            raise ParamError(f'parameter {name!r} expects a URI with a scheme (s3://, file://, ...) or an '
-                             f'absolute path, got {value!r}', where)
+        if not text:
+            raise ParamError(f'parameter {name!r} expects a URI (s3://, file://, ...) or a local path, got an '
+                             'empty value', where)
 
 
 def resolve_path(name: str, value: str, *, cwd: Path, project_dir: Path | None, from_default: bool,
@@ -97,6 +103,17 @@ def resolve_path(name: str, value: str, *, cwd: Path, project_dir: Path | None, 
     return os.path.abspath(candidate)
 
 
+def resolve_uri(value: str, *, cwd: Path, project_dir: Path | None, from_default: bool) -> str:
+    """A ``uri`` without a scheme is a local path: made absolute (it need not exist yet)."""
+    if _has_scheme(value):
+        return value
+    local = os.path.expanduser(value)
+    candidate = Path(cwd, local)
+    if not candidate.exists() and from_default and project_dir is not None and (project_dir / local).exists():
+        candidate = project_dir / local
+    return os.path.abspath(candidate)
+
+
 def _download(name: str, uri: str, storage_dir: str | None, where: str) -> str:
     import tempfile
 
@@ -113,10 +130,11 @@ def _download(name: str, uri: str, storage_dir: str | None, where: str) -> str:
 
 def bind(entry_point: EntryPoint, user: Mapping[str, Any], *, cwd: str | Path, project_dir: Path | None = None,
          storage_dir: str | None = None, resolve_paths: bool = True, download: bool = True,
-         where: str = '') -> BoundParams:
-    """Fill in defaults, validate every value, resolve ``path`` parameters.
+         where: str = '', strict: bool = False) -> BoundParams:
+    """Fill in defaults, validate every value, resolve ``path`` and ``uri`` parameters.
 
     Raises ``ParamError`` naming the parameter; missing required parameters are reported together.
+    A default that is invalid for its type is passed as given unless ``strict``.
     """
     cwd = Path(cwd)
     where = where or f'entry point {entry_point.name!r}'
@@ -131,11 +149,20 @@ def bind(entry_point: EntryPoint, user: Mapping[str, Any], *, cwd: str | Path, p
         raw = user[p.name] if not from_default else p.default
         text = _to_text(raw)
         _check_text(p.name, text, where)
+        if from_default and not default_parses(p.type, p.default):
+            # MLP006: MLflow hands such a default to the program unchanged
+            if strict:
+                raise ParamError(f'MLP006 default {p.default!r} of parameter {p.name!r} is not a valid {p.type} '
+                                 f'(--strict; pass -P {p.name}=...)', where)
+            values[p.name] = logged[p.name] = text
+            continue
         validate(p.type, p.name, text, where)
         value = text
         if p.type == 'path' and resolve_paths:
             value = resolve_path(p.name, text, cwd=cwd, project_dir=project_dir, from_default=from_default,
                                  storage_dir=storage_dir, download=download, where=where)
+        elif p.type == 'uri' and resolve_paths:
+            value = resolve_uri(text, cwd=cwd, project_dir=project_dir, from_default=from_default)
         values[p.name] = value
         logged[p.name] = text if value != text and _has_scheme(text) else value
     extras: dict[str, str] = {}

@@ -29,10 +29,14 @@ class RunRequest:
     dry_run: bool = False
     keep_checkout: bool = False
     require_clean: bool = False
+    strict: bool = False          # refuse what `mlproj lint` reports as errors (default: run as MLflow does)
     tracking_uri: str | None = None
     extra_tags: Mapping[str, str] = field(default_factory=dict)
     pass_env: tuple[str, ...] = ()    # names passed to the project despite the child-env policy
     cwd: str = field(default_factory=os.getcwd)
+    # an HTTPS Git credential given on the command line (--git-username/--git-password); never shown
+    git_username: str | None = field(default=None, repr=False)
+    git_password: str | None = field(default=None, repr=False)
 
     def with_(self, **changes: Any) -> RunRequest:
         return replace(self, **changes)

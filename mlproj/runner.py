@@ -70,22 +70,26 @@ def plan(request: RunRequest, *, warn: Any = None) -> Plan:
         raise EnvError(f'invalid env manager {request.env_manager!r}; choose one of: ' + ', '.join(ENV_MANAGERS))
     if request.backend not in backends.BACKENDS and request.backend not in backends.available():
         raise BackendError(f'unknown backend {request.backend!r}; available: ' + ', '.join(backends.available()))
-    src = source.resolve(request.uri, request.version, keep_checkout=request.keep_checkout,
-                         require_clean=request.require_clean, cwd=request.cwd)
+    from mlproj.source.credentials import given_credential
+
+    with given_credential(request.git_username, request.git_password):
+        src = source.resolve(request.uri, request.version, keep_checkout=request.keep_checkout,
+                             require_clean=request.require_clean, cwd=request.cwd)
     try:
         if src.dirty:
             warn(f'the working tree of {src.root} has uncommitted changes; the run records commit '
                  f'{(src.commit or "")[:12]} plus a diff hash')
-        project = spec.load_project(src.project_dir, root=src.root)
-        for f in project.warnings:
-            warn(str(f))
+        # env files may live anywhere in the checkout / repository root (monorepos), never outside
+        project = spec.load_project(src.project_dir, root=src.root, refuse_lint_errors=request.strict)
+        for f in project.run_warnings(strict=request.strict):
+            warn(spec.run_warning_text(f))
         entry_point = project.get_entry_point(request.entry_point)
         # `path` values are resolved (and remote ones downloaded) only where the command runs on
         # this machine's filesystem; a remote backend gets the value as given.
         local_paths = request.backend in LOCAL_FILESYSTEM_BACKENDS
         bound = params.bind(entry_point, request.parameters, cwd=request.cwd, project_dir=src.project_dir,
                             storage_dir=request.storage_dir, resolve_paths=local_paths,
-                            download=local_paths and not request.dry_run,
+                            download=local_paths and not request.dry_run, strict=request.strict,
                             where=f'entry point {entry_point.name!r} of {project.mlproject_path or src.project_dir}')
         command = params.build_command(entry_point, bound)
         manager = envs.select_manager(project, request.env_manager or _inherited_env_manager())

@@ -1,9 +1,18 @@
 """MLproject loading: file discovery, YAML with positions, the project model, convention projects.
 
 ``parse_mlproject`` never raises on bad content: it returns the project it could build plus a list
-of ``Finding``s (rule ids from ``rules.py``).  ``load_project`` is the strict entry used by
-``mlproj run``: it raises ``SpecError`` on the first error finding and prints warnings.
-The linter calls ``parse_mlproject`` directly, so run and lint agree by construction.
+of ``Finding``s (rule ids from ``rules.py``).  ``load_project`` is the entry used by ``mlproj run``:
+it raises ``SpecError`` on the first finding whose run-time effect is ``refuse`` (with
+``refuse_lint_errors``, ``mlproj run --strict``, on every finding lint reports as an error) and
+leaves the rest for the caller to print as warnings.  Where MLflow runs a dubious file (a duplicate
+key: the last value wins; an unknown type: a string; an invalid typed default: passed as given; an
+env file in a parent folder of the same repository) the model is built the way MLflow reads it.
+The linter calls ``analyse_mlproject`` directly, so run and lint agree by construction.
+
+Env file paths (``python_env: ../python_env.yaml``) may point anywhere inside the *root*: the
+repository or checkout root the project comes from (``ResolvedSource.root``; for ``mlproj lint`` and
+the Python API, the nearest enclosing Git work tree, else the project directory).  A path that leaves
+the root lexically, or whose resolved target (symlinks followed) does, is MLP027 and refused.
 """
 from __future__ import annotations
 
@@ -29,8 +38,6 @@ DOCKER_KEYS = ('image', 'volumes', 'environment')
 DATABRICKS_KEYS = ('python_file', 'parameters', 'python_libraries')
 MISNAMED_RE = re.compile(r'^mlproject\.(ya?ml|json)$', re.IGNORECASE)
 DEFAULT_PYTHON_ENV = 'python_env.yaml'
-# errors that concern one entry point only: raised when that entry point is run
-PER_ENTRY_POINT_RULES = ('MLP014',)
 DEFAULT_CONDA_ENV = 'conda.yaml'
 
 Pos = tuple[int, int]  # 1-based line, column
@@ -151,6 +158,67 @@ class Project:
     @property
     def warnings(self) -> list[Finding]:
         return [f for f in self.findings if f.severity == 'warning']
+
+    def refused(self, *, strict: bool = False) -> list[Finding]:
+        """Findings that stop ``mlproj run`` at load time (``strict``: ``mlproj run --strict``)."""
+        return [f for f in self.findings if _refuses(f, strict)]
+
+    def run_warnings(self, *, strict: bool = False) -> list[Finding]:
+        """What ``mlproj run`` prints and carries on with (MLP014 waits for its entry point to run)."""
+        return [f for f in self.findings if not _refuses(f, strict) and RULES[f.rule].run_effect != 'entry-point']
+
+
+def _refuses(finding: Finding, strict: bool) -> bool:
+    effect = RULES[finding.rule].run_effect
+    # --strict: every loader error lint reports; MLP006 waits for its default to be used (params.bind)
+    return effect == 'refuse' or (strict and effect in ('strict', 'entry-point'))
+
+
+def run_warning_text(finding: Finding) -> str:
+    """A run-time warning: the finding plus what mlproj does about it."""
+    effect = RULES[finding.rule].run_effect
+    if effect == 'strict':
+        return f'{finding} (run as MLflow runs it; mlproj run --strict refuses this)'
+    if effect == 'strict-on-use':
+        return f'{finding} (passed as given when used, as MLflow does; mlproj run --strict refuses that)'
+    return str(finding)
+
+
+def enclosing_root(directory: Path) -> Path:
+    """The nearest enclosing Git work tree of ``directory`` (a ``.git`` entry), else ``directory``."""
+    start = Path(os.path.abspath(directory))
+    for candidate in (start, *start.parents):
+        if os.path.lexists(candidate / '.git'):
+            return candidate
+    return start
+
+
+def contained(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def env_file_policy(directory: Path, root: Path, value: str) -> tuple[Path, str]:
+    """Where an env file path declared in the MLproject of ``directory`` points.
+
+    Returns (the path, lexically normalised, for reading) and one of ``'project'`` (inside the project
+    directory), ``'root'`` (outside it, inside the repository/checkout root) or ``'outside'`` (leaves
+    the root, lexically or through a symlink at any component).  Only the decision: reading the file
+    is the environment layer's job.
+    """
+    # both sides real: a root found through symlinks (safefile.find_root) and a directory given
+    # through a symlinked path must not look disjoint
+    base = Path(os.path.realpath(directory))
+    root_abs = Path(os.path.realpath(root))
+    path = Path(os.path.normpath(base / value))
+    if not contained(path, root_abs):
+        return path, 'outside'
+    real_root = Path(os.path.realpath(root_abs))
+    if not contained(Path(os.path.realpath(path)), real_root):
+        return path, 'outside'
+    real_project = Path(os.path.realpath(base))
+    if contained(path, base) and contained(Path(os.path.realpath(path)), real_project):
+        return path, 'project'
+    return path, 'root'
 
 
 def _shell_for_scripts() -> str:
@@ -547,8 +615,9 @@ def _parses_float(text: str) -> bool:
 
 
 class _Builder:
-    def __init__(self, directory: Path, path_label: str, data: Any, doc: _Doc) -> None:
+    def __init__(self, directory: Path, path_label: str, data: Any, doc: _Doc, root: Path | None = None) -> None:
         self.directory = directory
+        self.root = root
         self.label = path_label
         self.data = data
         self.doc = doc
@@ -724,10 +793,15 @@ class _Builder:
             if not isinstance(value, str):
                 self.add('MLP003', f'{key} must be a path string, not {_kind(value)}', (key,))
                 return EnvSpec('none')
-            env_path = self.directory / value
-            if os.path.isabs(value) or '..' in Path(value).parts:
-                self.add('MLP003', f'{key} must be a relative path inside the project: {value!r}', (key,))
+            env_path, where = env_file_policy(self.directory, self.root or enclosing_root(self.directory), value)
+            if where == 'outside':
+                self.add('MLP027', f'{key} {value!r} points outside the repository (or checkout) root; a project '
+                         'reads env files only from inside its source', (key,))
                 return EnvSpec('none')
+            if where == 'root':
+                self.add('MLP026', f'{key} {value!r} lies outside the project directory (in the same '
+                         'repository): it works when the project is run from its repository, as in MLflow',
+                         (key,))
             if not env_path.is_file():
                 self.add('MLP011', f'{key} file {value!r} does not exist in the project', (key,))
             return EnvSpec(kind, env_path, None, True)
@@ -793,15 +867,20 @@ def _kind(value: Any) -> str:
             float: 'a number'}.get(type(value), type(value).__name__)
 
 
-def parse_mlproject(text: str, directory: Path, label: str = 'MLproject') -> Project:
-    """Build a project from MLproject text; problems are returned as findings, never raised."""
-    return analyse_mlproject(text, directory, label)[0]
+def parse_mlproject(text: str, directory: Path, label: str = 'MLproject', *, root: Path | None = None) -> Project:
+    """Build a project from MLproject text; problems are returned as findings, never raised.
+
+    ``root``: the repository or checkout root env files may be read from (default: the enclosing
+    Git work tree, else ``directory``).
+    """
+    return analyse_mlproject(text, directory, label, root=root)[0]
 
 
-def analyse_mlproject(text: str, directory: Path, label: str = 'MLproject') -> tuple[Project, _Doc]:
+def analyse_mlproject(text: str, directory: Path, label: str = 'MLproject', *,
+                      root: Path | None = None) -> tuple[Project, _Doc]:
     """``parse_mlproject`` plus the source positions of every key and value (for ``mlproj lint``)."""
     data, doc = parse_yaml(text)
-    return _Builder(directory, label, data, doc).build(), doc
+    return _Builder(directory, label, data, doc, root).build(), doc
 
 
 def locate_in_value(doc: _Doc, text: str, path: tuple, needle: str) -> Pos | None:
@@ -818,12 +897,14 @@ def locate_in_value(doc: _Doc, text: str, path: tuple, needle: str) -> Pos | Non
 
 
 def load_project(directory: str | os.PathLike[str], *, strict: bool = True,
-                 root: str | os.PathLike[str] | None = None) -> Project:
+                 root: str | os.PathLike[str] | None = None, refuse_lint_errors: bool = False) -> Project:
     """Load the project in ``directory`` (MLproject file or convention project).
 
-    With ``strict`` (the default) the first error finding raises ``SpecError`` with file:line:col.
-    ``root`` is the checkout / repository root no project file may leave (default: the nearest
-    directory holding ``.git``, else ``directory``); it is kept as ``Project.root``.
+    With ``strict`` (the default) the first finding ``mlproj run`` refuses raises ``SpecError`` with
+    file:line:col; with ``refuse_lint_errors`` too (``mlproj run --strict``) that includes every
+    finding lint reports as an error.  ``root`` is the checkout / repository root no project file
+    may leave (default: the nearest directory holding ``.git``, else ``directory``); env files may
+    live anywhere below it; it is kept as ``Project.root``.
     """
     from mlproj.safefile import find_root
 
@@ -837,7 +918,7 @@ def load_project(directory: str | os.PathLike[str], *, strict: bool = True,
         for n in misnamed:
             extra.append(Finding('MLP015', f'{n} is ignored: the project file must be named exactly '
                                  '"MLproject" (no extension)', 0, 0, str(directory / n)))
-        project = _Builder(directory, str(directory), {}, _Doc()).build()
+        project = _Builder(directory, str(directory), {}, _Doc(), root).build()
         project = Project(directory, None, {}, project.env, None, tuple(extra), {})
     else:
         raw = read_mlproject(mlproject, root)
@@ -848,7 +929,7 @@ def load_project(directory: str | os.PathLike[str], *, strict: bool = True,
             if strict:
                 raise SpecError(f'{finding.rule} {finding.message}', finding.where()) from None
             return Project(directory, None, {}, EnvSpec('none'), mlproject, (finding,), {}, root)
-        project = parse_mlproject(text, directory, str(mlproject))
+        project = parse_mlproject(text, directory, str(mlproject), root=root)
         findings = project.findings
         if 'mlproj:' in text and project.warnings:  # `# mlproj: disable=...` comments silence warnings
             from mlproj.lint.suppress import parse_suppressions
@@ -859,7 +940,7 @@ def load_project(directory: str | os.PathLike[str], *, strict: bool = True,
                           findings, project.data)
     # An entry point without a command fails only when it is the one being run (as in MLflow):
     # the other entry points of the file stay usable.  `mlproj lint` reports it either way.
-    fatal = [f for f in project.errors if f.rule not in PER_ENTRY_POINT_RULES]
+    fatal = project.refused(strict=refuse_lint_errors)
     if strict and fatal:
         first = fatal[0]
         raise SpecError(f'{first.rule} {first.message}', first.where())

@@ -25,7 +25,7 @@ def _list_rules(fmt: str) -> None:
     if fmt == 'json':
         import json
 
-        click.echo(json.dumps([r._asdict() for r in rules], indent=2))
+        click.echo(json.dumps([{**r._asdict(), 'run': r.run_effect} for r in rules], indent=2))
         return
     for r in rules:
         click.echo(f'{r.id}  {r.severity:<7}  {r.scope:<4}  {r.name:<24}  {r.doc}')

@@ -1,4 +1,11 @@
-"""``mlproj run``: flag-compatible with ``mlflow run``."""
+"""``mlproj run``: flag-compatible with ``mlflow run``.
+
+The commands of MLflow's own documents work verbatim: ``--param`` (the tutorial) is an alias of
+``-P/--param-list``, ``-m/--mode`` and ``--cluster-spec`` (the Databricks guide, MLflow's older
+names) of ``-b/--backend`` and ``-c/--backend-config``, and ``--git-username``/``--git-password``
+(the same guide) give an HTTPS Git credential (``source.credentials``: tried first, with the
+``MLFLOW_GIT_USERNAME``/``MLFLOW_GIT_PASSWORD`` variables as fallback).
+"""
 from __future__ import annotations
 
 import json
@@ -16,13 +23,17 @@ from mlproj.request import ENV_MANAGERS
 @click.argument('uri', default='.', required=False)
 @click.option('-e', '--entry-point', default='main', show_default=True, help='Entry point name, or a .py/.sh file.')
 @click.option('-v', '--version', 'version', default=None, help='Git revision: branch, tag, (short) SHA, HEAD~2, ...')
-@click.option('-P', '--param-list', 'param_list', multiple=True, metavar='NAME=VALUE', help='A parameter (repeatable).')
+@click.option('-P', '--param-list', '--param', 'param_list', multiple=True, metavar='NAME=VALUE',
+              help='A parameter (repeatable). --param is an alias (the MLflow tutorial\'s spelling).')
 @click.option('-A', '--docker-args', 'docker_args', multiple=True, metavar='NAME[=VALUE]',
               help='A `docker run` option for docker projects (repeatable); a bare name is a flag.')
 @click.option('--experiment-name', default=None, help='Experiment name (created if missing). Env: MLFLOW_EXPERIMENT_NAME.')
 @click.option('--experiment-id', default=None, help='Experiment id. Env: MLFLOW_EXPERIMENT_ID.')
-@click.option('-b', '--backend', default='local', show_default=True, help='Execution backend.')
-@click.option('-c', '--backend-config', default=None, metavar='FILE|JSON', help='Backend config: a .json file or inline JSON.')
+@click.option('-b', '--backend', '-m', '--mode', 'backend', default='local', show_default=True,
+              help='Execution backend. -m/--mode is an alias (MLflow\'s older name).')
+@click.option('-c', '--backend-config', '--cluster-spec', 'backend_config', default=None, metavar='FILE|JSON',
+              help='Backend config: a .json file or inline JSON. --cluster-spec is an alias (MLflow\'s older '
+                   'name; a Databricks new-cluster spec is accepted as is).')
 @click.option('--env-manager', type=click.Choice(ENV_MANAGERS), default=None,
               help='How to prepare the Python environment (default: uv for python_env/conda_env projects, '
                    'local for projects without an environment).')
@@ -39,11 +50,18 @@ from mlproj.request import ENV_MANAGERS
 @click.option('--pass-env', 'pass_env', multiple=True, metavar='NAME',
               help="Pass this variable to the project's processes although mlproj's policy withholds it "
                    '(repeatable; also MLPROJ_PASS_ENV=A,B). See "The project\'s environment" in the README.')
+@click.option('--strict', is_flag=True,
+              help='Refuse what `mlproj lint` reports as errors (by default such files run as MLflow runs them).')
+@click.option('--git-username', default=None, help='User name for an HTTPS Git source. Env: MLFLOW_GIT_USERNAME.')
+@click.option('--git-password', default=None,
+              help='Password or token for an HTTPS Git source; prefer the MLFLOW_GIT_PASSWORD variable '
+                   '(other users can read command lines).')
 def run(uri: str, entry_point: str, version: str | None, param_list: tuple[str, ...], docker_args: tuple[str, ...],
         experiment_name: str | None, experiment_id: str | None, backend: str, backend_config: str | None,
         env_manager: str | None, storage_dir: str | None, run_id: str | None, run_name: str | None,
         build_image: bool, tracking_uri: str | None, dry_run: bool, as_json: bool, keep_checkout: bool,
-        require_clean: bool, no_wait: bool, pass_env: tuple[str, ...]) -> None:
+        require_clean: bool, no_wait: bool, pass_env: tuple[str, ...], strict: bool, git_username: str | None,
+        git_password: str | None) -> None:
     """Run the project at URI (a directory, or a Git URI with optional #subdirectory)."""
     from mlproj.errors import BadArgumentError
     from mlproj.params import parse_key_values
@@ -56,6 +74,9 @@ def run(uri: str, entry_point: str, version: str | None, param_list: tuple[str, 
         # nothing would be left to record the final status of a local run once mlproj exits
         raise BadArgumentError('--no-wait needs a remote backend: a local run lives and ends with this '
                                'process (run it in the background, or use mlproj.run(..., synchronous=False))')
+    if git_password is not None:
+        print('mlproj: warning: --git-password is visible to other users of this machine (ps, /proc); '
+              'set MLFLOW_GIT_PASSWORD instead', file=sys.stderr)
     request = RunRequest(
         uri=uri, entry_point=entry_point, version=version,
         parameters=parse_key_values(param_list, '-P'),
@@ -64,7 +85,7 @@ def run(uri: str, entry_point: str, version: str | None, param_list: tuple[str, 
         backend_config=load_backend_config(backend_config), env_manager=env_manager, storage_dir=storage_dir,
         run_id=run_id, run_name=run_name, build_image=build_image, synchronous=not no_wait, dry_run=dry_run,
         keep_checkout=keep_checkout, require_clean=require_clean, tracking_uri=tracking_uri,
-        pass_env=tuple(pass_env),
+        pass_env=tuple(pass_env), strict=strict, git_username=git_username, git_password=git_password,
     )
     if dry_run:
         _dry_run(request, as_json)

@@ -16,6 +16,12 @@ Steps, each a plain ``uv`` command so a first build costs what ``uv venv && uv p
 ``mlproj.safefile`` (inside the repository root, regular files, ``uv.lock`` at most
 ``MLPROJ_MAX_LOCK_BYTES``, the others ``MLPROJ_MAX_FILE_BYTES``): uv quotes a file it cannot
 parse, so a symlink to a file outside the repository must never reach it.
+
+The last install step passes ``--compile-bytecode``: uv byte-compiles the whole site-packages once,
+at build time.  Python never writes ``.pyc`` files where ``PYTHONDONTWRITEBYTECODE=1`` is set (CI
+images, containers), so without this every warm run would recompile pandas or scikit-learn on
+import; compiled files are read even under that variable.  The flag is part of the cache key
+(``venv.key_payload``), so environments built before it are rebuilt once.
 """
 from __future__ import annotations
 
@@ -109,19 +115,29 @@ def build(target: Path, spec: PythonEnv, interpreter: Interpreter, project_dir: 
     run_step([uv, 'venv', '--quiet', '--no-project', '--python', interpreter.path, str(target)],
              'creating the virtual environment', cwd=project_dir, env=env, log=ctx.log, where=where)
     python = str(target / 'bin' / 'python')
+    # uv compiles all of site-packages on the step that asks for it: ask on the last step only
+    steps = [s for s in ('build', 'lock', 'deps') if {'build': spec.build_dependencies, 'lock': locked,
+                                                       'deps': spec.dependencies}[s]]
+    compile_on = steps[-1] if steps else None
+
+    def compiled(step: str) -> list[str]:
+        return ['--compile-bytecode'] if step == compile_on else []
+
     if spec.build_dependencies:
-        run_step([uv, 'pip', 'install', '--python', python, *requirement_args(spec.build_dependencies)],
+        run_step([uv, 'pip', 'install', '--python', python, *compiled('build'),
+                  *requirement_args(spec.build_dependencies)],
                  'installing build_dependencies', cwd=project_dir, env=env, log=ctx.log, where=where)
     if locked:
         with tempfile.TemporaryDirectory(prefix='mlproj-uvlock-') as tmp:
             for name in locked:
                 (Path(tmp) / name).write_bytes(_read_lock_file(project_dir, name, None))
             sync_env = dict(env, UV_PROJECT_ENVIRONMENT=str(target))
-            run_step([uv, 'sync', '--frozen', '--no-dev', '--no-install-project', '--python', python],
+            run_step([uv, 'sync', '--frozen', '--no-dev', '--no-install-project', '--python', python,
+                      *compiled('lock')],
                      'installing uv.lock', cwd=Path(tmp), env=sync_env, log=ctx.log,
                      where=str(project_dir / 'uv.lock'))
     if spec.dependencies:
-        run_step([uv, 'pip', 'install', '--python', python, *requirement_args(spec.dependencies)],
+        run_step([uv, 'pip', 'install', '--python', python, *compiled('deps'), *requirement_args(spec.dependencies)],
                  'installing dependencies', cwd=project_dir, env=env, log=ctx.log, where=where)
     return {}
 

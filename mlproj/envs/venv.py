@@ -8,7 +8,9 @@ The cache key is the sha256 of everything that determines the environment:
 * the python_env spec (python, build_dependencies, dependencies) after conda -> PyPI mapping;
 * the contents of every file a requirement line names (``-r`` / ``-c``, recursively) and of local
   path requirements (``./pkg``, ``-e ./pkg``);
-* for uv, the project's ``uv.lock`` and ``pyproject.toml`` (they are installed with ``uv sync``).
+* for uv, the project's ``uv.lock`` and ``pyproject.toml`` (they are installed with ``uv sync``);
+* ``bytecode: compiled``: site-packages is byte-compiled at build time (uv ``--compile-bytecode``,
+  pip ``--compile``), so envs built before that was done get a new key and are rebuilt once.
 """
 from __future__ import annotations
 
@@ -211,6 +213,7 @@ def key_payload(manager: str, spec: PythonEnv, interpreter: interp.Interpreter, 
         'platform': platform_tag(),
         'spec': {'build_dependencies': list(spec.build_dependencies), 'dependencies': list(spec.dependencies)},
         'files': rel,
+        'bytecode': 'compiled',
         **(extra or {}),
     }
 

@@ -4,7 +4,9 @@ Unlike MLflow there is no pyenv requirement: the interpreter is found among inst
 (``interpreters.find``); nothing is compiled or downloaded.  The venv is made by the
 ``virtualenv`` package when it is installed (``pip install mlproj[virtualenv]``; it seeds pip
 from its bundled wheels, offline) and otherwise by the interpreter's own ``-m venv``.  Packages
-are installed with the venv's ``python -m pip install``, so the user's pip configuration applies.
+are installed with the venv's ``python -m pip install --compile``, so the user's pip configuration
+applies and site-packages is byte-compiled at build time (pip writes ``.pyc`` files even under
+``PYTHONDONTWRITEBYTECODE=1``, which only stops the interpreter itself from writing them).
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ def build(target: Path, spec: PythonEnv, interpreter: Interpreter, project_dir: 
     python = str(target / 'bin' / 'python')
     for what, lines in (('build_dependencies', spec.build_dependencies), ('dependencies', spec.dependencies)):
         if lines:
-            run_step([python, '-m', 'pip', 'install', '--quiet', *requirement_args(lines)], f'installing {what}',
+            run_step([python, '-m', 'pip', 'install', '--quiet', '--compile', *requirement_args(lines)], f'installing {what}',
                      cwd=project_dir, env=env, log=ctx.log, where=where)
     return {}
 

@@ -2,10 +2,13 @@
 
 HTTPS/HTTP, tried in order, each once:
 
-1. ``user:password@`` from the URI itself (never stored: the mirror keeps the stripped URL);
-2. ``MLPROJ_GIT_TOKEN`` (user name ``MLPROJ_GIT_USERNAME``, the URL's user, or ``x-access-token``);
-3. ``GITHUB_TOKEN`` for github.com (or the host of ``GITHUB_SERVER_URL``) only;
-4. the user's Git credential helpers (``credential.helper``), run with no terminal.
+1. MLflow's documented pair: ``--git-username``/``--git-password`` of ``mlproj run`` (set for one
+   resolution with ``given_credential``), then ``MLFLOW_GIT_USERNAME``/``MLFLOW_GIT_PASSWORD``
+   (user name defaults to the URL's user, else ``x-access-token``);
+2. ``user:password@`` from the URI itself (never stored: the mirror keeps the stripped URL);
+3. ``MLPROJ_GIT_TOKEN`` (user name ``MLPROJ_GIT_USERNAME``, the URL's user, or ``x-access-token``);
+4. ``GITHUB_TOKEN`` for github.com (or the host of ``GITHUB_SERVER_URL``) only;
+5. the user's Git credential helpers (``credential.helper``), run with no terminal.
 
 SSH: ``MLPROJ_SSH_KEY`` (+ ``MLPROJ_SSH_KEY_PASSPHRASE``), then ssh-agent (``SSH_AUTH_SOCK``),
 then ``~/.ssh/id_ed25519``, ``id_ecdsa``, ``id_rsa``.  Host keys are checked against
@@ -20,6 +23,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +35,34 @@ from mlproj.source.uri import ParsedURI
 
 HELPER_TIMEOUT = 30.0
 _TRUE = ('1', 'true', 'yes', 'on')
+# (username or None, password) given on the command line, for the resolution in progress
+_GIVEN: ContextVar[tuple[str | None, str] | None] = ContextVar('mlproj_git_credential', default=None)
+
+
+@contextmanager
+def given_credential(username: str | None, password: str | None) -> Iterator[None]:
+    """Make ``--git-username``/``--git-password`` the first HTTPS credential tried inside the block."""
+    token = _GIVEN.set((username or None, password) if password else None)
+    try:
+        yield
+    finally:
+        _GIVEN.reset(token)
+
+
+def _mlflow_pairs(url_user: str | None) -> list[tuple[str, str, str]]:
+    """(label, user, password) of MLflow's documented credential: the options, then the variables."""
+    out = []
+    given = _GIVEN.get()
+    if given is not None:
+        out.append(('--git-password', given[0] or os.environ.get('MLFLOW_GIT_USERNAME') or url_user
+                    or 'x-access-token', given[1]))
+    password = os.environ.get('MLFLOW_GIT_PASSWORD')
+    if password:
+        pair = ('MLFLOW_GIT_PASSWORD', os.environ.get('MLFLOW_GIT_USERNAME') or url_user or 'x-access-token',
+                password)
+        if not out or out[0][1:] != pair[1:]:
+            out.append(pair)
+    return out
 
 
 class Secrets:
@@ -36,10 +70,13 @@ class Secrets:
 
     def __init__(self) -> None:
         self.values: set[str] = set()
-        for name in ('MLPROJ_GIT_TOKEN', 'GITHUB_TOKEN', 'MLPROJ_SSH_KEY_PASSPHRASE'):
+        for name in ('MLPROJ_GIT_TOKEN', 'GITHUB_TOKEN', 'MLPROJ_SSH_KEY_PASSPHRASE', 'MLFLOW_GIT_PASSWORD'):
             value = os.environ.get(name)
             if value:
                 self.values.add(value)
+        given = _GIVEN.get()
+        if given is not None:
+            self.values.add(given[1])
 
     def add(self, value: str | None) -> None:
         if value:
@@ -137,7 +174,7 @@ def _auth_error(parsed: ParsedURI, tried: list[str]) -> SourceError:
     if parsed.scheme == 'ssh':
         hint = 'set MLPROJ_SSH_KEY or load a key into ssh-agent'
     else:
-        hint = 'set MLPROJ_GIT_TOKEN or configure a git credential helper'
+        hint = 'set MLFLOW_GIT_PASSWORD (or MLPROJ_GIT_TOKEN) or configure a git credential helper'
     return SourceError(f'authentication to {parsed.host} failed (tried: {what}); {hint}', parsed.display)
 
 
@@ -169,6 +206,10 @@ def _candidates(parsed: ParsedURI, username_from_url: str | None, allowed: Any, 
                 out.append((f'~/.ssh/{name}', pygit2.Keypair(ssh_user, str(pub) if pub.is_file() else None,
                                                             str(path), passphrase)))
     if allowed & ct.USERPASS_PLAINTEXT:
+        if parsed.scheme in ('http', 'https'):
+            for label, mlflow_user, password in _mlflow_pairs(user):
+                secrets.add(password)
+                out.append((label, pygit2.UserPass(mlflow_user, password)))
         if parsed.password is not None and parsed.username:
             secrets.add(parsed.password)
             out.append(('credentials in the URI', pygit2.UserPass(parsed.username, parsed.password)))

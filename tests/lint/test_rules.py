@@ -5,7 +5,7 @@ import pytest
 
 from mlproj.errors import SpecError
 from mlproj.lint import lint_paths, load_config
-from mlproj.rules import RULES
+from mlproj.rules import RULES, RUN_EFFECT_TEXT
 from mlproj.spec import load_project
 from tests.lint.conftest import FIXTURES, fixture_dirs
 
@@ -54,21 +54,32 @@ def test_case_variants_are_reported(tmp_path):
     assert lint_dir(tmp_path).issues == ()
 
 
-@pytest.mark.parametrize('directory', fixture_dirs('bad'), ids=lambda d: d.parent.name)
-def test_loader_rejects_what_lint_reports_as_spec_errors(directory):
-    """Whatever `mlproj run` rejects, `mlproj lint` reports with the same id, and the reverse."""
-    result = lint_dir(directory)
-    spec_errors = [i for i in result.issues if i.severity == 'error' and RULES[i.rule].scope == 'spec'
-                   and i.finding.path.endswith(('MLproject',))]
+def _run_outcome(directory, strict: bool) -> str | None:
+    """The rule id `mlproj run` (``--strict``) refuses the fixture with, or None when it runs."""
     try:
-        project = load_project(directory)
+        project = load_project(directory, refuse_lint_errors=strict)
         for name in project.entry_points:  # errors of one entry point are raised when it is run
             project.get_entry_point(name)
     except SpecError as e:
-        assert spec_errors, f'run rejects but lint reports no spec error: {e}'
-        assert str(e).split()[0] == spec_errors[0].rule or any(str(e).startswith(i.rule) for i in spec_errors)
+        return str(e).split()[0]
+    return None
+
+
+@pytest.mark.parametrize('strict', [False, True], ids=['run', 'run --strict'])
+@pytest.mark.parametrize('directory', fixture_dirs('bad'), ids=lambda d: d.parent.name)
+def test_loader_rejects_what_lint_reports_as_spec_errors(directory, strict):
+    """`mlproj run` refuses exactly the lint errors whose run-time effect is to refuse (with --strict:
+    also those MLflow runs), with the same id; MLP006 is refused only when the default is used."""
+    result = lint_dir(directory)
+    effects = ('refuse', 'entry-point', 'strict') if strict else ('refuse', 'entry-point')
+    spec_errors = [i for i in result.issues if i.severity == 'error' and RULES[i.rule].scope == 'spec'
+                   and i.finding.path.endswith(('MLproject',)) and RULES[i.rule].run_effect in effects]
+    refused = _run_outcome(directory, strict)
+    if refused is not None:
+        assert spec_errors, f'run rejects but lint reports no spec error that run refuses: {refused}'
+        assert refused in {i.rule for i in spec_errors}
     else:
-        assert not spec_errors, 'lint reports a spec error that `mlproj run` accepts'
+        assert not spec_errors, 'lint reports a spec error that `mlproj run` should refuse but accepts'
 
 
 @pytest.mark.parametrize('directory', fixture_dirs('good'), ids=lambda d: d.parent.name)
@@ -91,6 +102,8 @@ def test_rule_table_is_stable():
         'yaml-syntax', 'unknown-placeholder', 'warning')
     for rule in RULES.values():
         assert rule.severity in ('error', 'warning') and rule.scope in ('spec', 'lint') and rule.doc
+        assert rule.run_effect in ('refuse', 'entry-point', 'strict', 'strict-on-use', 'warn', 'none')
+        assert (rule.run_effect == 'none') == (rule.scope == 'lint')
 
 
 def test_readme_lists_every_rule_and_the_editor_modeline():
@@ -99,6 +112,9 @@ def test_readme_lists_every_rule_and_the_editor_modeline():
     text = (REPO / 'README.md').read_text()
     for rule in RULES.values():
         assert f'| {rule.id} | {rule.name} | {rule.severity} |' in text, rule.id
+        if rule.scope == 'spec':  # the run-time effect column of the same table
+            assert f'| {rule.id} | {rule.name} | {rule.severity} | run + lint | {RUN_EFFECT_TEXT[rule.run_effect]} |' \
+                in text, rule.id
     assert '# yaml-language-server: $schema=' in text
 
 

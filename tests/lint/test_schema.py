@@ -19,7 +19,9 @@ from tests.lint.conftest import REPO, run_cli
 SCHEMA_PATH = REPO / 'mlproj' / 'schemas' / 'mlproject.schema.json'
 # Rules a JSON Schema can express: the shape of the document. The others need the file system
 # (env files, scripts), the command text (placeholders) or the YAML source (duplicate keys).
-STRUCTURAL = {'MLP003', 'MLP004', 'MLP030', 'MLP005', 'MLP006', 'MLP007', 'MLP008', 'MLP009', 'MLP010', 'MLP019'}
+# MLP026/MLP027: the schema refuses '..' and absolute env paths (it cannot know the repository root)
+STRUCTURAL = {'MLP003', 'MLP004', 'MLP030', 'MLP005', 'MLP006', 'MLP007', 'MLP008', 'MLP009', 'MLP010', 'MLP019',
+              'MLP026', 'MLP027'}
 
 
 def validator():
@@ -270,6 +272,9 @@ def test_schema_keys_and_types_are_the_loaders():
 
 def test_every_structural_rule_has_a_case_both_reject(tmp_path):
     """STRUCTURAL is complete: each of its rules is provoked by a case that the schema rejects too."""
+    import subprocess
+
+    subprocess.run(['git', 'init', '-q', str(tmp_path)], check=True)  # MLP026 needs a repository root
     covered = set()
     for i, (text, valid) in enumerate(CASES):
         if valid:

@@ -386,6 +386,7 @@ def cache_dir(tmp_path, monkeypatch) -> Path:
 def _source_env(monkeypatch, tmp_path):
     """No credentials or host trust leak in from the machine; HOME is an empty temp dir."""
     for name in ('MLPROJ_GIT_TOKEN', 'MLPROJ_GIT_USERNAME', 'GITHUB_TOKEN', 'MLPROJ_SSH_KEY', 'SSH_AUTH_SOCK',
+                 'MLFLOW_GIT_USERNAME', 'MLFLOW_GIT_PASSWORD',
                  'MLPROJ_SSH_STRICT_HOST_KEY_CHECKING', 'GIT_SSL_NO_VERIFY', 'GIT_SSL_CAINFO', 'SSL_CERT_FILE'):
         monkeypatch.delenv(name, raising=False)
     home = tmp_path / 'home'

@@ -101,7 +101,7 @@ def test_no_credentials_fails_fast_without_prompting(repos, http_server, tmp_pat
     assert r.returncode == 67
     assert r.stderr.strip().splitlines() == [
         f'mlproj: error: authentication to 127.0.0.1:{http_server} failed (tried: nothing); '
-        f'set MLPROJ_GIT_TOKEN or configure a git credential helper ({url})']
+        f'set MLFLOW_GIT_PASSWORD (or MLPROJ_GIT_TOKEN) or configure a git credential helper ({url})']
 
 
 @pytest.mark.parametrize('kind', ['store', 'shell'])
