@@ -433,6 +433,13 @@ def _verify_schema(conn: sqlite3.Connection) -> tuple[str, str, dict[str, set[st
 # the tracker
 
 
+def _mlflow_importable() -> bool:
+    """Whether MLflow can be imported, without importing it."""
+    if 'mlflow' in sys.modules:
+        return sys.modules['mlflow'] is not None
+    return importlib.util.find_spec('mlflow') is not None
+
+
 class SqliteTracker:
     """The ``Tracker`` for ``sqlite:///`` URIs: the fast path where verified, ``ClientTracker``
     (MLflow's own client) for everything else."""
@@ -448,7 +455,9 @@ class SqliteTracker:
         if store is None:
             self.fallback_reason = reason
             path = sqlite_path(uri)
-            if path and reason in ('no store file', 'empty store file', 'no MLflow schema yet'):
+            # said only where MLflow is there to create it (else the missing-dependency error follows)
+            if path and reason in ('no store file', 'empty store file', 'no MLflow schema yet') \
+                    and _mlflow_importable():
                 (announce or _announce)(f'creating MLflow store {_display(path)}')
         self._store = store
 
