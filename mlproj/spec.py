@@ -210,6 +210,8 @@ def env_file_policy(directory: Path, root: Path, value: str) -> tuple[Path, str]
     base = Path(os.path.realpath(directory))
     root_abs = Path(os.path.realpath(root))
     path = Path(os.path.normpath(base / value))
+    if '\x00' in value:  # names no file at all: the existence check reports it (MLP011)
+        return path, 'project'
     if not contained(path, root_abs):
         return path, 'outside'
     real_root = Path(os.path.realpath(root_abs))
