@@ -121,15 +121,18 @@ def _write_tree(repo: Any, tree: Any, dest: str) -> None:
         elif mode == GITLINK:
             os.mkdir(path)
         else:
-            data = repo[entry.id].data
-            fd = os.open(path, _FLAGS, 0o777 if mode == 0o100755 else 0o666)
-            try:
-                view = memoryview(data)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-            finally:
-                os.close(fd)
+            write_blob(path, repo[entry.id].data, mode == 0o100755)
+
+
+def write_blob(path: str, data: bytes, executable: bool) -> None:
+    """Create ``path`` (never through an existing file or symlink) holding ``data``."""
+    fd = os.open(path, _FLAGS, 0o777 if executable else 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 class Submodule(NamedTuple):

@@ -41,11 +41,11 @@ from pathlib import Path
 from typing import Any
 
 from mlproj.errors import SourceError
+from mlproj.source.tree import write_blob
 
 GITLINK = 0o160000
 TREE = 0o040000
 LINK = 0o120000
-_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_CLOEXEC', 0)
 
 
 def sparse_enabled() -> bool:
@@ -167,14 +167,7 @@ def _walk(repo: Any, tree: Any, dest: str, prefix: str, recursive: set[str], par
             entries.append((os.fsencode(rel), mode, entry.id.raw, None, False))
             continue
         else:
-            data = repo[entry.id].data
-            fd = os.open(path, _FLAGS, 0o777 if mode == 0o100755 else 0o666)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-            finally:
-                os.close(fd)
+            write_blob(path, repo[entry.id].data, mode == 0o100755)
         entries.append((os.fsencode(rel), mode, entry.id.raw, os.lstat(path), False))
 
 
