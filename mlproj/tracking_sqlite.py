@@ -435,6 +435,8 @@ def _verify_schema(conn: sqlite3.Connection) -> tuple[str, str, dict[str, set[st
 
 def _mlflow_importable() -> bool:
     """Whether MLflow can be imported, without importing it."""
+    import importlib.util
+
     if 'mlflow' in sys.modules:
         return sys.modules['mlflow'] is not None
     return importlib.util.find_spec('mlflow') is not None
