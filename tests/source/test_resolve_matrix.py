@@ -52,7 +52,7 @@ def test_resolve(form, rev, label, branch, subdir, repos, url_for, shared_cache,
         assert tags['mlflow.source.git.commit'] == repos.sha[label]
         assert tags.get('mlproj.source.subdirectory', '') == subdir
         in_place = form == 'worktree' and rev is None
-        if label == 'C' and (in_place or not subdir):  # submodules, recursively
+        if label == 'C':  # submodules, recursively (the whole tree, #subfolder or not)
             assert (root / 'vendor' / 'lib' / 'lib.txt').read_text() == 'lib\n'
             assert (root / 'vendor' / 'lib' / 'leaf' / 'leaf.txt').read_text() == 'leaf\n'
         if in_place:
@@ -60,9 +60,8 @@ def test_resolve(form, rev, label, branch, subdir, repos, url_for, shared_cache,
             assert tags['mlflow.source.name'] == repos.work.resolve().as_uri() + (f'#{subdir}' if subdir else '')
         else:
             # a Git working tree at exactly the commit, clean, objects borrowed from the cache
-            assert_worktree(root, repos.sha[label], sparse=subdir or None)
-            if subdir:  # sparse: the cone only (root files stay, other directories don't)
-                assert not (root / 'vendor').exists()
+            # the whole tree, as MLflow's clone (sparse #subfolder is opt-in: tests/source/test_worktree.py)
+            assert_worktree(root, repos.sha[label])
             assert root.parent == shared_cache / 'checkouts'
         if form in ('git', 'http', 'https', 'ssh', 'scp'):
             base = url_for(form)
