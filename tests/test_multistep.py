@@ -183,7 +183,8 @@ def test_nested_mlproj_run_inherits_the_parents_env_manager(tmp_path):
 
 @pytest.mark.parametrize('store', ['http', 'sqlite'])
 def test_relabel_nested_runs_through_both_trackers(store, request, tmp_path):
-    """The end-of-run rewrite of MLflow's temp-dir source name, via RestTracker and ClientTracker."""
+    """The end-of-run rewrite of MLflow's temp-dir source name, via RestTracker and the sqlite tracker
+    (whose fast path hands child-run searches to MlflowClient)."""
     from mlflow.tracking import MlflowClient
 
     from mlproj import tracking
@@ -191,7 +192,7 @@ def test_relabel_nested_runs_through_both_trackers(store, request, tmp_path):
 
     uri = request.getfixturevalue('mlflow_server') if store == 'http' else request.getfixturevalue('sqlite_store')
     tracker = tracking.get_tracker(uri)
-    assert type(tracker).__name__ == ('RestTracker' if store == 'http' else 'ClientTracker')
+    assert type(tracker).__name__ == ('RestTracker' if store == 'http' else 'SqliteTracker')
     client = MlflowClient(uri)
     exp = client.create_experiment(f'relabel-{store}-{tmp_path.name}')
     checkout = tmp_path / 'checkouts' / 'abc123-x'

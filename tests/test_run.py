@@ -192,7 +192,7 @@ def test_group_is_killed_after_grace_when_child_ignores_sigterm(tmp_path, sqlite
 
 
 @pytest.mark.parametrize('args,code,message', [
-    (['-P', 'alpha=abc', '-P', 'name=x'], 66, "parameter 'alpha' expects a float, got 'abc'"),
+    (['-P', 'alpha=abc', '-P', 'name=x'], 66, "parameter 'alpha' expects a float (ASCII digits, 1e-3, inf, nan), got 'abc'"),
     ([], 66, "missing value for parameter 'name'"),
     (['-e', 'nope'], 65, "unknown entry point 'nope'"),
     (['-P', 'name'], 64, 'use -P name=value'),
