@@ -188,14 +188,15 @@ def test_remote_mlproject_symlink_never_leaks(tmp_path, secret, sqlite_store):
             assert 'MLproject is refused' in out
         for args in (['run', '--dry-run', url + '#sub'], ['run', '--env-manager', 'uv', url + '#sub']):
             code, out, _ = run(args, cwd=tmp_path, env=env)
-            assert_clean(code, out, 68)
-            assert 'environment file is refused: it resolves outside the repository root' in out
+            # a declared env file is refused by the MLproject's path policy (MLP027) before any read
+            assert_clean(code, out, 65)
+            assert 'MLP027' in out and 'points outside the repository (or checkout) root' in out
         # the Action lints a clone of the pull request
         clone = tmp_path / 'clone'
         git('clone', '-q', url, str(clone), home=home)
         code, out, _ = run(['lint', '--format', 'github', str(clone)], cwd=tmp_path, env=env)
         assert_clean(code, out, 1)
-        assert out.count('outside the repository root') >= 2
+        assert out.count('outside the repository') >= 2
     finally:
         stop(proc)
 
@@ -211,11 +212,11 @@ def test_env_file_symlink_never_leaks(tmp_path, secret, key, name):
     (proj / name).symlink_to(secret)
     code, out, _ = run(['lint', str(proj)], cwd=tmp_path)
     assert_clean(code, out, 1)
-    assert 'MLP017' in out and 'environment file is refused' in out
+    assert 'MLP027' in out and 'points outside the repository (or checkout) root' in out
     code, out, _ = run(['run', '--dry-run', '--env-manager', 'uv', str(proj)], cwd=tmp_path)
-    assert_clean(code, out, 68)
+    assert_clean(code, out, 65)
     code, out, _ = run(['env', 'build', str(proj)], cwd=tmp_path)
-    assert_clean(code, out, 68)
+    assert_clean(code, out, 65)
 
 
 @pytest.mark.slow
