@@ -184,15 +184,6 @@ def run_warning_text(finding: Finding) -> str:
     return str(finding)
 
 
-def enclosing_root(directory: Path) -> Path:
-    """The nearest enclosing Git work tree of ``directory`` (a ``.git`` entry), else ``directory``."""
-    start = Path(os.path.abspath(directory))
-    for candidate in (start, *start.parents):
-        if os.path.lexists(candidate / '.git'):
-            return candidate
-    return start
-
-
 def contained(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
@@ -795,7 +786,9 @@ class _Builder:
             if not isinstance(value, str):
                 self.add('MLP003', f'{key} must be a path string, not {_kind(value)}', (key,))
                 return EnvSpec('none')
-            env_path, where = env_file_policy(self.directory, self.root or enclosing_root(self.directory), value)
+            from mlproj.safefile import find_root
+
+            env_path, where = env_file_policy(self.directory, self.root or find_root(self.directory), value)
             if where == 'outside':
                 self.add('MLP027', f'{key} {value!r} points outside the repository (or checkout) root; a project '
                          'reads env files only from inside its source', (key,))
