@@ -396,6 +396,33 @@ class SqliteStore:
                 'tags': tags, 'params': params, 'metrics': metrics}
 
 
+    def search_running_with_tag(self, experiment_ids: list[str], key: str, value: str) -> list[dict[str, Any]]:
+        """What ``search_runs(experiment_ids, "attributes.status = 'RUNNING' and tags.`key` = 'value'")``
+        answers with MLflow's defaults (active runs only), newest first; the stale-run check's query."""
+        if not experiment_ids or len(experiment_ids) > 100 or not _key_ok(key):
+            raise Unsupported('search outside the verified bounds')
+        ids = [int(e) for e in experiment_ids if str(e).isdigit()]
+        if len(ids) != len(experiment_ids):
+            raise Unsupported('non-numeric experiment id')
+        marks = ','.join('?' * len(ids))
+        conn = self.conn
+        with self.lock:
+            conn.execute('BEGIN')
+            try:
+                rows = conn.execute(
+                    f'SELECT r.run_uuid, r.experiment_id, r.status FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid'
+                    f" WHERE r.experiment_id IN ({marks}) AND r.status = 'RUNNING' AND r.lifecycle_stage = 'active'"
+                    f' AND t.key = ? AND t.value = ? ORDER BY r.start_time DESC, r.run_uuid', (*ids, key, value),
+                ).fetchall()
+                out = []
+                for run_id, experiment_id, status in rows[:10_000]:
+                    tags = dict(conn.execute('SELECT key, value FROM tags WHERE run_uuid = ?', (run_id,)).fetchall())
+                    out.append({'run_id': run_id, 'experiment_id': str(experiment_id), 'status': status, 'tags': tags})
+            finally:
+                conn.execute('COMMIT')
+        return out
+
+
 def _append_path(root: str, *parts: str) -> str:
     """``append_to_uri_path`` for the artifact locations MLflow's sqlite store writes: a POSIX path
     or a ``scheme://`` URI without query string (others are refused, MLflow handles them)."""
@@ -530,6 +557,16 @@ class SqliteTracker:
                              d['artifact_uri'])
 
         return self._run(f'reading run {run_id}', fast, lambda: self._fallback.get_run(run_id))
+
+    def search_running_with_tag(self, experiment_ids: list[str], key: str, value: str) -> list[Any]:
+        from mlproj.tracking import RunRecord
+
+        def fast(store: SqliteStore) -> list[Any]:
+            return [RunRecord(d['run_id'], d['experiment_id'], d['status'], d['tags'])
+                    for d in store.search_running_with_tag(experiment_ids, key, value)]
+
+        return self._run('searching runs', fast,
+                         lambda: self._fallback.search_running_with_tag(experiment_ids, key, value))
 
     def set_status(self, run_id: str, status: str) -> None:
         self._run('ending run', lambda s: s.set_status(run_id, status), lambda: self._fallback.set_status(run_id, status))

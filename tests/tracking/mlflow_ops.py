@@ -57,10 +57,18 @@ def ops(tracker) -> dict:
     tracker.set_tags(r1, {'k': 'v2'})                               # overwritten
     tracker.set_tags(r2, {'k': 'v0', 'mlproj.local.pid': '12345'})
     out['record_running'] = record(tracker.get_run(r1))
+    # the stale-run check's query (mlproj.stale): RUNNING runs carrying a tag value
+    out['searches'] = [
+        [record(x) for x in tracker.search_running_with_tag([out['default'], exp_a], 'k', 'v2')],
+        [record(x) for x in tracker.search_running_with_tag([out['default'], exp_a, out['exp_b']], 'mlflow.user',
+                                                            'alice')],
+        [record(x) for x in tracker.search_running_with_tag([exp_a], 'k', 'v2')],
+    ]
     tracker.set_status(r1, 'FINISHED')
     tracker.set_status(r2, 'FAILED')
     tracker.set_status(r3, 'KILLED')
     out['records'] = [record(tracker.get_run(r)) for r in runs]
+    out['searches'].append([record(x) for x in tracker.search_running_with_tag([out['default'], exp_a], 'k', 'v2')])
     out['run_ids'] = runs
     return out
 
@@ -171,7 +179,8 @@ def dump(db: str, result: dict) -> dict:
         'active': search(run_view_type=1),
     }
     return {'rows': rows, 'reads': reads,
-            'result': {**{k: v for k, v in result.items() if k not in ('records', 'record_running', 'run_ids')},
+            'result': {**{k: v for k, v in result.items() if k not in ('records', 'record_running', 'run_ids', 'searches')},
+                       'searches': [[n.record(x) for x in found] for found in result['searches']],
                        'record_running': n.record(result['record_running']),
                        'records': [n.record(x) for x in result['records']]}}
 

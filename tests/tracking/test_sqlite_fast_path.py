@@ -97,6 +97,8 @@ def test_fast_path_writes_what_mlflow_writes(which, tmp_path):
     assert [r['name'] for r in rows['runs']] == ['<generated>', 'named', '<generated>']
     assert [e['artifact_location'] for e in rows['experiments']][1:] == [f'{tmp_path}/mlruns/1', f'{tmp_path}/mlruns/2']
     assert fast['reads']['search']['param'] == ['<run0>'] and fast['reads']['search']['run_name'] == ['<run1>']
+    assert [[r['run_id'] for r in found] for found in fast['result']['searches']] == \
+        [['<run0>'], ['<run1>', '<run0>'], [], []]
 
 
 def test_verified_revisions_are_the_tested_ones():
@@ -325,3 +327,40 @@ def test_first_run_announces_the_store(tmp_path):
     assert 'mlproj: creating MLflow store ./mlflow.db' in r.stderr
     r = _mlproj(['run', str(proj)], tmp_path, 'sqlite:///mlflow.db')
     assert r.returncode == 0 and 'creating MLflow store' not in r.stderr
+
+
+RUN_WITHOUT_MLFLOW = '''
+import sys
+from mlproj.cli import main
+try:
+    code = main(["run", sys.argv[1], "--env-manager", "local"])
+except SystemExit as e:
+    code = e.code
+print("EXIT", code, "IMPORTED", sorted(m for m in ("mlflow", "sqlalchemy", "alembic") if m in sys.modules))
+'''
+
+
+def test_a_whole_run_on_a_verified_store_never_imports_mlflow(base_store, tmp_path):
+    """The CLI's whole run path (experiment, run, params, tags, the stale-run check, the end status)
+    is answered by the fast path: a regression here costs every user MLflow's 2-5 s import."""
+    from mlproj import stale
+
+    db = _copy(base_store, tmp_path)
+    uri = f'sqlite:///{db}'
+    t = SqliteTracker(uri)
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    tags = {**stale.launcher_tags(), stale.PID: str(dead.pid)}  # a launcher that is gone
+    stale_id = t.create_run('0', {'mlflow.user': 'u', **tags}, None)
+    proj = write_project(tmp_path / 'p', 'entry_points:\n  main:\n    parameters: {a: {default: 1}}\n'
+                                          '    command: "true {a}"\n')
+    env = dict(os.environ, MLFLOW_TRACKING_URI=uri, PYTHONPATH=str(REPO))
+    r = subprocess.run([sys.executable, '-c', RUN_WITHOUT_MLFLOW, str(proj)], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert r.stdout.strip().splitlines()[-1] == 'EXIT 0 IMPORTED []', (r.stdout, r.stderr)
+    assert f'ended stale run {stale_id} FAILED' in r.stderr
+    from mlflow.tracking import MlflowClient
+
+    (run,) = MlflowClient(uri).search_runs(['0'], "attributes.status = 'FINISHED'")
+    assert run.data.params == {'a': '1'} and run.data.tags['mlflow.project.entryPoint'] == 'main'
+    assert MlflowClient(uri).get_run(stale_id).info.status == 'FAILED'
