@@ -177,7 +177,33 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
-    sys.exit(main())
+    code = main()
+    _fast_exit(code)
+    sys.exit(code)
+
+
+def _fast_exit(code: int) -> None:
+    """End the process without the interpreter's finalization when nothing depends on it.
+
+    Tearing down the ~300 modules a run loads costs 30-60 ms on these machines, a quarter of a
+    trivial run's overhead.  It is skipped only when nothing could run at exit: no ``atexit``
+    callback is registered (MLflow, logging and concurrent.futures all register one when imported
+    and then get the normal exit), no non-daemon thread besides this one is alive, and both
+    standard streams flush cleanly (a failing flush takes the normal path and its error handling).
+    """
+    import atexit
+    import threading
+
+    if atexit._ncallbacks() or any(t is not threading.main_thread() and not t.daemon and t.is_alive()
+                                   for t in threading.enumerate()):
+        return
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+    except (OSError, ValueError):
+        return
+    os._exit(code & 0xFF if code >= 0 else 1)
 
 
 if __name__ == '__main__':

@@ -126,10 +126,56 @@ _REVISION_RE = re.compile(r'^(down_revision|revision)\s*(?::\s*[^=]+)?=\s*[\'"](
 
 
 def installed_head_revision(mlflow_dir: Path | None = None) -> str | None:
-    """The alembic head of the installed MLflow's store migrations (the revision it requires)."""
+    """The alembic head of the installed MLflow's store migrations (the revision it requires).
+
+    Reading every migration costs ~8 ms per run, so the answer is kept in the cache root, keyed
+    by the migrations directory's path, inode and modification time (installing or upgrading MLflow
+    replaces or rewrites that directory); a missing, unreadable or stale record is recomputed."""
     mlflow_dir = mlflow_dir or _mlflow_package_dir()
     if mlflow_dir is None:
         return None
+    versions = mlflow_dir / 'store' / 'db_migrations' / 'versions'
+    try:
+        st = os.stat(versions)
+    except OSError:
+        return None
+    key = f'{versions}\0{st.st_ino}\0{st.st_mtime_ns}\0{st.st_ctime_ns}'
+    record = _head_record_path()
+    try:
+        with open(record, encoding='utf-8') as f:
+            saved_key, _, saved_head = f.read(8192).rpartition('\0')
+        if saved_key == key and re.fullmatch(r'[0-9a-f]{6,40}', saved_head):
+            return saved_head
+    except (OSError, ValueError):
+        pass
+    head = _scan_head_revision(mlflow_dir)
+    if head is not None:
+        _save_head_record(record, f'{key}\0{head}')
+    return head
+
+
+def _head_record_path() -> Path:
+    from mlproj.cachedir import cache_root
+
+    return cache_root() / 'facts' / 'mlflow-sqlite-head'
+
+
+def _save_head_record(record: Path, text: str) -> None:
+    """Best effort, atomic (temporary file + rename): a cache that cannot be written is skipped."""
+    tmp = record.with_name(f'.{record.name}.{os.getpid()}.tmp')
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, 'w', encoding='utf-8') as f:
+            f.write(text)
+        os.replace(tmp, record)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def _scan_head_revision(mlflow_dir: Path) -> str | None:
     revisions: set[str] = set()
     parents: set[str] = set()
     try:

@@ -43,12 +43,10 @@ FORMAT = 1  # bump when the layout of built environments changes
 
 
 def cache_dir() -> Path:
-    """mlproj's cache directory: ``MLPROJ_CACHE_DIR``, else ``$XDG_CACHE_HOME/mlproj``."""
-    explicit = os.environ.get('MLPROJ_CACHE_DIR')
-    if explicit:
-        return Path(explicit)
-    xdg = os.environ.get('XDG_CACHE_HOME')
-    return Path(xdg) / 'mlproj' if xdg else Path.home() / '.cache' / 'mlproj'
+    """mlproj's cache directory (``mlproj.cachedir.cache_root``: the one root every cache shares)."""
+    from mlproj.cachedir import cache_root
+
+    return cache_root()
 
 
 def env_root() -> Path:

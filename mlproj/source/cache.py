@@ -32,20 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlproj.cachedir import cache_root  # noqa: F401  (re-exported: mlproj.source.cache.cache_root)
 from mlproj.errors import SourceError
 
 META = 'mlproj-mirror.json'
 DEFAULT_LOCK_TIMEOUT = 600.0
 _PACK_FILE = re.compile(r'^pack-[0-9a-f]{40,64}\.(pack|idx|rev|keep|bitmap|promisor|mtimes)$')
-
-
-def cache_root() -> Path:
-    explicit = os.environ.get('MLPROJ_CACHE_DIR')
-    if explicit:
-        return Path(explicit).expanduser().resolve()
-    xdg = os.environ.get('XDG_CACHE_HOME')
-    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / '.cache'
-    return (base / 'mlproj').resolve()
 
 
 def mirror_name(url: str) -> str:

@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from pathlib import Path
@@ -97,6 +96,8 @@ def _dirty_state(repo: Any) -> tuple[bool, str | None]:
         return False, None
     if not flags:
         return False, None
+    import hashlib  # lazily: loading OpenSSL costs ~6 ms on the run path of a clean tree
+
     digest = hashlib.sha256()
     try:
         head_tree = repo.head.peel(pygit2.Tree)

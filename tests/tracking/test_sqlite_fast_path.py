@@ -364,3 +364,23 @@ def test_a_whole_run_on_a_verified_store_never_imports_mlflow(base_store, tmp_pa
     (run,) = MlflowClient(uri).search_runs(['0'], "attributes.status = 'FINISHED'")
     assert run.data.params == {'a': '1'} and run.data.tags['mlflow.project.entryPoint'] == 'main'
     assert MlflowClient(uri).get_run(stale_id).info.status == 'FAILED'
+
+
+def test_head_revision_record_follows_the_migrations_directory(tmp_path, monkeypatch):
+    """The cached head is MLflow's (same as a fresh scan), and a changed migrations directory (an
+    upgrade adds a revision) is rescanned rather than answered from the record."""
+    monkeypatch.setenv('MLPROJ_CACHE_DIR', str(tmp_path / 'cache'))
+    fake = tmp_path / 'mlflow'
+    versions = fake / 'store' / 'db_migrations' / 'versions'
+    versions.mkdir(parents=True)
+    (versions / 'aaaaaaaaaaaa_first.py').write_text("revision = 'aaaaaaaaaaaa'\ndown_revision = None\n")
+    assert tracking_sqlite.installed_head_revision(fake) == 'aaaaaaaaaaaa'
+    record = tmp_path / 'cache' / 'facts' / 'mlflow-sqlite-head'
+    assert record.read_text().endswith('\0aaaaaaaaaaaa')
+    (versions / 'bbbbbbbbbbbb_second.py').write_text("revision = 'bbbbbbbbbbbb'\ndown_revision = 'aaaaaaaaaaaa'\n")
+    assert tracking_sqlite.installed_head_revision(fake) == 'bbbbbbbbbbbb'
+    record.write_text('garbage')                       # a damaged record is recomputed
+    assert tracking_sqlite.installed_head_revision(fake) == 'bbbbbbbbbbbb'
+    real = tracking_sqlite._mlflow_package_dir()
+    assert tracking_sqlite.installed_head_revision(real) == tracking_sqlite._scan_head_revision(real)
+    assert tracking_sqlite.installed_head_revision(real) == tracking_sqlite.installed_head_revision(real)

@@ -1,0 +1,20 @@
+"""mlproj's one cache root: ``MLPROJ_CACHE_DIR``, else ``$XDG_CACHE_HOME/mlproj`` (an absolute
+``XDG_CACHE_HOME`` only, as the XDG spec says), else ``~/.cache/mlproj``; always resolved.
+
+Clone mirrors (``mlproj.source.cache``), environments and interpreters (``mlproj.envs.store``) and
+small derived facts (the sqlite fast path's schema head) all live below it.  Stdlib only, cheap to
+import: the run path asks for it before anything heavy is loaded.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_root() -> Path:
+    explicit = os.environ.get('MLPROJ_CACHE_DIR')
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    xdg = os.environ.get('XDG_CACHE_HOME')
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / '.cache'
+    return (base / 'mlproj').resolve()
