@@ -1,0 +1,206 @@
+"""RestTracker's transport: one kept-alive connection per run to a real `mlflow server`, the
+proxy path through urllib, and bounded, one-line errors from servers that misbehave."""
+from __future__ import annotations
+
+import http.server
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from mlproj.errors import TrackingError
+from mlproj.tracking import RestTracker
+from tests.conftest import mlproj_bin, write_project
+
+pytestmark = pytest.mark.slow
+
+
+class Relay:
+    """A loopback TCP relay that counts the connections it accepts and forwards to ``target``."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.sock = socket.create_server(('127.0.0.1', 0))
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._stop = False
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _pipe(self, a: socket.socket, b: socket.socket) -> None:
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def _serve(self) -> None:
+        while not self._stop:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            upstream = socket.create_connection(self.target)
+            threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
+
+    def close(self) -> None:
+        self._stop = True
+        self.sock.close()
+
+
+def _mlproj(args, cwd, uri, env=None):
+    full = {k: v for k, v in os.environ.items() if not k.lower().endswith('_proxy')}
+    full.update(MLFLOW_TRACKING_URI=uri, **(env or {}))
+    return subprocess.run([mlproj_bin(), *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_a_run_uses_one_kept_alive_connection(mlflow_server, tmp_path):
+    host, port = mlflow_server.rsplit('//', 1)[1].split(':')
+    relay = Relay((host, int(port)))
+    try:
+        proj = write_project(tmp_path / 'p', 'entry_points:\n  main:\n    parameters: {a: {default: 1}}\n'
+                                              '    command: "true {a}"\n')
+        r = _mlproj(['run', str(proj), '--experiment-name', 'keepalive'], tmp_path, f'http://127.0.0.1:{relay.port}')
+        assert r.returncode == 0, r.stderr
+        # experiment lookup, create run, params, env tags, the stale-run search, the end status:
+        # six requests, at most two connections (the stale-run check may run beside the main thread)
+        assert 1 <= relay.accepted <= 2, relay.accepted
+    finally:
+        relay.close()
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(mlflow_server)
+    (run,) = c.search_runs([c.get_experiment_by_name('keepalive').experiment_id])
+    assert run.info.status == 'FINISHED' and run.data.params == {'a': '1'}
+
+
+def test_a_proxy_variable_sends_the_calls_through_the_proxy(mlflow_server, tmp_path):
+    """With HTTP_PROXY set the calls go through urllib, which honours it (as MLflow's client does)."""
+    seen: list[str] = []
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        def _forward(self) -> None:
+            seen.append(self.path)
+            import urllib.request
+
+            length = int(self.headers.get('Content-Length') or 0)
+            body = self.rfile.read(length) if length else None
+            req = urllib.request.Request(self.path, data=body, method=self.command,
+                                         headers={'Content-Type': 'application/json'})
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            try:
+                with opener.open(req, timeout=30) as resp:
+                    status, data = resp.status, resp.read()
+            except urllib.error.HTTPError as e:
+                status, data = e.code, e.read()
+            self.send_response(status)
+            self.send_header('Content-Type', 'application/json')
+            self.send_header('Content-Length', str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = _forward
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        proj = write_project(tmp_path / 'p', 'entry_points:\n  main:\n    command: "true"\n')
+        r = _mlproj(['run', str(proj)], tmp_path, mlflow_server,
+                    env={'HTTP_PROXY': f'http://127.0.0.1:{server.server_address[1]}', 'NO_PROXY': ''})
+        assert r.returncode == 0, r.stderr
+        assert any(p.startswith(mlflow_server + '/api/2.0/mlflow/runs/create') for p in seen), seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def hostile_server():
+    """Answers every request with a status and body chosen by the test."""
+    state = {'status': 200, 'body': b'{}', 'close': False, 'requests': 0}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = 'HTTP/1.1'
+
+        def _answer(self) -> None:
+            state['requests'] += 1
+            length = int(self.headers.get('Content-Length') or 0)
+            if length:
+                self.rfile.read(length)
+            if state['close']:
+                self.close_connection = True
+                self.wfile.write(b'garbage\r\n\r\n')
+                return
+            body = state['body']
+            self.send_response(state['status'])
+            self.send_header('Content-Type', 'application/json')
+            self.send_header('Content-Length', str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f'http://127.0.0.1:{server.server_address[1]}', state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_misbehaving_servers_get_one_line_errors(hostile_server, monkeypatch):
+    uri, state = hostile_server
+    for k in [k for k in os.environ if k.lower().endswith('_proxy')]:
+        monkeypatch.delenv(k)
+    t = RestTracker(uri, timeout=10)
+    state.update(status=500, body=b'{"error_code": "INTERNAL_ERROR", "message": "boom"}')
+    with pytest.raises(TrackingError, match=r'runs/create failed: HTTP 500 INTERNAL_ERROR: boom'):
+        t.create_run('0', {}, None)
+    state.update(status=403, body=b'{}')
+    with pytest.raises(TrackingError, match=r'refused the credentials \(HTTP 403\)'):
+        t.create_run('0', {}, None)
+    state.update(status=200, body=b'[1, 2]')
+    with pytest.raises(TrackingError, match='JSON that is not an object'):
+        t.create_run('0', {}, None)
+    state.update(close=True)
+    with pytest.raises(TrackingError, match='cannot talk to the tracking server'):
+        t.create_run('0', {}, None)
+    state.update(close=False, status=503, body=b'{}')
+    before = state['requests']
+    with pytest.raises(TrackingError, match='HTTP 503'):
+        t.set_status('0' * 32, 'FINISHED')
+    assert state['requests'] - before == 4  # retried, then given up
+
+
+def test_an_oversized_answer_is_refused_without_reading_it_all(hostile_server, monkeypatch):
+    from mlproj import tracking
+
+    uri, state = hostile_server
+    for k in [k for k in os.environ if k.lower().endswith('_proxy')]:
+        monkeypatch.delenv(k)
+    monkeypatch.setattr(tracking, 'MAX_RESPONSE_BYTES', 1000)
+    state.update(status=200, body=b'{"run": "' + b'x' * 5000 + b'"}')
+    with pytest.raises(TrackingError, match='answered more than'):
+        RestTracker(uri, timeout=10).get_run('0' * 32)
