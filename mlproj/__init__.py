@@ -61,7 +61,8 @@ def run(uri: str = '.', entry_point: str = 'main', **options: Unpack[RunOptions]
     ``docker_args``, ``experiment_name``, ``experiment_id``, ``backend``, ``backend_config`` (a dict
     or the path of a ``.json`` file), ``env_manager``, ``storage_dir``, ``run_id``, ``run_name``,
     ``build_image``, ``synchronous`` (default True), ``tracking_uri``, ``keep_checkout``,
-    ``require_clean``, ``pass_env`` (names passed to the project despite the child-environment policy).  With ``synchronous=True`` a failed run raises :class:`RunFailed`.
+    ``require_clean``, ``pass_env`` (names passed to the project despite the child-environment policy).
+    With ``synchronous=True`` a failed run raises :class:`RunFailed`.
     """
     from mlproj.request import RunRequest
     from mlproj.runner import load_backend_config, submit

@@ -14,7 +14,6 @@ from typing import Any
 from mlproj.errors import BackendError, EnvError, TrackingError
 from mlproj.request import ENV_MANAGERS, RunRequest
 
-
 # Backends whose commands see this machine's filesystem, so `path` parameters are made absolute.
 LOCAL_FILESYSTEM_BACKENDS = ('local', 'slurm')
 
@@ -236,7 +235,8 @@ def load_backend_config(value: Any) -> dict:
         except OSError as e:
             raise BadArgumentError(f'cannot read backend config: {e.strerror}', text) from None
         except json.JSONDecodeError as e:
-            raise BadArgumentError(f'backend config is not valid JSON: {e.msg}', f'{text}:{e.lineno}:{e.colno}') from None
+            raise BadArgumentError(f'backend config is not valid JSON: {e.msg}',
+                                   f'{text}:{e.lineno}:{e.colno}') from None
     else:
         try:
             data = json.loads(text)

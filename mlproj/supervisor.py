@@ -21,7 +21,8 @@ The local backend does not start the command itself; it starts this file as
   whose client was killed), and exits with the command's status (128+N for signal N).
 
 Start-up cost is kept down by importing only C modules (``_signal``, ``_ctypes``; measured in
-``benchmarks/results/supervisor.md``).  Descendants are found by one scan of ``/proc/*/stat`` (parent pid and process group), only when
+``benchmarks/results/supervisor.md``).  Descendants are found by one scan of ``/proc/*/stat``
+(parent pid and process group), only when
 something has to be signalled; a run whose command leaves nothing behind costs one ``waitpid``.
 Limits: without a subreaper (not Linux) only the command's process group is covered; a process
 that escapes the tree entirely (a daemon started through systemd, a container engine, ssh) is

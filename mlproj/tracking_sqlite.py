@@ -615,7 +615,8 @@ class SqliteTracker:
                          lambda: self._fallback.search_running_with_tag(experiment_ids, key, value))
 
     def set_status(self, run_id: str, status: str) -> None:
-        self._run('ending run', lambda s: s.set_status(run_id, status), lambda: self._fallback.set_status(run_id, status))
+        self._run('ending run', lambda s: s.set_status(run_id, status),
+                  lambda: self._fallback.set_status(run_id, status))
 
 
 def _display(path: str) -> str:

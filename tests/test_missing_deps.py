@@ -13,7 +13,6 @@ import pytest
 from mlproj.cli import COMMANDS, OPTIONAL_MODULES
 
 
-
 def _mlproj_without(module: str, args: list[str], cwd) -> subprocess.CompletedProcess:
     code = (f'import sys; sys.modules[{module!r}] = None\n'
             'from mlproj.cli import main; sys.exit(main(sys.argv[1:]))')
@@ -50,8 +49,9 @@ def test_an_unknown_missing_module_is_still_an_internal_error(tmp_path):
     assert missing_dependency(ModuleNotFoundError("No module named 'nope'", name='nope'), ['run']) is None
     assert missing_dependency(ModuleNotFoundError('x', name='sqlalchemy.orm'), ['run']) == \
         'mlproj run needs sqlalchemy, which is not installed: pip install "mlproj[run]"'
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     pyproject = tomllib.loads((Path(__file__).resolve().parent.parent / 'pyproject.toml').read_text())
     extras = pyproject['project']['optional-dependencies']

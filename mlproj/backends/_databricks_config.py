@@ -160,7 +160,8 @@ def normalize_upload_dir(value: str) -> str:
         path = str(PurePosixPath(text))
         _no_dotdot(path, value)
         if path.startswith('/Volumes/') and len(PurePosixPath(path).parts) < 5:
-            raise BackendError(f'upload_dir {value!r} must be inside a volume: /Volumes/<catalog>/<schema>/<volume>/...',
+            raise BackendError(f'upload_dir {value!r} must be inside a volume: '
+                               '/Volumes/<catalog>/<schema>/<volume>/...',
                                'backend config')
         return path
     raise BackendError(f'upload_dir {value!r} must start with dbfs:/, /Volumes/ or /Workspace/', 'backend config')

@@ -18,8 +18,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlproj.ci import findings as ann
-from mlproj.ci.markdown import CHECK_SUMMARY_CAP, COMMENT_CAP, Report, commit_state, conclusion, description
-from mlproj.ci.markdown import marker, render, title
+from mlproj.ci.markdown import (
+    CHECK_SUMMARY_CAP,
+    COMMENT_CAP,
+    Report,
+    commit_state,
+    conclusion,
+    description,
+    marker,
+    render,
+    title,
+)
 from mlproj.errors import BackendError
 
 # GitHub asks for at least one second between mutating requests (secondary rate limits).

@@ -9,7 +9,8 @@ a second signal escalates to SIGKILL.
 The project's processes get the environment of ``mlproj.childenv``'s policy, as under
 ``mlproj run``; in addition the CI runner's credentials (``GITHUB_TOKEN``, ``GH_TOKEN``,
 ``ACTIONS_*``, act's ``INPUT_*`` copies of the inputs) are removed from this process's own
-environment before anything runs, so no backend plugin can hand them on either.  Outputs (``run-id``, ``status``, ``run-url``, ``experiment-id``, ``commit``) and the step
+environment before anything runs, so no backend plugin can hand them on either.
+Outputs (``run-id``, ``status``, ``run-url``, ``experiment-id``, ``commit``) and the step
 summary are written whatever the outcome, before the exit status says whether the run failed.
 """
 from __future__ import annotations

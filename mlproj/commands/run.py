@@ -27,7 +27,8 @@ from mlproj.request import ENV_MANAGERS
               help='A parameter (repeatable). --param is an alias (the MLflow tutorial\'s spelling).')
 @click.option('-A', '--docker-args', 'docker_args', multiple=True, metavar='NAME[=VALUE]',
               help='A `docker run` option for docker projects (repeatable); a bare name is a flag.')
-@click.option('--experiment-name', default=None, help='Experiment name (created if missing). Env: MLFLOW_EXPERIMENT_NAME.')
+@click.option('--experiment-name', default=None,
+              help='Experiment name (created if missing). Env: MLFLOW_EXPERIMENT_NAME.')
 @click.option('--experiment-id', default=None, help='Experiment id. Env: MLFLOW_EXPERIMENT_ID.')
 @click.option('-b', '--backend', '-m', '--mode', 'backend', default='local', show_default=True,
               help='Execution backend. -m/--mode is an alias (MLflow\'s older name).')
@@ -37,7 +38,8 @@ from mlproj.request import ENV_MANAGERS
 @click.option('--env-manager', type=click.Choice(ENV_MANAGERS), default=None,
               help='How to prepare the Python environment (default: uv for python_env/conda_env projects, '
                    'local for projects without an environment).')
-@click.option('--storage-dir', envvar='MLFLOW_TMP_DIR', default=None, help='Where remote `path` parameters are downloaded.')
+@click.option('--storage-dir', envvar='MLFLOW_TMP_DIR', default=None,
+              help='Where remote `path` parameters are downloaded.')
 @click.option('--run-id', default=None, help='Resume this existing (RUNNING) MLflow run instead of creating one.')
 @click.option('--run-name', default=None, help='Name of the MLflow run.')
 @click.option('--build-image', is_flag=True, help='Docker projects: build an image with the project copied in.')

@@ -37,4 +37,5 @@ def gc(tracking_uri: str | None, experiment_ids: tuple[str, ...], dry_run: bool,
     verb = 'would end' if dry_run else 'ended'
     for e in ended:
         click.echo(f'{verb} run {e.run_id} (experiment {e.experiment_id}) FAILED: {e.reason}')
-    click.echo(f'{len(ended)} stale run(s) {verb.split()[-1]} in {len(ids)} experiment(s) of {tracking.redact_uri(uri)}')
+    where = tracking.redact_uri(uri)
+    click.echo(f'{len(ended)} stale run(s) {verb.split()[-1]} in {len(ids)} experiment(s) of {where}')

@@ -358,7 +358,9 @@ def _conda_version(rest: str) -> str | None:
         version = parts[0].strip()
         if not version:
             return None
-        return f'=={version}' if version.endswith('*') else f'=={version}.*' if version.count('.') < 2 else f'=={version}'
+        if version.endswith('*') or version.count('.') >= 2:
+            return f'=={version}'
+        return f'=={version}.*'
     if rest.startswith('=='):
         version = rest[2:].split('=')[0].strip()
         return f'=={version}' if version else None

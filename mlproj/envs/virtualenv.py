@@ -39,7 +39,8 @@ def build(target: Path, spec: PythonEnv, interpreter: Interpreter, project_dir: 
     python = str(target / 'bin' / 'python')
     for what, lines in (('build_dependencies', spec.build_dependencies), ('dependencies', spec.dependencies)):
         if lines:
-            run_step([python, '-m', 'pip', 'install', '--quiet', '--compile', *requirement_args(lines)], f'installing {what}',
+            run_step([python, '-m', 'pip', 'install', '--quiet', '--compile', *requirement_args(lines)],
+                     f'installing {what}',
                      cwd=project_dir, env=env, log=ctx.log, where=where)
     return {}
 

@@ -1,1 +1,2 @@
-"""Data files shipped with mlproj: mlproject.schema.json (JSON Schema draft-07, valid in Ajv strict mode as SchemaStore checks it)."""
+"""Data files shipped with mlproj: mlproject.schema.json (JSON Schema draft-07, valid in Ajv
+strict mode as SchemaStore checks it)."""

@@ -24,8 +24,15 @@ from mlproj.source import ResolvedSource
 from mlproj.source.cache import Mirror, Store
 from mlproj.source.credentials import Secrets, make_callbacks
 from mlproj.source.redact import redact
-from mlproj.source.tree import Revision, Submodule, export_commit, export_submodules, find_commit, first_line, \
-    has_commit
+from mlproj.source.tree import (
+    Revision,
+    Submodule,
+    export_commit,
+    export_submodules,
+    find_commit,
+    first_line,
+    has_commit,
+)
 from mlproj.source.uri import ParsedURI, is_full_sha
 from mlproj.source.worktree import make_worktree
 

@@ -17,7 +17,8 @@ So every checkout mlproj makes is a non-bare repository with
 Full trees are written by libgit2's ``checkout_tree`` (it validates every path, refuses ``.git``
 entries and never writes through a symlink, and fills the index with stat data).
 
-With ``MLPROJ_SPARSE_CHECKOUT=1``, ``#subfolder`` checkouts are *sparse*: a cone-mode sparse checkout of the subfolder (plus any
+With ``MLPROJ_SPARSE_CHECKOUT=1``, ``#subfolder`` checkouts are *sparse*: a cone-mode sparse
+checkout of the subfolder (plus any
 extra directories asked for), i.e. the files directly in every ancestor directory of the cone
 (where ``python_env: ../python_env.yaml`` lives) and everything below the cone.  Directories outside
 the cone are never walked: their trees go into a *sparse index* (Git >= 2.32, ``index.sparse``)

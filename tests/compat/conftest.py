@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-
 MLPROJ = str(Path(sys.executable).with_name('mlproj'))
 
 EXAMPLE_MLPROJECT = """\

@@ -8,9 +8,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mlproj.envs.envfiles import validate_conda_env, validate_python_env
 from mlproj.lint import lint_paths, load_config
 from mlproj.lint.engine import lint_blobs
-from mlproj.envs.envfiles import validate_conda_env, validate_python_env
 from mlproj.rules import RULES
 from mlproj.spec import parse_mlproject
 

@@ -14,7 +14,16 @@ from mlproj import source
 from mlproj.cli import main
 from mlproj.errors import SourceError
 from mlproj.source.cache import Store, mirror_name
-from tests.source.conftest import MLPROJ, assert_worktree, git, resolve_process, run_mlproj, start_daemon, start_http, stop
+from tests.source.conftest import (
+    MLPROJ,
+    assert_worktree,
+    git,
+    resolve_process,
+    run_mlproj,
+    start_daemon,
+    start_http,
+    stop,
+)
 
 
 def _mirrors(cache: Path) -> list[Path]:

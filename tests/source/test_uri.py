@@ -9,8 +9,14 @@ from hypothesis import strategies as st
 
 from mlproj.errors import SourceError
 from mlproj.source.redact import redact, strip_credentials
-from mlproj.source.uri import check_revision, is_full_sha, normalize_subdirectory, parse, relative_url, \
-    split_subdirectory
+from mlproj.source.uri import (
+    check_revision,
+    is_full_sha,
+    normalize_subdirectory,
+    parse,
+    relative_url,
+    split_subdirectory,
+)
 
 
 @pytest.mark.parametrize('uri,kind,url,scheme,host,sub', [

@@ -88,7 +88,6 @@ def test_remote_checkout_is_a_git_working_tree(mono, cache_dir):
         before = tree_digest(mirror)
         # project code using Git: GitPython and MLflow's own helpers see the commit and the remote
         import git as gitpython
-
         from mlflow.utils.git_utils import get_git_commit, get_git_repo_url
 
         assert gitpython.Repo(root / 'ml' / 'proj', search_parent_directories=True).head.commit.hexsha == mono['sha']

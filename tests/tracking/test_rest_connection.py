@@ -6,9 +6,7 @@ import http.server
 import os
 import socket
 import subprocess
-import sys
 import threading
-from pathlib import Path
 
 import pytest
 

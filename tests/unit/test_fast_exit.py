@@ -5,9 +5,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
-
 
 def _run(body: str) -> subprocess.CompletedProcess:
     code = textwrap.dedent('''

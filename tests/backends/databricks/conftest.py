@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from tests.backends.databricks.databricks_fake import FakeWorkspace
 
 TOKEN = 'dapi-fake-7c3e91d0b2a44f58-SECRET'

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from tests.backends.databricks.conftest import TOKEN, free_port_closed, mlproj_subprocess_argv
 
 NEW_CLUSTER = {'spark_version': '15.4.x-scala2.12', 'num_workers': 1, 'node_type_id': 'Standard_DS3_v2'}

@@ -8,6 +8,7 @@ import json
 import os
 
 import pytest
+
 from tests.backends.databricks.test_databricks_backend import SUCCESS_SCRIPT, cli, only_run, submitted_body
 
 # the guide's two example specs, exactly

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tests.backends.kubernetes.fake_kube import FakeKube, kubeconfig
 
 TEMPLATE = '''apiVersion: batch/v1

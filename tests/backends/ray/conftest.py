@@ -1,8 +1,8 @@
 """Fixtures of the ray backend tests (see ray_helpers for how the Ray head is run)."""
 from __future__ import annotations
 
-
 import pytest
+
 from tests.backends.ray.ray_helpers import RayHead, ensure_ray_venv
 
 

@@ -21,7 +21,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-
 RAY_VENV = Path(os.environ.get('MLPROJ_TEST_RAY_VENV', '/tmp/mlproj-test-ray-venv'))
 
 

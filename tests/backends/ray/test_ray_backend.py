@@ -7,6 +7,7 @@ import subprocess
 import time
 
 import pytest
+
 from tests.backends.conftest import mlproj_argv
 from tests.backends.ray.ray_helpers import free_port, run_id_of
 

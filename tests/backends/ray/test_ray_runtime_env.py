@@ -4,11 +4,11 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from tests.conftest import write_project as make_project
 
 from mlproj.backends.ray import runtime_env_for
 from mlproj.errors import BackendError, EnvError
 from mlproj.spec import load_project
+from tests.conftest import write_project as make_project
 
 CONDA = '''name: tutorial
 channels: [conda-forge]

@@ -1,8 +1,8 @@
 """Fixtures of the slurm backend tests (see slurm_helpers for the cluster)."""
 from __future__ import annotations
 
-
 import pytest
+
 from tests.backends.slurm.slurm_helpers import SlurmCluster
 
 

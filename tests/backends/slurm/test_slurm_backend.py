@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from tests.backends.conftest import mlproj_argv
 from tests.backends.slurm.slurm_helpers import run_id_of
 
