@@ -100,8 +100,13 @@ class Ended:
     reason: str
 
 
-def sweep(tracker, experiment_ids: list[str], *, exclude: str | None = None, dry_run: bool = False) -> list[Ended]:
-    """End FAILED every RUNNING run of ``experiment_ids`` whose launcher on this host is dead."""
+def sweep(tracker, experiment_ids: list[str], *, exclude: str | None = None, dry_run: bool = False,
+          stop=None, write_lock=None) -> list[Ended]:
+    """End FAILED every RUNNING run of ``experiment_ids`` whose launcher on this host is dead.
+
+    ``stop`` (a ``threading.Event``) abandons the sweep before its next write once set;
+    ``write_lock`` is held around each stale run's two writes, so a caller that sets ``stop`` and
+    then takes the lock never leaves a run half-ended (tagged but still RUNNING)."""
     if not experiment_ids:
         return []
     ended: list[Ended] = []
@@ -112,10 +117,24 @@ def sweep(tracker, experiment_ids: list[str], *, exclude: str | None = None, dry
         if reason is None:
             continue
         if not dry_run:
-            tracker.set_tags(record.run_id, {REASON_TAG: f'ended FAILED by mlproj: {reason}'})
-            tracker.set_status(record.run_id, 'FAILED')
+            with write_lock if write_lock is not None else _NO_LOCK:
+                if stop is not None and stop.is_set():
+                    break
+                tracker.set_tags(record.run_id, {REASON_TAG: f'ended FAILED by mlproj: {reason}'})
+                tracker.set_status(record.run_id, 'FAILED')
         ended.append(Ended(record.run_id, record.experiment_id, reason))
     return ended
+
+
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_LOCK = _NoLock()
 
 
 def enabled() -> bool:

@@ -89,7 +89,8 @@ class LocalSubmittedRun(SubmittedRun):
         self._done = threading.Event()
         self._cancelled = threading.Event()  # set once a cancel has finished killing the group
         self._lock = threading.Lock()
-        self._sweeper = _start_sweep(launch)
+        self._sweep_stop, self._sweep_lock = threading.Event(), threading.Lock()
+        self._sweeper = _start_sweep(launch, self._sweep_stop, self._sweep_lock)
         self._monitor = threading.Thread(target=self._watch, name=f'mlproj-run-{launch.run_id}', daemon=True)
         self._monitor.start()
 
@@ -99,7 +100,12 @@ class LocalSubmittedRun(SubmittedRun):
         self.supervised.close()
         self.child_exit_code = code if code >= 0 else 128 - code
         if self._sweeper is not None:
-            self._sweeper.join(5.0)  # the store is used by one thread at a time when it answers
+            # a sweep still searching (a slow server) is abandoned, not waited for: it is
+            # housekeeping and the next run repeats it; one in the middle of ending a stale run
+            # finishes that run first (the write lock).
+            self._sweep_stop.set()
+            with self._sweep_lock:
+                pass
         with self._lock:
             cancelled = self._cancel_signal is not None
         if cancelled:
@@ -156,7 +162,7 @@ class LocalSubmittedRun(SubmittedRun):
             self._cancelled.set()
 
 
-def _start_sweep(launch: Launch) -> threading.Thread | None:
+def _start_sweep(launch: Launch, stop: threading.Event, write_lock: threading.Lock) -> threading.Thread | None:
     """End runs of this experiment left RUNNING by dead launchers, while the command runs."""
     from mlproj import stale
 
@@ -165,7 +171,8 @@ def _start_sweep(launch: Launch) -> threading.Thread | None:
 
     def sweep() -> None:
         try:
-            for ended in stale.sweep(launch.tracker, [launch.experiment_id], exclude=launch.run_id):
+            for ended in stale.sweep(launch.tracker, [launch.experiment_id], exclude=launch.run_id, stop=stop,
+                                     write_lock=write_lock):
                 print(f'mlproj: ended stale run {ended.run_id} FAILED: {ended.reason}', file=sys.stderr, flush=True)
         except Exception as e:  # housekeeping must never disturb the run
             if os.environ.get('MLPROJ_DEBUG'):

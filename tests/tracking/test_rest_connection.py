@@ -1,4 +1,4 @@
-"""RestTracker's transport: one kept-alive connection per run to a real `mlflow server`, the
+"""RestTracker's transport: kept-alive connections (one per thread) to a real `mlflow server`, the
 proxy path through urllib, and bounded, one-line errors from servers that misbehave."""
 from __future__ import annotations
 
@@ -75,9 +75,9 @@ def test_a_run_uses_one_kept_alive_connection(mlflow_server, tmp_path):
                                               '    command: "true {a}"\n')
         r = _mlproj(['run', str(proj), '--experiment-name', 'keepalive'], tmp_path, f'http://127.0.0.1:{relay.port}')
         assert r.returncode == 0, r.stderr
-        # experiment lookup, create run, params, env tags, the stale-run search, the end status:
-        # six requests, at most two connections (the stale-run check may run beside the main thread)
-        assert 1 <= relay.accepted <= 2, relay.accepted
+        # create run, params, env tags (main thread), the stale-run search (its own thread), the
+        # end status (the run's watcher thread): five requests, one kept-alive connection per thread
+        assert 1 <= relay.accepted <= 3, relay.accepted
     finally:
         relay.close()
     from mlflow.tracking import MlflowClient
@@ -87,47 +87,95 @@ def test_a_run_uses_one_kept_alive_connection(mlflow_server, tmp_path):
     assert run.info.status == 'FINISHED' and run.data.params == {'a': '1'}
 
 
+class ForwardingProxy:
+    """An HTTP forward proxy on loopback; requests whose path contains ``hold`` wait for
+    ``release`` before they are forwarded."""
+
+    def __init__(self, hold: str | None = None) -> None:
+        self.seen: list[str] = []
+        self.held = threading.Event()
+        self.held_at = 0.0
+        self.release = threading.Event()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _forward(self) -> None:
+                import urllib.error
+                import urllib.request
+
+                proxy.seen.append(self.path)
+                length = int(self.headers.get('Content-Length') or 0)
+                body = self.rfile.read(length) if length else None
+                if hold and hold in self.path:
+                    import time
+
+                    proxy.held_at = time.time()
+                    proxy.held.set()
+                    proxy.release.wait(120)
+                req = urllib.request.Request(self.path, data=body, method=self.command,
+                                             headers={'Content-Type': 'application/json'})
+                opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+                try:
+                    with opener.open(req, timeout=30) as resp:
+                        status, data = resp.status, resp.read()
+                except urllib.error.HTTPError as e:
+                    status, data = e.code, e.read()
+                try:
+                    self.send_response(status)
+                    self.send_header('Content-Type', 'application/json')
+                    self.send_header('Content-Length', str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:
+                    pass  # the client is gone
+
+            do_GET = do_POST = _forward
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        self.url = f'http://127.0.0.1:{self.server.server_address[1]}'
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def test_a_proxy_variable_sends_the_calls_through_the_proxy(mlflow_server, tmp_path):
     """With HTTP_PROXY set the calls go through urllib, which honours it (as MLflow's client does)."""
-    seen: list[str] = []
-
-    class Proxy(http.server.BaseHTTPRequestHandler):
-        def _forward(self) -> None:
-            seen.append(self.path)
-            import urllib.request
-
-            length = int(self.headers.get('Content-Length') or 0)
-            body = self.rfile.read(length) if length else None
-            req = urllib.request.Request(self.path, data=body, method=self.command,
-                                         headers={'Content-Type': 'application/json'})
-            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-            try:
-                with opener.open(req, timeout=30) as resp:
-                    status, data = resp.status, resp.read()
-            except urllib.error.HTTPError as e:
-                status, data = e.code, e.read()
-            self.send_response(status)
-            self.send_header('Content-Type', 'application/json')
-            self.send_header('Content-Length', str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = _forward
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Proxy)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    proxy = ForwardingProxy()
     try:
         proj = write_project(tmp_path / 'p', 'entry_points:\n  main:\n    command: "true"\n')
-        r = _mlproj(['run', str(proj)], tmp_path, mlflow_server,
-                    env={'HTTP_PROXY': f'http://127.0.0.1:{server.server_address[1]}', 'NO_PROXY': ''})
+        r = _mlproj(['run', str(proj)], tmp_path, mlflow_server, env={'HTTP_PROXY': proxy.url, 'NO_PROXY': ''})
         assert r.returncode == 0, r.stderr
-        assert any(p.startswith(mlflow_server + '/api/2.0/mlflow/runs/create') for p in seen), seen
+        assert any(p.startswith(mlflow_server + '/api/2.0/mlflow/runs/create') for p in proxy.seen), proxy.seen
     finally:
-        server.shutdown()
-        server.server_close()
+        proxy.close()
+
+
+def test_the_end_of_a_run_does_not_wait_for_a_stale_run_search_in_flight(mlflow_server, tmp_path):
+    """The stale-run check is housekeeping: a server slow to answer its search must not hold the
+    run's end (status recorded, mlproj exits) hostage."""
+    proxy = ForwardingProxy(hold='runs/search')
+    try:
+        proj = write_project(tmp_path / 'p', 'entry_points:\n  main:\n    command: "true"\n')
+        r = _mlproj(['run', str(proj), '--experiment-name', 'slow-search'], tmp_path, mlflow_server,
+                    env={'HTTP_PROXY': proxy.url, 'NO_PROXY': ''})
+        still_held = proxy.held.is_set() and not proxy.release.is_set()
+        assert r.returncode == 0, r.stderr
+        assert still_held, proxy.seen  # mlproj ended while its search was still waiting in the proxy
+    finally:
+        proxy.close()
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(mlflow_server)
+    (run,) = c.search_runs([c.get_experiment_by_name('slow-search').experiment_id])
+    assert run.info.status == 'FINISHED'
+    # ended right after the command, not after a wait for the search (which used to be up to 5 s)
+    assert run.info.end_time / 1000 - proxy.held_at < 4.0, (run.info.end_time, proxy.held_at)
 
 
 @pytest.fixture
