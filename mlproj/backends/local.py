@@ -162,14 +162,25 @@ class LocalSubmittedRun(SubmittedRun):
             self._cancelled.set()
 
 
+SERVER_SWEEP_DELAY = 1.0
+
+
 def _start_sweep(launch: Launch, stop: threading.Event, write_lock: threading.Lock) -> threading.Thread | None:
-    """End runs of this experiment left RUNNING by dead launchers, while the command runs."""
+    """End runs of this experiment left RUNNING by dead launchers, while the command runs.
+
+    On a local sqlite store (the fast path) the search costs a millisecond and starts at once.
+    On a tracking server it waits until the command has run ``SERVER_SWEEP_DELAY`` seconds: a
+    search there costs ~0.1 s of the server's time, and a server with one worker would make a
+    short run's own end-status call queue behind it."""
     from mlproj import stale
 
     if not stale.enabled():
         return None
+    delay = 0.0 if getattr(launch.tracker, 'fast', False) else SERVER_SWEEP_DELAY
 
     def sweep() -> None:
+        if delay and stop.wait(delay):
+            return  # the run ended first: nothing to do beside it
         try:
             for ended in stale.sweep(launch.tracker, [launch.experiment_id], exclude=launch.run_id, stop=stop,
                                      write_lock=write_lock):
