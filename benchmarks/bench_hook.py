@@ -136,7 +136,8 @@ def main() -> None:
         '',
         f'Machine: {platform.system()} {platform.release()}, {os.cpu_count()} cores, Python '
         f'{platform.python_version()}, load average {load_start:.2f} at start, {load_end:.2f} at the end '
-        '(a shared machine: other sessions were running; wall times are inflated by the load).',
+        + ('(no other jobs running).' if max(load_start, load_end) < 2.5 else
+           '(a shared machine: other jobs were running; wall times are inflated by the load).'),
         f'Command: `python benchmarks/bench_hook.py --repeat {args.repeat}` (median and best of the repeats).',
         '',
         'mlproj: `repo:` a Git repository of this work tree + `rev:`; check-jsonschema '
