@@ -112,7 +112,7 @@ runs:
 
 def _copy_action_repo(dest: Path) -> None:
     """What a user's `uses: org/mlproj@v1` checkout contains that the action needs."""
-    for name in ('action.yml', 'pyproject.toml', 'README.md'):
+    for name in ('action.yml', 'pyproject.toml', 'README.md', 'LICENSE'):
         shutil.copy(REPO / name, dest / name)
     shutil.copytree(REPO / 'mlproj', dest / 'mlproj', ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
 

@@ -148,7 +148,7 @@ def test_wheel_contains_the_schema(tmp_path):
     src = tmp_path / 'src'
     # build from the committed-or-not working files that matter, not the whole shared tree
     shutil.copytree(REPO / 'mlproj', src / 'mlproj', ignore=shutil.ignore_patterns('__pycache__'))
-    for name in ('pyproject.toml', 'README.md'):
+    for name in ('pyproject.toml', 'README.md', 'LICENSE'):
         shutil.copy(REPO / name, src / name)
     env = dict(os.environ, UV_CACHE_DIR=str(tmp_path / 'uv-cache'))
     proc = subprocess.run([uv, 'build', '--wheel', '--out-dir', str(tmp_path / 'dist'), str(src)],
