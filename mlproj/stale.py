@@ -26,6 +26,7 @@ that lasts longer than the query; ``mlproj runs gc`` sweeps every experiment on 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from dataclasses import dataclass
@@ -117,7 +118,7 @@ def sweep(tracker, experiment_ids: list[str], *, exclude: str | None = None, dry
         if reason is None:
             continue
         if not dry_run:
-            with write_lock if write_lock is not None else _NO_LOCK:
+            with write_lock if write_lock is not None else contextlib.nullcontext():
                 if stop is not None and stop.is_set():
                     break
                 tracker.set_tags(record.run_id, {REASON_TAG: f'ended FAILED by mlproj: {reason}'})
@@ -125,16 +126,6 @@ def sweep(tracker, experiment_ids: list[str], *, exclude: str | None = None, dry
         ended.append(Ended(record.run_id, record.experiment_id, reason))
     return ended
 
-
-class _NoLock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-_NO_LOCK = _NoLock()
 
 
 def enabled() -> bool:
