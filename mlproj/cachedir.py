@@ -8,6 +8,7 @@ import: the run path asks for it before anything heavy is loaded.
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 
@@ -18,3 +19,20 @@ def cache_root() -> Path:
     xdg = os.environ.get('XDG_CACHE_HOME')
     base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / '.cache'
     return (base / 'mlproj').resolve()
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same directory and a rename:
+    readers see the old content or the new, never a half-written record.  The temporary file is
+    removed when the write fails; the error is the caller's."""
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp')
+    try:
+        with open(tmp, 'w', encoding='utf-8') as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

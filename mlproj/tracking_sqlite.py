@@ -162,17 +162,13 @@ def _head_record_path() -> Path:
 
 def _save_head_record(record: Path, text: str) -> None:
     """Best effort, atomic (temporary file + rename): a cache that cannot be written is skipped."""
-    tmp = record.with_name(f'.{record.name}.{os.getpid()}.tmp')
+    from mlproj.cachedir import write_text_atomic
+
     try:
         record.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, 'w', encoding='utf-8') as f:
-            f.write(text)
-        os.replace(tmp, record)
+        write_text_atomic(record, text)
     except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        pass
 
 
 def _scan_head_revision(mlflow_dir: Path) -> str | None:

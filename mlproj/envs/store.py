@@ -293,10 +293,9 @@ class FileLock:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f'.{path.name}.{secrets.token_hex(4)}.tmp')
-    with open(tmp, 'w', encoding='utf-8') as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    from mlproj.cachedir import write_text_atomic
+
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def _read_json(path: Path) -> dict | None:

@@ -32,7 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlproj.cachedir import cache_root  # noqa: F401  (re-exported: mlproj.source.cache.cache_root)
+from mlproj.cachedir import (
+    cache_root,  # noqa: F401  (re-exported: mlproj.source.cache.cache_root)
+    write_text_atomic,
+)
 from mlproj.errors import SourceError
 
 META = 'mlproj-mirror.json'
@@ -57,9 +60,7 @@ def _now() -> float:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding='utf-8')
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
