@@ -38,6 +38,8 @@ class RunRecord:
     params: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     artifact_uri: str = ''
+    start_time: int | None = None   # milliseconds since the epoch (filled by searches)
+    end_time: int | None = None
 
 
 class Tracker(Protocol):
@@ -236,20 +238,24 @@ class ClientTracker:
         return [(r.info.run_id, dict(r.data.tags)) for r in runs]
 
     # -- searching (stale runs, mlproj.stale): kept apart from the run's hot path --------------
-    def search_running_with_tag(self, experiment_ids: list[str], key: str, value: str) -> list[RunRecord]:
-        """RUNNING runs of ``experiment_ids`` whose tag ``key`` equals ``value``."""
-        flt = f"attributes.status = 'RUNNING' and tags.`{key}` = '{value}'"
+    def search_with_tag(self, experiment_ids: list[str], key: str, value: str, status: str = 'RUNNING'
+                        ) -> list[RunRecord]:
+        """Runs of ``experiment_ids`` with ``status`` whose tag ``key`` equals ``value``, newest first."""
+        flt = f"attributes.status = '{status}' and tags.`{key}` = '{value}'"
         out: list[RunRecord] = []
         token = None
         for _ in range(100):
             page = self._call('searching runs', self.client.search_runs, list(experiment_ids), flt,
                               max_results=1000, page_token=token)
-            out += [RunRecord(r.info.run_id, str(r.info.experiment_id), r.info.status, dict(r.data.tags))
-                    for r in page]
+            out += [RunRecord(r.info.run_id, str(r.info.experiment_id), r.info.status, dict(r.data.tags),
+                              start_time=r.info.start_time, end_time=r.info.end_time) for r in page]
             token = getattr(page, 'token', None)
             if not token:
                 break
         return out
+
+    def search_running_with_tag(self, experiment_ids: list[str], key: str, value: str) -> list[RunRecord]:
+        return self.search_with_tag(experiment_ids, key, value, 'RUNNING')
 
     def list_experiment_ids(self) -> list[str]:
         """Ids of every active experiment."""
@@ -485,21 +491,27 @@ class RestTracker:
                 for r in got.get('runs', [])]
 
     # -- searching (stale runs, mlproj.stale): kept apart from the run's hot path --------------
-    def search_running_with_tag(self, experiment_ids: list[str], key: str, value: str) -> list[RunRecord]:
-        """RUNNING runs of ``experiment_ids`` whose tag ``key`` equals ``value``."""
+    def search_with_tag(self, experiment_ids: list[str], key: str, value: str, status: str = 'RUNNING'
+                        ) -> list[RunRecord]:
+        """Runs of ``experiment_ids`` with ``status`` whose tag ``key`` equals ``value``, newest first."""
         body: dict[str, Any] = {'experiment_ids': list(experiment_ids), 'max_results': 1000,
-                                'filter': f"attributes.status = 'RUNNING' and tags.`{key}` = '{value}'"}
+                                'filter': f"attributes.status = '{status}' and tags.`{key}` = '{value}'"}
         out: list[RunRecord] = []
         for _ in range(100):
             got = self._request('POST', 'runs/search', body) or {}
             for run in got.get('runs', []):
                 tags = {t['key']: t.get('value', '') for t in run.get('data', {}).get('tags', [])}
-                out.append(RunRecord(run['info']['run_id'], str(run['info']['experiment_id']),
-                                     run['info']['status'], tags))
+                info = run['info']
+                out.append(RunRecord(info['run_id'], str(info['experiment_id']), info['status'], tags,
+                                     start_time=_int_or_none(info.get('start_time')),
+                                     end_time=_int_or_none(info.get('end_time'))))
             if not got.get('next_page_token'):
                 break
             body['page_token'] = got['next_page_token']
         return out
+
+    def search_running_with_tag(self, experiment_ids: list[str], key: str, value: str) -> list[RunRecord]:
+        return self.search_with_tag(experiment_ids, key, value, 'RUNNING')
 
     def list_experiment_ids(self) -> list[str]:
         """Ids of every active experiment."""
@@ -512,6 +524,13 @@ class RestTracker:
                 break
             body['page_token'] = got['next_page_token']
         return out
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _error_detail(payload: bytes, reason: str) -> str:

@@ -81,6 +81,7 @@ MAX_TAG_VALUE = 5000
 MAX_PARAM_VALUE = 6000
 MAX_PER_CALL = 100
 MAX_EXPERIMENT_NAME = 250
+_STATUSES = ('RUNNING', 'SCHEDULED', 'FINISHED', 'FAILED', 'KILLED')
 
 
 class Unsupported(Exception):
@@ -438,10 +439,12 @@ class SqliteStore:
                 'tags': tags, 'params': params, 'metrics': metrics}
 
 
-    def search_running_with_tag(self, experiment_ids: list[str], key: str, value: str) -> list[dict[str, Any]]:
-        """What ``search_runs(experiment_ids, "attributes.status = 'RUNNING' and tags.`key` = 'value'")``
-        answers with MLflow's defaults (active runs only), newest first; the stale-run check's query."""
-        if not experiment_ids or len(experiment_ids) > 100 or not _key_ok(key):
+    def search_with_tag(self, experiment_ids: list[str], key: str, value: str, status: str = 'RUNNING'
+                        ) -> list[dict[str, Any]]:
+        """What ``search_runs(experiment_ids, "attributes.status = '<status>' and tags.`key` = 'value'")``
+        answers with MLflow's defaults (active runs only), newest first: the stale-run check's query
+        (RUNNING) and the run cache's (FINISHED)."""
+        if not experiment_ids or len(experiment_ids) > 100 or not _key_ok(key) or status not in _STATUSES:
             raise Unsupported('search outside the verified bounds')
         ids = [int(e) for e in experiment_ids if str(e).isdigit()]
         if len(ids) != len(experiment_ids):
@@ -452,14 +455,16 @@ class SqliteStore:
             conn.execute('BEGIN')
             try:
                 rows = conn.execute(
-                    f'SELECT r.run_uuid, r.experiment_id, r.status FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid'
-                    f" WHERE r.experiment_id IN ({marks}) AND r.status = 'RUNNING' AND r.lifecycle_stage = 'active'"
-                    f' AND t.key = ? AND t.value = ? ORDER BY r.start_time DESC, r.run_uuid', (*ids, key, value),
+                    'SELECT r.run_uuid, r.experiment_id, r.status, r.start_time, r.end_time FROM runs r'
+                    f' JOIN tags t ON t.run_uuid = r.run_uuid WHERE r.experiment_id IN ({marks}) AND r.status = ?'
+                    " AND r.lifecycle_stage = 'active' AND t.key = ? AND t.value = ?"
+                    ' ORDER BY r.start_time DESC, r.run_uuid', (*ids, status, key, value),
                 ).fetchall()
                 out = []
-                for run_id, experiment_id, status in rows[:10_000]:
+                for run_id, experiment_id, run_status, start, end in rows[:10_000]:
                     tags = dict(conn.execute('SELECT key, value FROM tags WHERE run_uuid = ?', (run_id,)).fetchall())
-                    out.append({'run_id': run_id, 'experiment_id': str(experiment_id), 'status': status, 'tags': tags})
+                    out.append({'run_id': run_id, 'experiment_id': str(experiment_id), 'status': run_status,
+                                'tags': tags, 'start_time': start, 'end_time': end})
             finally:
                 conn.execute('COMMIT')
         return out
@@ -600,15 +605,20 @@ class SqliteTracker:
 
         return self._run(f'reading run {run_id}', fast, lambda: self._fallback.get_run(run_id))
 
-    def search_running_with_tag(self, experiment_ids: list[str], key: str, value: str) -> list[Any]:
+    def search_with_tag(self, experiment_ids: list[str], key: str, value: str, status: str = 'RUNNING'
+                        ) -> list[Any]:
         from mlproj.tracking import RunRecord
 
         def fast(store: SqliteStore) -> list[Any]:
-            return [RunRecord(d['run_id'], d['experiment_id'], d['status'], d['tags'])
-                    for d in store.search_running_with_tag(experiment_ids, key, value)]
+            return [RunRecord(d['run_id'], d['experiment_id'], d['status'], d['tags'], start_time=d['start_time'],
+                              end_time=d['end_time'])
+                    for d in store.search_with_tag(experiment_ids, key, value, status)]
 
         return self._run('searching runs', fast,
-                         lambda: self._fallback.search_running_with_tag(experiment_ids, key, value))
+                         lambda: self._fallback.search_with_tag(experiment_ids, key, value, status))
+
+    def search_running_with_tag(self, experiment_ids: list[str], key: str, value: str) -> list[Any]:
+        return self.search_with_tag(experiment_ids, key, value, 'RUNNING')
 
     def set_status(self, run_id: str, status: str) -> None:
         self._run('ending run', lambda s: s.set_status(run_id, status),

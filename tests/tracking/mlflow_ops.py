@@ -69,13 +69,19 @@ def ops(tracker) -> dict:
     tracker.set_status(r3, 'KILLED')
     out['records'] = [record(tracker.get_run(r)) for r in runs]
     out['searches'].append([record(x) for x in tracker.search_running_with_tag([out['default'], exp_a], 'k', 'v2')])
+    # the run cache's query (mlproj.runcache): FINISHED runs carrying a key, with their times
+    out['searches'].append([record(x) for x in tracker.search_with_tag([out['default'], exp_a], 'k', 'v2',
+                                                                       'FINISHED')])
+    out['searches'].append([record(x) for x in tracker.search_with_tag([out['default'], exp_a, out['exp_b']],
+                                                                       'mlflow.user', 'alice', 'FAILED')])
     out['run_ids'] = runs
     return out
 
 
 def record(rec) -> dict:
     return {'run_id': rec.run_id, 'experiment_id': rec.experiment_id, 'status': rec.status, 'tags': rec.tags,
-            'params': rec.params, 'metrics': rec.metrics, 'artifact_uri': rec.artifact_uri}
+            'params': rec.params, 'metrics': rec.metrics, 'artifact_uri': rec.artifact_uri,
+            'start_time': rec.start_time, 'end_time': rec.end_time}
 
 
 class Normalizer:
@@ -115,6 +121,7 @@ class Normalizer:
 
     def record(self, rec: dict) -> dict:
         return {**rec, 'run_id': self.text(rec['run_id']), 'artifact_uri': self.text(rec['artifact_uri']),
+                'start_time': self.ms(rec['start_time']), 'end_time': self.ms(rec['end_time']),
                 'tags': {k: self.tag(k, v) for k, v in sorted(rec['tags'].items())},
                 'params': dict(sorted(rec['params'].items()))}
 

@@ -98,7 +98,10 @@ def test_fast_path_writes_what_mlflow_writes(which, tmp_path):
     assert [e['artifact_location'] for e in rows['experiments']][1:] == [f'{tmp_path}/mlruns/1', f'{tmp_path}/mlruns/2']
     assert fast['reads']['search']['param'] == ['<run0>'] and fast['reads']['search']['run_name'] == ['<run1>']
     assert [[r['run_id'] for r in found] for found in fast['result']['searches']] == \
-        [['<run0>'], ['<run1>', '<run0>'], [], []]
+        [['<run0>'], ['<run1>', '<run0>'], [], [], ['<run0>'], ['<run1>']]
+    # the run cache's search reports when the found runs started and ended
+    assert [(r['start_time'], r['end_time']) for found in fast['result']['searches'][4:] for r in found] == \
+        [('<ms>', '<ms>')] * 2
 
 
 def test_verified_revisions_are_the_tested_ones():
