@@ -30,6 +30,7 @@ class RunRequest:
     keep_checkout: bool = False
     require_clean: bool = False
     strict: bool = False          # refuse what `mlproj lint` reports as errors (default: run as MLflow does)
+    reuse: bool = False           # report a FINISHED run with the same inputs instead of running (runcache)
     tracking_uri: str | None = None
     extra_tags: Mapping[str, str] = field(default_factory=dict)
     pass_env: tuple[str, ...] = ()    # names passed to the project despite the child-env policy

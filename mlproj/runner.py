@@ -31,6 +31,8 @@ class Plan:
     tracking_uri: str
     tags: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    cache_key: str | None = None           # mlproj.runcache: the run's inputs as one key
+    cache_miss_reason: str | None = None   # why there is no key
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -44,6 +46,7 @@ class Plan:
             'backend': self.request.backend,
             'tracking_uri': _redact(self.tracking_uri),
             'tags': self.tags,
+            'cache_key': self.cache_key,
         }
 
 
@@ -62,7 +65,19 @@ def _user() -> str:
 
 def plan(request: RunRequest, *, warn: Any = None) -> Plan:
     """Resolve and validate a request; creates no MLflow run. The caller must clean up ``source``."""
-    from mlproj import backends, envs, params, source, spec, tracking
+    warn = warn or _warn
+    src, project = resolve_project(request, warn=warn)
+    try:
+        return plan_point(request, src, project, warn=warn)
+    except BaseException:
+        src.cleanup()
+        raise
+
+
+def resolve_project(request: RunRequest, *, warn: Any = None) -> tuple[Any, Any]:
+    """The checks that need no source, the source, and its project (loaded and validated).
+    The caller must clean up the source."""
+    from mlproj import backends, source, spec
 
     warn = warn or _warn
     if request.env_manager is not None and request.env_manager not in ENV_MANAGERS:
@@ -82,34 +97,47 @@ def plan(request: RunRequest, *, warn: Any = None) -> Plan:
         project = spec.load_project(src.project_dir, root=src.root, refuse_lint_errors=request.strict)
         for f in project.run_warnings(strict=request.strict):
             warn(spec.run_warning_text(f))
-        entry_point = project.get_entry_point(request.entry_point)
-        # `path` values are resolved (and remote ones downloaded) only where the command runs on
-        # this machine's filesystem; a remote backend gets the value as given.
-        local_paths = request.backend in LOCAL_FILESYSTEM_BACKENDS
-        bound = params.bind(entry_point, request.parameters, cwd=request.cwd, project_dir=src.project_dir,
-                            storage_dir=request.storage_dir, resolve_paths=local_paths,
-                            download=local_paths and not request.dry_run, strict=request.strict,
-                            where=f'entry point {entry_point.name!r} of {project.mlproject_path or src.project_dir}')
-        command = params.build_command(entry_point, bound)
-        manager = envs.select_manager(project, request.env_manager or _inherited_env_manager())
-        tracking_uri = tracking.resolve_tracking_uri(request.tracking_uri, request.cwd)
-        validate = getattr(backends.get_backend(request.backend), 'validate', None)
-        if validate is not None:  # backend config, tracking URI, project kind: before any run exists
-            validate(request, tracking_uri, project)
-        tags = {
-            'mlflow.user': _user(),
-            **src.tags(),
-            'mlflow.project.entryPoint': request.entry_point,
-            'mlflow.project.backend': request.backend,
-            'mlproj.env_manager': manager,
-            **dict(request.extra_tags),
-        }
-        if request.run_name:
-            tags['mlflow.runName'] = request.run_name
-        return Plan(request, src, project, entry_point, bound, command, manager, tracking_uri, tags)
+        return src, project
     except BaseException:
         src.cleanup()
         raise
+
+
+def plan_point(request: RunRequest, src: Any, project: Any, *, warn: Any = None) -> Plan:
+    """The plan of one run of an already resolved project (a sweep plans each point so)."""
+    from mlproj import backends, envs, params, tracking
+
+    entry_point = project.get_entry_point(request.entry_point)
+    # `path` values are resolved (and remote ones downloaded) only where the command runs on
+    # this machine's filesystem; a remote backend gets the value as given.
+    local_paths = request.backend in LOCAL_FILESYSTEM_BACKENDS
+    bound = params.bind(entry_point, request.parameters, cwd=request.cwd, project_dir=src.project_dir,
+                        storage_dir=request.storage_dir, resolve_paths=local_paths,
+                        download=local_paths and not request.dry_run, strict=request.strict,
+                        where=f'entry point {entry_point.name!r} of {project.mlproject_path or src.project_dir}')
+    command = params.build_command(entry_point, bound)
+    manager = envs.select_manager(project, request.env_manager or _inherited_env_manager())
+    tracking_uri = tracking.resolve_tracking_uri(request.tracking_uri, request.cwd)
+    validate = getattr(backends.get_backend(request.backend), 'validate', None)
+    if validate is not None:  # backend config, tracking URI, project kind: before any run exists
+        validate(request, tracking_uri, project)
+    tags = {
+        'mlflow.user': _user(),
+        **src.tags(),
+        'mlflow.project.entryPoint': request.entry_point,
+        'mlflow.project.backend': request.backend,
+        'mlproj.env_manager': manager,
+        **dict(request.extra_tags),
+    }
+    if request.run_name:
+        tags['mlflow.runName'] = request.run_name
+    p = Plan(request, src, project, entry_point, bound, command, manager, tracking_uri, tags)
+    from mlproj import runcache
+
+    p.cache_key, p.cache_miss_reason = runcache.cache_key(p)
+    if p.cache_key:
+        p.tags[runcache.KEY_TAG] = p.cache_key
+    return p
 
 
 def _warn(message: str) -> None:
@@ -159,15 +187,44 @@ def _launcher_tags(request: RunRequest) -> dict[str, str]:
     return launcher_tags()
 
 
+class ReusedRun:
+    """A FINISHED run of the same inputs, reported instead of running again (``--reuse``)."""
+
+    exit_code = 0
+    tracking_problem = None
+    reused = True
+
+    def __init__(self, record: Any) -> None:
+        self.record = record
+        self.run_id = record.run_id
+
+    def wait(self, timeout: float | None = None) -> bool:  # noqa: ARG002
+        return True
+
+    def get_status(self) -> str:
+        return 'FINISHED'
+
+    def cancel(self, sig: int = 0) -> None:  # noqa: ARG002
+        return None
+
+
 def submit(request: RunRequest):
-    """Plan, create the MLflow run, hand it to the backend. Returns a SubmittedRun."""
+    """Plan, create the MLflow run, hand it to the backend. Returns a SubmittedRun (a
+    ``ReusedRun`` when ``request.reuse`` finds a FINISHED run with the same cache key)."""
+    return launch(plan(request))
+
+
+def launch(p: Plan, *, tracker: Any = None, experiment_id: str | None = None, parent_run_id: str | None = None,
+           prepared: dict | None = None, reuse_announce: Any = None):
+    """Create the MLflow run of plan ``p`` and hand it to its backend; owns ``p.source`` (cleaned
+    up when the run ends, or here on failure).  A sweep passes its ``tracker``, ``experiment_id``,
+    the parent run and a ``prepared`` dict (environments prepared once for every point)."""
     from mlproj import backends, tracking
 
-    p = plan(request)
+    request = p.request
     try:
         backend = backends.get_backend(request.backend)
-        tracker = tracking.get_tracker(p.tracking_uri)
-        exp_name, exp_id = tracking.resolve_experiment_args(request.experiment_name, request.experiment_id)
+        tracker = tracker or tracking.get_tracker(p.tracking_uri)
         if request.run_id:
             record = tracker.get_run(request.run_id)
             if record.status not in ('RUNNING', 'SCHEDULED'):
@@ -180,9 +237,16 @@ def submit(request: RunRequest):
                                       **_launcher_tags(request)})
             resumed_params = record.params
         else:
-            experiment_id = tracker.resolve_experiment(exp_name, exp_id)
+            if experiment_id is None:
+                exp_name, exp_id = tracking.resolve_experiment_args(request.experiment_name, request.experiment_id)
+                experiment_id = tracker.resolve_experiment(exp_name, exp_id)
+            if request.reuse:
+                reused = _find_reusable(p, tracker, str(experiment_id), reuse_announce)
+                if reused is not None:
+                    p.source.cleanup()
+                    return reused
             tags = {**p.tags, **_launcher_tags(request)}
-            parent = _parent_run_id()
+            parent = parent_run_id or _parent_run_id()
             if parent:
                 tags['mlflow.parentRunId'] = parent
             run_id = tracker.create_run(experiment_id, tags, request.run_name)
@@ -202,7 +266,7 @@ def submit(request: RunRequest):
         launch = backends.Launch(
             request=request, source=p.source, project=p.project, entry_point=p.entry_point, params=p.params,
             command=p.command, run_id=run_id, experiment_id=str(experiment_id), tracking_uri=p.tracking_uri,
-            tracker=tracker, env_manager=p.env_manager, run_env=run_env,
+            tracker=tracker, env_manager=p.env_manager, run_env=run_env, prepared=prepared,
         )
         submitted = backend.submit(launch)
     except BaseException as e:
@@ -214,6 +278,20 @@ def submit(request: RunRequest):
         p.source.cleanup()
         raise
     return submitted
+
+
+def _find_reusable(p: Plan, tracker: Any, experiment_id: str, announce: Any) -> ReusedRun | None:
+    from mlproj import runcache
+
+    if not p.cache_key:
+        _warn(f'--reuse: this run cannot be reused or found: {p.cache_miss_reason}')
+        return None
+    record = runcache.find_reusable(tracker, experiment_id, p.cache_key)
+    if record is None:
+        return None
+    message = f'reused run {record.run_id}, {runcache.describe_end(record)} (same inputs; --force reruns)'
+    (announce or (lambda m: print(f'mlproj: {m}', file=sys.stderr, flush=True)))(message)
+    return ReusedRun(record)
 
 
 def load_backend_config(value: Any) -> dict:

@@ -54,6 +54,10 @@ from mlproj.request import ENV_MANAGERS
                    '(repeatable; also MLPROJ_PASS_ENV=A,B). See "The project\'s environment" in the README.')
 @click.option('--strict', is_flag=True,
               help='Refuse what `mlproj lint` reports as errors (by default such files run as MLflow runs them).')
+@click.option('--reuse/--force', 'reuse', default=None,
+              help='--reuse: when a FINISHED run of this experiment has the same inputs (commit, subdirectory, '
+                   'entry point, parameters, environment, backend), report it and exit 0 instead of running. '
+                   '--force: run anyway (the default; MLPROJ_REUSE=1 makes --reuse the default).')
 @click.option('--git-username', default=None, help='User name for an HTTPS Git source. Env: MLFLOW_GIT_USERNAME.')
 @click.option('--git-password', default=None,
               help='Password or token for an HTTPS Git source; prefer the MLFLOW_GIT_PASSWORD variable '
@@ -62,8 +66,8 @@ def run(uri: str, entry_point: str, version: str | None, param_list: tuple[str, 
         experiment_name: str | None, experiment_id: str | None, backend: str, backend_config: str | None,
         env_manager: str | None, storage_dir: str | None, run_id: str | None, run_name: str | None,
         build_image: bool, tracking_uri: str | None, dry_run: bool, as_json: bool, keep_checkout: bool,
-        require_clean: bool, no_wait: bool, pass_env: tuple[str, ...], strict: bool, git_username: str | None,
-        git_password: str | None) -> None:
+        require_clean: bool, no_wait: bool, pass_env: tuple[str, ...], strict: bool, reuse: bool | None,
+        git_username: str | None, git_password: str | None) -> None:
     """Run the project at URI (a directory, or a Git URI with optional #subdirectory)."""
     from mlproj.errors import BadArgumentError
     from mlproj.params import parse_key_values
@@ -88,12 +92,19 @@ def run(uri: str, entry_point: str, version: str | None, param_list: tuple[str, 
         run_id=run_id, run_name=run_name, build_image=build_image, synchronous=not no_wait, dry_run=dry_run,
         keep_checkout=keep_checkout, require_clean=require_clean, tracking_uri=tracking_uri,
         pass_env=tuple(pass_env), strict=strict, git_username=git_username, git_password=git_password,
+        reuse=reuse_default() if reuse is None else reuse,
     )
     if dry_run:
         _dry_run(request, as_json)
         return
     code = execute(request)
     sys.exit(code)
+
+
+def reuse_default() -> bool:
+    import os
+
+    return os.environ.get('MLPROJ_REUSE', '').strip().lower() in ('1', 'true', 'yes', 'on')
 
 
 def _dry_run(request, as_json: bool) -> None:
@@ -112,6 +123,7 @@ def _dry_run(request, as_json: bool) -> None:
         click.echo(f"env manager: {info['env_manager']}")
         click.echo(f"backend:     {info['backend']}")
         click.echo(f"tracking:    {info['tracking_uri']}")
+        click.echo(f"cache key:   {info['cache_key'] or '(none: ' + (p.cache_miss_reason or '') + ')'}")
         click.echo('parameters:')
         for k, v in info['parameters'].items():
             click.echo(f'  {k} = {shlex.quote(v)}')
@@ -148,6 +160,8 @@ def execute(request) -> int:
         except Interrupted as e:
             print(f'mlproj: interrupted by signal {e.signum} while starting the run', file=sys.stderr)
             return 128 + e.signum
+        if getattr(submitted, 'reused', False):
+            return 0
         if not request.synchronous:
             click.echo(submitted.run_id)
             return 0
