@@ -25,6 +25,7 @@ from mlproj import __version__
 # name -> (module, attribute, one-line help shown by `mlproj --help` without importing the module)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     'run': ('mlproj.commands.run', 'run', 'Run a project (flag-compatible with `mlflow run`).'),
+    'sweep': ('mlproj.commands.sweep', 'sweep', 'Run a project over a grid of parameter values (child runs).'),
     'show': ('mlproj.commands.show', 'show', 'Show a resolved project: entry points, parameters, commands.'),
     'env': ('mlproj.commands.env', 'env', 'List, prune and build cached environments.'),
     'ci': ('mlproj.commands.ci', 'ci', 'CI helpers behind the GitHub Action: run, report, env-key, cancel.'),

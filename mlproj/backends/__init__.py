@@ -53,6 +53,9 @@ class Launch:
     tracker: Tracker
     env_manager: str                  # the manager chosen for this run
     run_env: Mapping[str, str] = field(default_factory=dict)  # MLFLOW_* variables for the child
+    # environments already prepared for this project (a sweep's points share one), by manager;
+    # None: prepare as usual.  Backends that prepare locally may read and fill it.
+    prepared: dict | None = None
 
     @property
     def project_dir(self) -> Path:

@@ -247,7 +247,13 @@ def submit(launch: Launch) -> LocalSubmittedRun:
         experiment_id=launch.experiment_id,
         pass_env=tuple(launch.request.pass_env),
     )
-    environment = prepare(launch.project, launch.env_manager, ctx)
+    memo = launch.prepared
+    # a sweep prepares each environment once; docker's depends on the run (its container args)
+    environment = memo.get(launch.env_manager) if memo is not None and launch.env_manager != 'docker' else None
+    if environment is None:
+        environment = prepare(launch.project, launch.env_manager, ctx)
+        if memo is not None and launch.env_manager != 'docker':
+            memo[launch.env_manager] = environment
     tags = {}
     if environment.tag:
         tags['mlflow.project.env'] = environment.tag
