@@ -97,7 +97,9 @@ def run(uri: str, entry_point: str, version: str | None, param_list: tuple[str, 
 
 
 def _dry_run(request, as_json: bool) -> None:
+    from mlproj.commands.show import env_text
     from mlproj.runner import plan
+    from mlproj.safeout import printable
 
     p = plan(request)
     try:
@@ -110,6 +112,8 @@ def _dry_run(request, as_json: bool) -> None:
             click.echo(f"commit:      {info['commit']}")
         click.echo(f"entry point: {info['entry_point']}")
         click.echo(f"env manager: {info['env_manager']}")
+        own = " (the entry point's own)" if info['environment']['entry_point_env'] else ''
+        click.echo(printable(f"environment: {env_text(info['environment'])}{own}"))
         click.echo(f"backend:     {info['backend']}")
         click.echo(f"tracking:    {info['tracking_uri']}")
         click.echo('parameters:')
