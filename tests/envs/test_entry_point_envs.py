@@ -83,6 +83,14 @@ def test_two_steps_each_run_in_an_env_with_only_its_own_dependency(tmp_path, ste
         site = list(built.path.glob('lib/python*/site-packages'))[0]
         installed = sorted(p.name.split('-')[0] for p in site.glob('*.dist-info'))
         assert installed == (['alpha_pkg'] if step == 'step_a' else ['beta_pkg'])
+    # `mlproj env build -e STEP` prepares (here: finds) the environment that step runs in
+    from click.testing import CliRunner
+
+    from mlproj.commands.env import env as env_cli
+
+    out = CliRunner().invoke(env_cli, ['build', str(proj), '-e', 'step_b'])
+    assert out.exit_code == 0, out.output
+    assert f"hash:    {tags['step_b']['mlproj.env.hash']}" in out.output
 
 
 def test_mlflow_ignores_entry_point_envs_and_uses_the_projects(tmp_path):
