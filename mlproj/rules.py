@@ -113,6 +113,10 @@ _RULES = [
          'An unknown key that is a close misspelling of a known one (entry_point for entry_points, '
          'comand for command): what it should set is silently missing, so it is an error in lint. '
          '`mlproj run`, like MLflow, only warns (MLP004).', 'lint'),
+    Rule('MLP031', 'entry-point-env', 'warning',
+         'An entry point declares its own python_env / conda_env / docker_env: mlproj-only; mlflow run '
+         "ignores it and uses the project's environment, so the step runs there with other dependencies. "
+         'Silence it (# mlproj: disable=MLP031) in a project meant for mlproj.', 'lint'),
 ]
 
 RULES: dict[str, Rule] = {r.id: r for r in _RULES}

@@ -1,7 +1,9 @@
 """The run pipeline: source -> project -> parameters -> MLflow run -> backend.
 
 Everything that can be checked without side effects (URI, MLproject, entry point, parameter
-types, env manager, backend name) is checked before the MLflow run is created.  Once the run
+types, env manager, backend name) is checked before the MLflow run is created.  From the entry
+point on, the project is the one that entry point runs (``Project.for_entry_point``: its own
+environment when it declares one), so env managers and every backend see the right environment.  Once the run
 exists, any failure ends it FAILED before the error propagates: no run is ever left RUNNING.
 """
 from __future__ import annotations
@@ -43,6 +45,7 @@ class Plan:
             'parameters': self.params.logged,
             'command': self.command,
             'env_manager': self.env_manager,
+            'environment': {**self.project.env.as_dict(), 'entry_point_env': self.entry_point.env is not None},
             'backend': self.request.backend,
             'tracking_uri': _redact(self.tracking_uri),
             'tags': self.tags,
@@ -108,6 +111,7 @@ def plan_point(request: RunRequest, src: Any, project: Any, *, warn: Any = None)
     from mlproj import backends, envs, params, tracking
 
     entry_point = project.get_entry_point(request.entry_point)
+    project = project.for_entry_point(entry_point)  # its own python_env / conda_env / docker_env
     # `path` values are resolved (and remote ones downloaded) only where the command runs on
     # this machine's filesystem; a remote backend gets the value as given.
     local_paths = request.backend in LOCAL_FILESYSTEM_BACKENDS

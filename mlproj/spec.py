@@ -13,6 +13,11 @@ Env file paths (``python_env: ../python_env.yaml``) may point anywhere inside th
 repository or checkout root the project comes from (``ResolvedSource.root``; for ``mlproj lint`` and
 the Python API, the nearest enclosing Git work tree, else the project directory).  A path that leaves
 the root lexically, or whose resolved target (symlinks followed) does, is MLP027 and refused.
+
+An entry point may declare its own ``python_env`` / ``conda_env`` / ``docker_env`` (mlproj only:
+``mlflow run`` ignores the key and uses the project's environment).  It is read and checked exactly
+like the top-level keys and kept as ``EntryPoint.env``; ``Project.for_entry_point`` is the project
+as that entry point runs it, which is what the run pipeline hands to env managers and backends.
 """
 from __future__ import annotations
 
@@ -32,7 +37,9 @@ PARAM_TYPES = ('string', 'float', 'int', 'bool', 'path', 'uri')
 # Accepted spellings that mean the same as a canonical type.
 PARAM_TYPE_ALIASES = {'str': 'string', 'integer': 'int', 'boolean': 'bool', 'double': 'float'}
 TOP_LEVEL_KEYS = ('name', 'entry_points', 'conda_env', 'python_env', 'docker_env', 'databricks_spark_job')
-ENTRY_POINT_KEYS = ('parameters', 'command')
+ENV_KEYS = ('python_env', 'conda_env', 'docker_env')
+# an entry point's own environment (python_env / conda_env / docker_env) is mlproj's: MLflow ignores it
+ENTRY_POINT_KEYS = ('parameters', 'command', *ENV_KEYS)
 PARAM_KEYS = ('type', 'default')
 DOCKER_KEYS = ('image', 'volumes', 'environment')
 DATABRICKS_KEYS = ('python_file', 'parameters', 'python_libraries')
@@ -90,6 +97,7 @@ class EntryPoint:
     parameters: dict[str, Parameter] = field(default_factory=dict)
     pos: Pos = (0, 0)
     script: bool = False  # a convention entry point (a .py / .sh file), not declared
+    env: EnvSpec | None = None  # its own python_env / conda_env / docker_env (mlproj only); None: the project's
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,10 @@ class EnvSpec:
     docker: DockerSpec | None = None
     declared: bool = False  # named in MLproject rather than found by convention
 
+    def as_dict(self) -> dict[str, Any]:
+        return {'kind': self.kind, 'file': str(self.path) if self.path else None,
+                'docker_image': self.docker.image if self.docker else None}
+
 
 @dataclass(frozen=True)
 class Project:
@@ -118,6 +130,18 @@ class Project:
     findings: tuple[Finding, ...] = ()
     data: dict = field(default_factory=dict)
     root: Path | None = None  # the checkout / repository root project files may not leave
+
+    def for_entry_point(self, entry_point: EntryPoint | str) -> Project:
+        """The project as ``entry_point`` runs it: with the entry point's own environment when it
+        declares one (mlproj only; ``mlflow run`` ignores the key), else the project itself."""
+        ep = self.entry_points.get(entry_point) if isinstance(entry_point, str) else entry_point
+        if ep is None or ep.env is None:
+            return self
+        return replace(self, env=ep.env)
+
+    def environments(self) -> list[tuple[str | None, EnvSpec]]:
+        """The project's environment (``None``) and each entry point's own one, by entry point name."""
+        return [(None, self.env)] + [(name, ep.env) for name, ep in self.entry_points.items() if ep.env is not None]
 
     def get_entry_point(self, name: str) -> EntryPoint:
         """A declared entry point, else a ``.py`` / ``.sh`` file of the project (MLflow's convention)."""
@@ -704,7 +728,8 @@ class _Builder:
                 if command is None:
                     self.add('MLP014', f'entry point {ep_name!r} has no command (add `command: ...`, or name the '
                              'entry point after a .py / .sh file of the project)', ep_path, key=True)
-            out[ep_name] = EntryPoint(ep_name, command, params, self.doc.key_pos.get(ep_path, (0, 0)), script)
+            env = self.declared_env(ep, ep_path)
+            out[ep_name] = EntryPoint(ep_name, command, params, self.doc.key_pos.get(ep_path, (0, 0)), script, env)
         return out
 
     def script_command(self, ep_name: str, params: dict[str, Parameter]) -> str | None:
@@ -765,45 +790,61 @@ class _Builder:
         return out
 
     def env(self, data: dict) -> EnvSpec:
+        declared = self.declared_env(data, ())
+        if declared is not None:
+            return declared
+        for name, kind in ((DEFAULT_PYTHON_ENV, 'python'), (DEFAULT_CONDA_ENV, 'conda')):
+            if (self.directory / name).is_file():
+                return EnvSpec(kind, self.directory / name, None, False)
+        return EnvSpec('none')
+
+    def declared_env(self, data: dict, prefix: tuple) -> EnvSpec | None:
+        """The env ``data`` declares (the top level, ``prefix`` ``()``, or an entry point's mapping), else None.
+
+        An entry point's keys are read and checked exactly like the top-level ones (paths relative to
+        the project directory, anywhere inside the root); messages name them ``entry_points.<ep>.<key>``.
+        """
+        def label(key: str) -> str:
+            return '.'.join([*map(str, prefix), key])
+
         # MLflow treats a falsy value as absent; an empty mapping or list (or 0) where a path or a
         # mapping belongs is still a mistake worth reporting, so only null and '' mean "absent" here.
         for key, expected, what in (('python_env', str, 'a path string'), ('conda_env', str, 'a path string'),
                                     ('docker_env', dict, 'a mapping with image, volumes, environment')):
             value = data.get(key)
             if value is not None and not value and not isinstance(value, expected):
-                self.add('MLP003', f'{key} must be {what}, not {_kind(value)}', (key,))
+                self.add('MLP003', f'{label(key)} must be {what}, not {_kind(value)}', prefix + (key,))
         present = [k for k in ('docker_env', 'python_env', 'conda_env') if data.get(k)]
         if len(present) > 1:
-            self.add('MLP007', 'only one environment may be declared, found: ' + ', '.join(present),
-                     (present[1],), key=True)
+            where = f' in entry point {prefix[-1]!r}' if prefix else ''
+            self.add('MLP007', f'only one environment may be declared{where}, found: ' + ', '.join(present),
+                     prefix + (present[1],), key=True)
         docker_raw = data.get('docker_env')
         if docker_raw:
-            return EnvSpec('docker', None, self.docker(docker_raw), True)
+            return EnvSpec('docker', None, self.docker(docker_raw, prefix), True)
         for key, kind in (('python_env', 'python'), ('conda_env', 'conda')):
             value = data.get(key)
             if not value:
                 continue
+            path = prefix + (key,)
             if not isinstance(value, str):
-                self.add('MLP003', f'{key} must be a path string, not {_kind(value)}', (key,))
+                self.add('MLP003', f'{label(key)} must be a path string, not {_kind(value)}', path)
                 return EnvSpec('none')
             from mlproj.safefile import find_root
 
             env_path, where = env_file_policy(self.directory, self.root or find_root(self.directory), value)
             if where == 'outside':
-                self.add('MLP027', f'{key} {value!r} points outside the repository (or checkout) root; a project '
-                         'reads env files only from inside its source', (key,))
+                self.add('MLP027', f'{label(key)} {value!r} points outside the repository (or checkout) root; a '
+                         'project reads env files only from inside its source', path)
                 return EnvSpec('none')
             if where == 'root':
-                self.add('MLP026', f'{key} {value!r} lies outside the project directory (in the same '
+                self.add('MLP026', f'{label(key)} {value!r} lies outside the project directory (in the same '
                          'repository): it works when the project is run from its repository, as in MLflow',
-                         (key,))
+                         path)
             if not env_path.is_file():
-                self.add('MLP011', f'{key} file {value!r} does not exist in the project', (key,))
+                self.add('MLP011', f'{label(key)} file {value!r} does not exist in the project', path)
             return EnvSpec(kind, env_path, None, True)
-        for name, kind in ((DEFAULT_PYTHON_ENV, 'python'), (DEFAULT_CONDA_ENV, 'conda')):
-            if (self.directory / name).is_file():
-                return EnvSpec(kind, self.directory / name, None, False)
-        return EnvSpec('none')
+        return None
 
     def databricks_spark_job(self, raw: Any) -> None:
         path = ('databricks_spark_job',)
@@ -820,27 +861,28 @@ class _Builder:
             if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
                 self.add('MLP003', f'databricks_spark_job.{key} must be a list of strings', path + (key,))
 
-    def docker(self, raw: Any) -> DockerSpec:
-        path = ('docker_env',)
+    def docker(self, raw: Any, prefix: tuple = ()) -> DockerSpec:
+        path = prefix + ('docker_env',)
+        what = '.'.join(map(str, path))
         if not isinstance(raw, dict):
-            self.add('MLP003', f'docker_env must be a mapping with image, volumes, environment, not {_kind(raw)}',
+            self.add('MLP003', f'{what} must be a mapping with image, volumes, environment, not {_kind(raw)}',
                      path)
             return DockerSpec('')
-        self.unknown_keys(raw, DOCKER_KEYS, path, 'docker_env')
+        self.unknown_keys(raw, DOCKER_KEYS, path, what)
         image = raw.get('image')
         if not image or not isinstance(image, str):
-            self.add('MLP008', 'docker_env needs an image (a string such as "python:3.11-slim")',
+            self.add('MLP008', f'{what} needs an image (a string such as "python:3.11-slim")',
                      path + ('image',) if 'image' in raw else path)
             image = ''
         volumes = raw.get('volumes') or []
         if not isinstance(volumes, list) or not all(isinstance(v, str) for v in volumes):
-            self.add('MLP009', 'docker_env.volumes must be a list of strings such as "/host/path:/container/path"',
+            self.add('MLP009', f'{what}.volumes must be a list of strings such as "/host/path:/container/path"',
                      path + ('volumes',))
             volumes = []
         environment: list[str | tuple[str, str]] = []
         env_raw = raw.get('environment') or []
         if not isinstance(env_raw, list):
-            self.add('MLP010', 'docker_env.environment must be a list of variable names or [name, value] pairs',
+            self.add('MLP010', f'{what}.environment must be a list of variable names or [name, value] pairs',
                      path + ('environment',))
             env_raw = []
         for i, item in enumerate(env_raw):
@@ -850,7 +892,7 @@ class _Builder:
                   and isinstance(item[1], (str, int, float)) and not isinstance(item[1], bool)):
                 environment.append((item[0], str(item[1])))
             else:
-                self.add('MLP010', f'docker_env.environment entry {item!r} must be a variable name or a '
+                self.add('MLP010', f'{what}.environment entry {item!r} must be a variable name or a '
                          '[name, value] pair', path + ('environment', i))
         return DockerSpec(image, tuple(volumes), tuple(environment))
 

@@ -14,7 +14,8 @@ way ``mlflow run`` does, with three differences that keep mlproj's guarantees:
   one-line ``BackendError``.
 
 A plugin that ignores the run id and creates its own run is tolerated: mlproj tags its own run with
-``mlproj.plugin.run_id`` and ends both.
+``mlproj.plugin.run_id`` and ends both.  A plugin reads the MLproject with MLflow, so an entry
+point's own environment (mlproj only) is not seen there: mlproj says so before handing it over.
 """
 from __future__ import annotations
 
@@ -132,6 +133,10 @@ class MlflowPluginBackend:
         params = {k: v if isinstance(v, str) else str(v) for k, v in request.parameters.items()}
         if mlflow.get_tracking_uri() != launch.tracking_uri:  # plugins use MLflow's fluent client
             mlflow.set_tracking_uri(launch.tracking_uri)
+        if launch.entry_point.env is not None:
+            say(f'mlproj: warning: entry point {launch.entry_point.name!r} declares its own environment, which '
+                f'MLflow backend plugin {self.name!r} does not see: MLflow reads the MLproject itself and uses '
+                "the project's environment")
         say(f"=== Running entry point '{launch.entry_point.name}' with backend plugin {self.name!r} "
             f"in run with ID '{launch.run_id}' ===")
         try:

@@ -6,6 +6,8 @@ files and lock files, computed by ``mlproj.envs``), prefixed with the runner's O
 architecture.  When that hash cannot be known before the run (conda, or a Python that uv would
 install first) the key falls back to a SHA-256 of the files that define the environment.  A
 project without an environment, or run with the local or docker manager, has nothing to cache.
+With an entry point given, the key is that of the environment it runs in (its own python_env /
+conda_env / docker_env when it declares one, else the project's).
 The cached directory is mlproj's environment store (``MLPROJ_ENV_ROOT``, default
 ``<cache dir>/envs``).
 """
@@ -90,7 +92,8 @@ def key_for(project, manager: str) -> CacheKey | None:
     return CacheKey(f'mlproj-env-{system}-{arch}-{name}', prefix, str(env_root()), manager, name)
 
 
-def compute(uri: str, version: str | None, env_manager: str | None) -> dict[str, str]:
+def compute(uri: str, version: str | None, env_manager: str | None,
+            entry_point: str | None = None) -> dict[str, str]:
     """Outputs for the action: ``cache`` (true/false), ``key``, ``restore-prefix``, ``path``, ``reason``."""
     from mlproj import envs, source, spec
     from mlproj.ci import gha
@@ -105,6 +108,8 @@ def compute(uri: str, version: str | None, env_manager: str | None) -> dict[str,
         resolved = source.resolve(src.uri, src.version, cwd=cwd)
         try:
             project = spec.load_project(resolved.project_dir, root=resolved.root)
+            if entry_point:
+                project = project.for_entry_point(entry_point)
             manager = envs.select_manager(project, env_manager)
             key = key_for(project, manager)
         finally:

@@ -107,13 +107,15 @@ def report(state_file: str | None, run_id: str | None, tracking_uri: str | None,
 @click.argument('uri', default='', required=False)
 @click.option('-v', '--version', 'version', default=None)
 @click.option('--env-manager', type=click.Choice(ENV_MANAGERS), default=None)
+@click.option('-e', '--entry-point', default=None, help="The entry point to be run (its own environment, if any).")
 @click.option('--github-output', envvar='GITHUB_OUTPUT', default=None, metavar='PATH')
-def env_key(uri: str, version: str | None, env_manager: str | None, github_output: str | None) -> None:
+def env_key(uri: str, version: str | None, env_manager: str | None, entry_point: str | None,
+            github_output: str | None) -> None:
     """Print the environment-cache key of the project (outputs: cache, key, restore-prefix, path)."""
     from mlproj.ci import gha
     from mlproj.ci.cache import compute
 
-    outputs = compute(uri, version or None, env_manager or None)
+    outputs = compute(uri, version or None, env_manager or None, entry_point or None)
     gha.write_outputs(github_output, outputs)
     for k, v in outputs.items():
         click.echo(f'{k}={v}')

@@ -127,12 +127,16 @@ def _remove_external(meta: dict) -> None:
 @click.option('--env-manager', type=click.Choice([m for m in ENV_MANAGERS if m != 'local']), default=None,
               help='Manager (default: as `mlproj run` would choose).')
 @click.option('--build-image', is_flag=True, help='docker_env projects: build the project image.')
-def build(path: str, env_manager: str | None, build_image: bool) -> None:
+@click.option('-e', '--entry-point', default=None,
+              help="Prepare the environment this entry point runs in (its own, when it declares one).")
+def build(path: str, env_manager: str | None, build_image: bool, entry_point: str | None) -> None:
     """Prepare the environment of the project in PATH without running anything."""
     from mlproj.envs import EnvContext, prepare, select_manager
     from mlproj.spec import load_project
 
     project = load_project(path)
+    if entry_point is not None:
+        project = project.for_entry_point(project.get_entry_point(entry_point))
     manager = select_manager(project, env_manager)
     environment = prepare(project, manager, EnvContext(build_image=build_image))
     click.echo(f'manager: {environment.manager}')

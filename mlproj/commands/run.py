@@ -108,7 +108,9 @@ def reuse_default() -> bool:
 
 
 def _dry_run(request, as_json: bool) -> None:
+    from mlproj.commands.show import env_text
     from mlproj.runner import plan
+    from mlproj.safeout import printable
 
     p = plan(request)
     try:
@@ -121,6 +123,8 @@ def _dry_run(request, as_json: bool) -> None:
             click.echo(f"commit:      {info['commit']}")
         click.echo(f"entry point: {info['entry_point']}")
         click.echo(f"env manager: {info['env_manager']}")
+        own = " (the entry point's own)" if info['environment']['entry_point_env'] else ''
+        click.echo(printable(f"environment: {env_text(info['environment'])}{own}"))
         click.echo(f"backend:     {info['backend']}")
         click.echo(f"tracking:    {info['tracking_uri']}")
         click.echo(f"cache key:   {info['cache_key'] or '(none: ' + (p.cache_miss_reason or '') + ')'}")

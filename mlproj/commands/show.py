@@ -1,4 +1,5 @@
-"""``mlproj show``: the resolved project, its entry points, parameters and commands."""
+"""``mlproj show``: the resolved project, its entry points, parameters, commands and, for an
+entry point that declares its own, their environments."""
 from __future__ import annotations
 
 import json
@@ -11,6 +12,12 @@ def _echo(text: str) -> None:
     from mlproj.safeout import printable
 
     click.echo(printable(text))
+
+
+def env_text(env: dict) -> str:
+    """``python (/p/python_env.yaml)``, ``docker (python:3.12)``, ``none`` (of ``EnvSpec.as_dict()``)."""
+    what = env['file'] or env['docker_image']
+    return f"{env['kind']} ({what})" if what else env['kind']
 
 
 def describe(project, entry_point: str | None = None) -> dict:
@@ -27,17 +34,15 @@ def describe(project, entry_point: str | None = None) -> dict:
         if ep.command is not None:
             shown = {n: (p.default_text() if not p.required else f'<{n}>') for n, p in ep.parameters.items()}
             preview = build_command(ep, BoundParams(shown, {}))
-        out_eps[ep.name] = {'parameters': params, 'command': ep.command, 'example': preview}
+        # an entry point's own environment (mlproj only), when it differs from the project's; else None
+        own = ep.env.as_dict() if ep.env is not None and ep.env != project.env else None
+        out_eps[ep.name] = {'parameters': params, 'command': ep.command, 'example': preview, 'environment': own}
     env = project.env
     return {
         'name': project.name,
         'directory': str(project.directory),
         'mlproject': str(project.mlproject_path) if project.mlproject_path else None,
-        'environment': {
-            'kind': env.kind,
-            'file': str(env.path) if env.path else None,
-            'docker_image': env.docker.image if env.docker else None,
-        },
+        'environment': env.as_dict(),
         'entry_points': out_eps,
         'warnings': [str(f) for f in project.warnings],
     }
@@ -66,9 +71,7 @@ def show(uri: str, entry_point: str | None, version: str | None, as_json: bool) 
     _echo(f"directory:   {info['directory']}")
     if info['commit']:
         _echo(f"commit:      {info['commit']}")
-    env = info['environment']
-    _echo(f"environment: {env['kind']}" + (f" ({env['file'] or env['docker_image']})"
-                                                if env['file'] or env['docker_image'] else ''))
+    _echo(f'environment: {env_text(info["environment"])}')
     for w in info['warnings']:
         _echo(f'warning:     {w}')
     for name, ep in info['entry_points'].items():
@@ -77,4 +80,6 @@ def show(uri: str, entry_point: str | None, version: str | None, as_json: bool) 
         for pname, p in ep['parameters'].items():
             default = 'required' if p['required'] else f"default {p['default']!r}"
             _echo(f"  {pname}: {p['type']} ({default})")
+        if ep['environment'] is not None:
+            _echo(f"  environment: {env_text(ep['environment'])} (its own; mlflow run uses the project's)")
         _echo(f"  command: {ep['command']}")

@@ -1,8 +1,9 @@
-"""Lint-only rules (MLP020-MLP022, MLP024, MLP025): useful warnings that `mlproj run` does not act on.
+"""Lint-only rules (MLP020-MLP022, MLP024, MLP025, MLP031): useful warnings that `mlproj run` does not act on.
 
-MLP024 / MLP025 look at ``docker_env`` with the eyes of a reviewer of an untrusted pull request:
-a volume that hands the container the host (``/``, the Docker socket, a home directory) and an
-``environment`` entry that copies a secret from the host by name.
+MLP024 / MLP025 look at every ``docker_env`` (the project's and entry points' own) with the eyes of
+a reviewer of an untrusted pull request: a volume that hands the container the host (``/``, the
+Docker socket, a home directory) and an ``environment`` entry that copies a secret from the host by
+name.  MLP031 marks an entry point's own environment key as mlproj-only (``mlflow run`` ignores it).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
-from mlproj.spec import EntryPoint, Finding, Project, iter_template, locate_in_value
+from mlproj.spec import ENV_KEYS, DockerSpec, EntryPoint, Finding, Project, iter_template, locate_in_value
 
 _INTERPRETERS = re.compile(r'^(python(\d+(\.\d+)?)?|bash|sh|zsh|dash|Rscript)$')
 _SCRIPT_EXT = ('.py', '.sh', '.R')
@@ -26,14 +27,33 @@ def lint_only(project: Project, doc, text: str, label: str) -> list[Finding]:
             continue
         findings += _quoted_placeholders(ep, doc, text, label)
         findings += _missing_scripts(ep, project.directory, doc, text, label)
-    if project.env.kind == 'docker' and project.data.get('name') in (None, ''):
-        line, col = doc.key_pos.get(('docker_env',), (0, 0))
-        findings.append(Finding('MLP022', 'docker_env is set but the project has no name; MLflow needs '
-                                '`name:` to tag the image it builds', line, col, label))
-    if project.env.kind == 'docker' and project.env.docker is not None:
-        findings += _host_mounts(project, doc, label)
-        findings += _secret_environment(project, doc, label)
+    findings += _entry_point_envs(project, doc, label)
+    for ep_name, env in project.environments():
+        prefix = ('entry_points', ep_name) if ep_name is not None else ()
+        what = '.'.join((*prefix, 'docker_env'))
+        if env.kind == 'docker' and project.data.get('name') in (None, ''):
+            line, col = doc.key_pos.get(prefix + ('docker_env',), (0, 0))
+            findings.append(Finding('MLP022', f'{what} is set but the project has no name; MLflow needs '
+                                    '`name:` to tag the image it builds', line, col, label))
+        if env.kind == 'docker' and env.docker is not None:
+            findings += _host_mounts(env.docker, prefix, doc, label)
+            findings += _secret_environment(env.docker, prefix, doc, label)
     return findings
+
+
+def _entry_point_envs(project: Project, doc, label: str) -> list[Finding]:
+    """MLP031 on each env key an entry point sets (as the loader reads it: null and '' are absent)."""
+    raw = project.data.get('entry_points')
+    out = []
+    for ep_name, ep in (raw.items() if isinstance(raw, dict) else ()):
+        if ep_name not in project.entry_points or not isinstance(ep, dict):
+            continue
+        for key in ENV_KEYS:
+            if ep.get(key):
+                line, col = doc.key_pos.get(('entry_points', ep_name, key), (0, 0))
+                out.append(Finding('MLP031', f'{key} of entry point {ep_name!r} is mlproj-only: mlflow run ignores '
+                                   "it and uses the project's environment", line, col, label))
+    return out
 
 
 _DOCKER_SOCKETS = ('/var/run/docker.sock', '/run/docker.sock', '/var/run/podman/podman.sock',
@@ -61,15 +81,15 @@ def _dangerous_mount(host: str) -> str | None:
     return None
 
 
-def _host_mounts(project: Project, doc, label: str) -> list[Finding]:
+def _host_mounts(docker: DockerSpec, prefix: tuple, doc, label: str) -> list[Finding]:
     out = []
-    for i, volume in enumerate(project.env.docker.volumes):
+    path = prefix + ('docker_env',)
+    for i, volume in enumerate(docker.volumes):
         host = volume.split(':', 1)[0] if ':' in volume else ''
         what = _dangerous_mount(host)
         if what:
-            line, col = doc.value_pos.get(('docker_env', 'volumes', i)) or doc.key_pos.get(
-                ('docker_env', 'volumes'), (0, 0))
-            out.append(Finding('MLP024', f'docker_env.volumes entry {i + 1} mounts {what} ({host!r}) into the '
+            line, col = doc.value_pos.get(path + ('volumes', i)) or doc.key_pos.get(path + ('volumes',), (0, 0))
+            out.append(Finding('MLP024', f'{".".join(path)}.volumes entry {i + 1} mounts {what} ({host!r}) into the '
                                'container: the project can then read or take over this machine', line, col, label))
     return out
 
@@ -96,13 +116,14 @@ def _is_secret_name(name: str) -> bool:
     return upper in _SECRET_NAMES or bool(_SECRET_SUFFIX.search(upper))
 
 
-def _secret_environment(project: Project, doc, label: str) -> list[Finding]:
+def _secret_environment(docker: DockerSpec, prefix: tuple, doc, label: str) -> list[Finding]:
     out = []
-    for i, item in enumerate(project.env.docker.environment):
+    path = prefix + ('docker_env',)
+    for i, item in enumerate(docker.environment):
         if isinstance(item, str) and _is_secret_name(item):
-            line, col = doc.value_pos.get(('docker_env', 'environment', i)) or doc.key_pos.get(
-                ('docker_env', 'environment'), (0, 0))
-            out.append(Finding('MLP025', f'docker_env.environment copies {item} from this machine into the '
+            line, col = doc.value_pos.get(path + ('environment', i)) or doc.key_pos.get(
+                path + ('environment',), (0, 0))
+            out.append(Finding('MLP025', f'{".".join(path)}.environment copies {item} from this machine into the '
                                'container: every program in the image (and any pull request changing it) sees '
                                'the secret; pass it only where needed, or give a [name, value] pair', line, col,
                                label))

@@ -13,10 +13,10 @@ Which files: a directory is walked for MLproject files, skipping the configured 
 default, what ``.gitignore`` files ignore (read with ``pathspec``, from the walked directory up to
 its Git work tree root and below).  A file named on the command line is linted as an MLproject,
 except an environment file (one that an MLproject in its directory or above uses as its
-python_env / conda_env or names with ``-r``; or, used by none, one named like python_env.yaml,
-conda.yaml, environment.yml, requirements*.txt): it is mapped back to the MLproject(s) that use it,
-and those are linted, so a commit that changes only an env file is still checked (the pre-commit
-hook passes env files too).
+python_env / conda_env, its own or an entry point's, or names with ``-r``; or, used by none, one
+named like python_env.yaml, conda.yaml, environment.yml, requirements*.txt): it is mapped back to
+the MLproject(s) that use it, and those are linted, so a commit that changes only an env file is
+still checked (the pre-commit hook passes env files too).
 """
 from __future__ import annotations
 
@@ -151,8 +151,15 @@ class GitIgnore:
 
 
 def _files_used(project: Any) -> set[Path]:
-    """The env file of a project and the requirement files it names (``-r``/``-c``), resolved."""
-    env = project.env
+    """The env files of a project (its own and its entry points') and the requirement files they
+    name (``-r``/``-c``), resolved."""
+    used: set[Path] = set()
+    for _, env in project.environments():
+        used |= _env_files_used(project, env)
+    return used
+
+
+def _env_files_used(project: Any, env: Any) -> set[Path]:
     if env.kind not in ('python', 'conda') or env.path is None:
         return set()
     used = {env.path.resolve()}
@@ -343,21 +350,28 @@ def _refine(finding: Finding, doc: Any, text: str, label: str) -> Finding:
 
 
 def _env_findings(project, directory: Path, label: str) -> list[Finding]:
-    env = project.env
-    if env.kind not in ('python', 'conda') or env.path is None or not env.path.is_file():
-        return []
+    """Findings in the env files of the project and of its entry points (each file once)."""
     # the readers the environment managers use: run and lint agree on env files by construction
     from mlproj.envs.envfiles import validate_conda_env, validate_python_env
 
-    try:
-        rel = os.path.relpath(env.path, directory)
-    except ValueError:
-        rel = str(env.path)
-    env_label = os.path.join(os.path.dirname(label), rel)
+    out: list[Finding] = []
+    seen: set = set()
     root = project.root or find_root(directory)
-    found = validate_python_env(env.path, directory, root) if env.kind == 'python' \
-        else validate_conda_env(env.path, root)
-    return [f._replace(path=env_label) for f in found]
+    for _, env in project.environments():
+        if env.kind not in ('python', 'conda') or env.path is None or (env.kind, env.path) in seen:
+            continue
+        seen.add((env.kind, env.path))
+        if not env.path.is_file():
+            continue
+        try:
+            rel = os.path.relpath(env.path, directory)
+        except ValueError:
+            rel = str(env.path)
+        env_label = os.path.join(os.path.dirname(label), rel)
+        found = validate_python_env(env.path, directory, root) if env.kind == 'python' \
+            else validate_conda_env(env.path, root)
+        out += [f._replace(path=env_label) for f in found]
+    return out
 
 
 def lint_file(target: Target, config: LintConfig, data: bytes | None = None) -> list[Finding]:

@@ -65,6 +65,21 @@ def test_no_cache_for_local_manager_or_untrusted_events(tmp_path):
     assert target['cache'] == 'false' and 'pull_request_target' in target['reason'] and target['key']
 
 
+
+def test_cache_key_follows_the_entry_points_own_environment(tmp_path):
+    repo, sha = _env_project(tmp_path)
+    (repo / 'MLproject').write_text('name: ek\npython_env: python_env.yaml\nentry_points:\n'
+                                    '  main:\n    command: "true"\n'
+                                    '  step:\n    python_env: step.yaml\n    command: "true"\n')
+    (repo / 'step.yaml').write_text(f'python: "{PY}"\ndependencies: [six]\n')
+    env = {**clean_environ(), **gha_env(tmp_path / 'gha', repo, sha), 'MLPROJ_CACHE_DIR': str(tmp_path / 'cache')}
+    project_key = _env_key(repo, env)['key']
+    assert _env_key(repo, env, '--entry-point', 'main')['key'] == project_key
+    step = _env_key(repo, env, '-e', 'step')
+    assert step['cache'] == 'true' and step['key'] != project_key
+    (repo / 'step.yaml').write_text(f'python: "{PY}"\ndependencies: []\n')  # now the same spec as the project's
+    assert _env_key(repo, env, '-e', 'step')['key'] == project_key
+
 class _FakeDatabricks(ThreadingHTTPServer):
     """Strict: only the SDK's host probe and jobs runs/cancel; everything else is recorded and 404."""
 

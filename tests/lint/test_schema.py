@@ -113,6 +113,15 @@ CASES = [
     ('databricks_spark_job: {python_file: [a.py]}\n', False),
     ('entry_points: {"": {command: x}}\n', False),
     ('entry_points: {main: {parameters: {"": int}, command: x}}\n', False),
+    # an entry point's own environment (mlproj only): the same shapes and rules as the top level
+    ('entry_points: {main: {python_env: p.yaml, command: x}}\n', True),
+    ('entry_points: {main: {conda_env: c.yaml, command: x}, b: {docker_env: {image: x}, command: y}}\nname: n\n',
+     True),
+    ('entry_points: {main: {python_env: p.yaml, conda_env: c.yaml, command: x}}\n', False),
+    ('entry_points: {main: {python_env: ../p.yaml, command: x}}\n', False),
+    ('entry_points: {main: {python_env: [p.yaml], command: x}}\n', False),
+    ('entry_points: {main: {docker_env: {volumes: [a]}, command: x}}\n', False),
+    ('entry_points: {main: {docker_env: {image: x, volume: [a]}, command: x}}\n', False),
 ]
 
 

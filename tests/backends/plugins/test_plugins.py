@@ -52,6 +52,17 @@ def test_mlflow_plugin_gets_mlflows_arguments_and_the_existing_run(run_mlproj, p
     assert run.data.tags['mlflow.project.backend'] == 'recording'
 
 
+def test_mlflow_plugin_is_told_it_does_not_see_an_entry_points_env(run_mlproj, project, mlflow_client):
+    (project / 'own.yaml').write_text('dependencies: []\n')
+    (project / 'MLproject').write_text('name: plug\nentry_points:\n  main:\n    python_env: own.yaml\n'
+                                       '    command: "echo main"\n')
+    res = run_mlproj('run', str(project), '-b', 'recording', '--env-manager', 'local',
+                     '-c', json.dumps({'command': 'true'}))
+    assert res.returncode == 0, res.stderr
+    assert "entry point 'main' declares its own environment, which MLflow backend plugin 'recording' does " \
+           'not see' in res.stderr
+
+
 def test_mlflow_plugin_failure_keeps_the_exit_code(run_mlproj, project, mlflow_client):
     res = run_mlproj('run', str(project), '-b', 'recording', '-c', json.dumps({'command': 'echo no; exit 4'}))
     assert res.returncode == 4, res.stderr
