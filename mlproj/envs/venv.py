@@ -33,13 +33,7 @@ from typing import TextIO
 from mlproj import safefile
 from mlproj.envs import EnvContext
 from mlproj.envs import interpreters as interp
-from mlproj.envs.envfiles import (
-    FILE_OPTIONS,
-    PythonEnv,
-    conda_to_python_env,
-    load_conda_env,
-    load_python_env,
-)
+from mlproj.envs.envfiles import FILE_OPTIONS, PythonEnv, project_python_env
 from mlproj.envs.store import FORMAT, Store, content_hash
 from mlproj.errors import EnvError
 from mlproj.spec import Project
@@ -66,16 +60,6 @@ class VenvEnvironment:
         child['VIRTUAL_ENV'] = str(self.path)
         child['PATH'] = str(self.path / 'bin') + os.pathsep + env.get('PATH', os.defpath)
         return ['bash', '-c', command], child
-
-
-def project_python_env(project: Project) -> PythonEnv:
-    """The python_env spec of a project: its python_env.yaml, its conda.yaml mapped onto PyPI, or empty."""
-    env = project.env
-    if env.kind == 'python' and env.path is not None:
-        return load_python_env(env.path, project.directory, project.root)
-    if env.kind == 'conda' and env.path is not None:
-        return conda_to_python_env(load_conda_env(env.path, project.root))
-    return PythonEnv()
 
 
 def choose_interpreter(spec: PythonEnv, installer=None) -> interp.Interpreter:
