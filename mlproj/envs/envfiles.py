@@ -133,7 +133,7 @@ def _kind(value: Any) -> str:
     return {dict: 'a mapping', list: 'a list', str: 'a string'}.get(type(value), type(value).__name__)
 
 
-def _file_references(line: str) -> list[str]:
+def file_references(line: str) -> list[str]:
     """Files named by ``-r x`` / ``--requirement=x`` / ``-c x`` in one requirement line."""
     try:
         words = shlex.split(line, comments=True)
@@ -199,7 +199,7 @@ def read_python_env(path: str | os.PathLike[str], project_dir: str | os.PathLike
                                             (key, i)))
                 continue
             line = str(item).strip()
-            for ref in _file_references(line):
+            for ref in file_references(line):
                 problem = _reference_problem(base, ref, root)
                 if problem:
                     findings.append(pos.finding(problem, (key, i)))
@@ -276,7 +276,7 @@ def read_conda_env(path: str | os.PathLike[str], root: str | os.PathLike[str] | 
                     findings.append(pos.finding(f'pip entry {j + 1} must be a requirement string, not {_kind(p)}',
                                                 kp + ('pip', j)))
                     continue
-                for ref in _file_references(str(p)):
+                for ref in file_references(str(p)):
                     problem = _reference_problem(path.parent, ref, root)
                     if problem:
                         findings.append(pos.finding(problem, kp + ('pip', j)))
