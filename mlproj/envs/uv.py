@@ -103,6 +103,12 @@ def lock_files(project_dir: Path, root: Path | None = None) -> dict[str, str]:
     return {n: hashlib.sha256(_read_lock_file(project_dir, n, root)).hexdigest() for n in present}
 
 
+def project_lock_files(project: Project) -> dict[str, str]:
+    """The lock files uv installs for ``project``: a python_env project's uv.lock + pyproject.toml
+    (``uv sync``, as MLflow does); none for other projects."""
+    return lock_files(project.directory, project.root) if project.env.kind == 'python' else {}
+
+
 def build(target: Path, spec: PythonEnv, interpreter: Interpreter, project_dir: Path, ctx: EnvContext,
           locked: dict[str, str]) -> dict:
     uv = uv_bin()
@@ -139,6 +145,5 @@ def build(target: Path, spec: PythonEnv, interpreter: Interpreter, project_dir: 
 
 
 def prepare(project: Project, ctx: EnvContext) -> VenvEnvironment:
-    # a python_env project with uv.lock + pyproject.toml is installed with ``uv sync`` (as MLflow does)
-    locked = lock_files(project.directory, project.root) if project.env.kind == 'python' else {}
-    return prepare_venv(project, ctx, MANAGER, build_fn=build, installer=install_python, locked=locked)
+    return prepare_venv(project, ctx, MANAGER, build_fn=build, installer=install_python,
+                        locked=project_lock_files(project))

@@ -263,6 +263,16 @@ def base_env(pass_env: tuple[str, ...] = ()) -> dict[str, str]:
     return env
 
 
+def venv_key(project: Project, manager: str, spec: PythonEnv, interpreter: interp.Interpreter,
+             locked: dict[str, str] | None = None) -> tuple[str, str]:
+    """(content hash, store name) of the venv ``manager`` makes for ``project``: what
+    ``prepare_venv`` looks up and builds, and what ``mlproj ci env-key`` names without building."""
+    payload = key_payload(manager, spec, interpreter, project.directory, {'lock': locked} if locked else None,
+                          root=project.root)
+    digest = content_hash(payload)
+    return digest, f'{manager}-{digest[:24]}'
+
+
 def prepare_venv(project: Project, ctx: EnvContext, manager: str, *, build_fn: BuildFn,
                  installer: Callable[[str | None], str | None] | None, locked: dict[str, str] | None = None,
                  store: Store | None = None) -> VenvEnvironment:
@@ -274,10 +284,7 @@ def prepare_venv(project: Project, ctx: EnvContext, manager: str, *, build_fn: B
     interpreter = choose_interpreter(spec, installer)
     project_dir = project.directory
     locked = locked or {}
-    payload = key_payload(manager, spec, interpreter, project_dir, {'lock': locked} if locked else None,
-                          root=project.root)
-    digest = content_hash(payload)
-    name = f'{manager}-{digest[:24]}'
+    digest, name = venv_key(project, manager, spec, interpreter, locked)
     store = store or Store()
 
     def do_build(target: Path) -> dict:
