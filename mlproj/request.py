@@ -6,7 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-ENV_MANAGERS = ('local', 'uv', 'virtualenv', 'conda')
+from mlproj.envs import CLI_MANAGERS
+
+# the --env-manager choices: the env-manager registry's (mlproj.envs.MANAGERS without docker)
+ENV_MANAGERS: tuple[str, ...] = CLI_MANAGERS
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,13 @@
 * Address: backend-config ``address`` or ``RAY_ADDRESS`` (the dashboard, e.g. ``http://head:8265``).
 * The checked-out project directory is the job's ``working_dir`` (Ray uploads it at submission;
   ``.git``, ``mlruns`` and ``__pycache__`` are excluded).
-* The project's environment becomes the job's runtime environment: ``python_env.yaml`` (or the
-  ``pip:`` part of ``conda.yaml``) -> ``pip`` (``"pip_installer": "uv"`` -> ``uv``); ``--env-manager
-  conda`` -> ``conda``; ``--env-manager local`` -> the cluster's own Python.
+* The project's environment becomes the job's runtime environment.  The env file is read by
+  ``mlproj.envs.envfiles`` only, as for every other backend: its PyPI requirements
+  (``pypi_requirements``: python_env.yaml, or conda.yaml mapped onto PyPI, ``-r`` files inlined
+  because Ray installs the list from a file of its own) -> ``pip`` (``"pip_installer": "uv"`` ->
+  ``uv``); ``--env-manager conda`` -> ``conda`` (``conda_export``: the conda.yaml without
+  ``name``/``prefix``); ``--env-manager local`` -> the cluster's own Python.  The cluster's Python
+  is used whatever version the env file names.
 * Entrypoint: ``bash -c <the entry point's command>``, with the run's ``MLFLOW_*`` variables as
   ``env_vars``; the submission id is ``mlproj-<run id>``.
 * Output is followed with ``tail_job_logs``; Ctrl-C calls ``stop_job``; SUCCEEDED / FAILED / STOPPED
@@ -14,7 +18,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import sys
 import threading
@@ -33,6 +36,7 @@ from mlproj.backends.remote import (
     say,
     validate_config,
 )
+from mlproj.envs import envfiles
 from mlproj.errors import BackendError, EnvError
 
 STATUS_MAP = {
@@ -83,75 +87,6 @@ CONFIG_KEYS = {
 # project environment -> runtime_env
 
 
-def _read_yaml(path: Path, what: str) -> Any:
-    import yaml
-
-    try:
-        return yaml.safe_load(path.read_text(encoding='utf-8'))
-    except OSError as e:
-        raise EnvError(f'cannot read {what}: {e.strerror}', str(path)) from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, 'problem_mark', None)
-        where = f'{path}:{mark.line + 1}:{mark.column + 1}' if mark else str(path)
-        raise EnvError(f'{what} is not valid YAML', where) from None
-
-
-def _expand_requirements(items: list[Any], base: Path, where: str, depth: int = 0) -> list[str]:
-    """Requirement strings, with ``-r file`` expanded (Ray writes the list to a file elsewhere)."""
-    out: list[str] = []
-    for item in items:
-        if not isinstance(item, str):
-            raise EnvError(f'dependency {item!r} must be a string', where)
-        text = item.strip()
-        if text.startswith(('-r ', '--requirement ', '-r\t')) and depth < 5:
-            ref = base / text.split(None, 1)[1].strip()
-            try:
-                lines = ref.read_text(encoding='utf-8').splitlines()
-            except OSError as e:
-                raise EnvError(f'cannot read requirements file {ref.name!r}: {e.strerror}', where) from None
-            lines = [ln.split(' #', 1)[0].strip() for ln in lines]
-            out += _expand_requirements([ln for ln in lines if ln and not ln.startswith('#')], ref.parent,
-                                        str(ref), depth + 1)
-        elif text:
-            out.append(text)
-    return out
-
-
-_SKIP = {'pip', 'python', 'setuptools', 'wheel'}
-
-
-def _conda_to_pip(spec: dict, path: Path) -> list[str]:
-    """The PyPI requirements of a conda.yaml: its ``pip:`` list plus plain ``name[=version]`` packages."""
-    deps = spec.get('dependencies') or []
-    if not isinstance(deps, list):
-        raise EnvError('conda.yaml "dependencies" must be a list', str(path))
-    out: list[str] = []
-    for dep in deps:
-        if isinstance(dep, dict):
-            out += _expand_requirements(list(dep.get('pip') or []), path.parent, str(path))
-        elif isinstance(dep, str):
-            req = _conda_requirement(dep)
-            if req:
-                out.append(req)
-    return out
-
-
-_CONDA_SPEC = re.compile(r'^(?P<name>[A-Za-z0-9_.\-]+)\s*(?P<op>==|>=|<=|!=|>|<|=)?\s*(?P<ver>[^=\s]*)')
-
-
-def _conda_requirement(dep: str) -> str | None:
-    """``name=1.2`` (conda: any 1.2.x) -> ``name==1.2.*``; ``name>=1`` kept; build strings dropped."""
-    m = _CONDA_SPEC.match(dep.split('::')[-1].strip())
-    if not m or m['name'].lower() in _SKIP:
-        return None
-    op, ver = m['op'] or '', m['ver'] or ''
-    if not ver:
-        return m['name']
-    if op == '=':
-        return f"{m['name']}=={ver}" if ver.endswith('*') else f"{m['name']}=={ver}.*"
-    return f"{m['name']}{op}{ver}"
-
-
 def runtime_env_for(launch: Launch, config: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """The job's runtime_env and a short label of how the project environment was mapped."""
     project, manager = launch.project, launch.env_manager
@@ -164,20 +99,11 @@ def runtime_env_for(launch: Launch, config: dict[str, Any]) -> tuple[dict[str, A
     if manager != 'local' and kind in ('python', 'conda') and path is not None:
         if kind == 'python' and manager == 'conda':
             raise EnvError('a python_env project cannot be run with --env-manager conda', str(path))
-        spec = _read_yaml(path, 'environment file') or {}
-        if not isinstance(spec, dict):
-            raise EnvError('environment file must be a mapping', str(path))
         if manager == 'conda':
-            conda = {k: v for k, v in spec.items() if k not in ('name', 'prefix')}
-            env['conda'] = conda
+            env['conda'] = envfiles.conda_export(project)
             label = 'conda'
         else:
-            if kind == 'python':
-                reqs = [r for r in _expand_requirements(list(spec.get('build_dependencies') or []), path.parent,
-                                                        str(path)) if r.lower() not in _SKIP]
-                reqs += _expand_requirements(list(spec.get('dependencies') or []), path.parent, str(path))
-            else:
-                reqs = _conda_to_pip(spec, path)
+            _python, reqs = envfiles.pypi_requirements(project)
             if reqs:
                 installer = config.get('pip_installer', 'pip')
                 env[installer] = {'packages': reqs}

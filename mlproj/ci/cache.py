@@ -63,20 +63,19 @@ def env_name(project, manager: str) -> str | None:
     if manager not in ('uv', 'virtualenv'):
         return None
     try:
-        from mlproj.envs import store, venv
+        from mlproj.envs import envfiles, venv
 
-        spec = venv.project_python_env(project)
+        spec = envfiles.project_python_env(project)
         interpreter = venv.choose_interpreter(spec, None)  # never install a Python here
         locked = {}
-        if manager == 'uv' and project.env.kind == 'python':
-            from mlproj.envs.uv import lock_files
+        if manager == 'uv':
+            from mlproj.envs.uv import project_lock_files
 
-            locked = lock_files(project.directory, project.root)
-        payload = venv.key_payload(manager, spec, interpreter, project.directory, {'lock': locked} if locked else None,
-                                   root=project.root)
+            locked = project_lock_files(project)
+        _digest, name = venv.venv_key(project, manager, spec, interpreter, locked)
     except Exception:  # an interpreter uv would install first, or a change in mlproj.envs: fall back
         return None
-    return f'{manager}-{store.content_hash(payload)[:24]}'
+    return name
 
 
 def key_for(project, manager: str) -> CacheKey | None:

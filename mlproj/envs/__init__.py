@@ -2,7 +2,10 @@
 
 A manager turns the project's environment spec into a prepared ``Environment``, which knows how
 to run the entry point's shell command inside it.  Managers are registered by name in
-``MANAGERS`` (module path, imported lazily so that unused managers cost nothing).
+``MANAGERS`` (module path, imported lazily so that unused managers cost nothing); the choices of
+``--env-manager`` (``CLI_MANAGERS``, re-exported as ``mlproj.request.ENV_MANAGERS`` for the CLI)
+are derived from it.  Importing this package is cheap (no ``mlproj.spec``, no manager module):
+the CLI imports it to build its options.
 """
 from __future__ import annotations
 
@@ -10,11 +13,14 @@ import importlib
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from mlproj.errors import EnvError
-from mlproj.spec import Project
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from mlproj.spec import Project
 
 # name -> module implementing ``prepare(project, ctx) -> Environment``
 MANAGERS: dict[str, str] = {
@@ -24,6 +30,10 @@ MANAGERS: dict[str, str] = {
     'conda': 'mlproj.envs.conda',
     'docker': 'mlproj.envs.docker',
 }
+
+# What ``--env-manager`` accepts: every manager but docker, which a docker_env project chooses
+# itself (as in MLflow, whose choices are local, conda, virtualenv and uv).
+CLI_MANAGERS: tuple[str, ...] = tuple(m for m in MANAGERS if m != 'docker')
 
 
 # The manager used when --env-manager is not given, by the project's environment kind.  A project
@@ -100,9 +110,8 @@ def _select(project: Project, requested: str | None) -> str:
                 return 'conda'
         default = DEFAULT_FOR_KIND.get(kind, 'local')
         return default if default in MANAGERS else 'local'
-    if requested not in MANAGERS or requested == 'docker':
-        raise EnvError(f'env manager {requested!r} is not available; available: '
-                       + ', '.join(sorted(m for m in MANAGERS if m != 'docker')))
+    if requested not in CLI_MANAGERS:
+        raise EnvError(f'env manager {requested!r} is not available; available: ' + ', '.join(sorted(CLI_MANAGERS)))
     if requested == 'conda' and kind != 'conda':
         what = 'a python_env project' if kind == 'python' else 'a project without a conda_env'
         raise EnvError(f'{what} cannot be executed using conda (MLflow refuses it too); use --env-manager uv, '

@@ -1,5 +1,14 @@
 """``python_env.yaml`` and ``conda.yaml``: parsing with positions, validation, conda -> PyPI mapping.
 
+This is the only module that reads env files: every env manager and every backend asks it.
+``project_python_env`` is a project's environment as a python_env spec (its conda.yaml mapped
+onto PyPI), which the uv and virtualenv managers install (locally, and for ``-b slurm`` on the
+submitting host); ``pypi_requirements`` is the same spec as one flat requirement list with the
+``-r`` files inlined, for installers that get the list away from the project directory (Ray);
+``conda_export`` is a conda.yaml as the mapping a conda installer elsewhere is given (Ray's
+``--env-manager conda``).  So a conda.yaml maps onto the same PyPI requirements, and is refused for
+the same reasons with the same one-line messages, whichever backend runs it.
+
 The same readers serve ``mlproj run`` (which raises ``EnvError`` on the first error, with
 ``file:line:col``) and ``mlproj lint`` (``validate_python_env`` / ``validate_conda_env`` return
 every finding under rule ``MLP017``).  Env files and the ``-r`` / ``-c`` files they name are
@@ -19,7 +28,7 @@ from typing import Any
 
 from mlproj import safefile
 from mlproj.errors import EnvError
-from mlproj.spec import Finding, parse_yaml
+from mlproj.spec import Finding, Project, parse_yaml
 
 RULE = 'MLP017'
 PYTHON_ENV_KEYS = ('python', 'build_dependencies', 'dependencies')
@@ -124,7 +133,7 @@ def _kind(value: Any) -> str:
     return {dict: 'a mapping', list: 'a list', str: 'a string'}.get(type(value), type(value).__name__)
 
 
-def _file_references(line: str) -> list[str]:
+def file_references(line: str) -> list[str]:
     """Files named by ``-r x`` / ``--requirement=x`` / ``-c x`` in one requirement line."""
     try:
         words = shlex.split(line, comments=True)
@@ -190,7 +199,7 @@ def read_python_env(path: str | os.PathLike[str], project_dir: str | os.PathLike
                                             (key, i)))
                 continue
             line = str(item).strip()
-            for ref in _file_references(line):
+            for ref in file_references(line):
                 problem = _reference_problem(base, ref, root)
                 if problem:
                     findings.append(pos.finding(problem, (key, i)))
@@ -267,7 +276,7 @@ def read_conda_env(path: str | os.PathLike[str], root: str | os.PathLike[str] | 
                     findings.append(pos.finding(f'pip entry {j + 1} must be a requirement string, not {_kind(p)}',
                                                 kp + ('pip', j)))
                     continue
-                for ref in _file_references(str(p)):
+                for ref in file_references(str(p)):
                     problem = _reference_problem(path.parent, ref, root)
                     if problem:
                         findings.append(pos.finding(problem, kp + ('pip', j)))
@@ -418,3 +427,114 @@ def conda_to_python_env(env: CondaEnv) -> PythonEnv:
                        + '; use --env-manager conda on a machine with conda, or replace them by PyPI '
                        'packages in the pip section', env.source)
     return PythonEnv(out.python, tuple(out.build), tuple(out.deps) + env.pip, env.source, python_where)
+
+
+# --------------------------------------------------------------------------------------------
+# a project's environment, as every backend installs it
+
+
+def project_python_env(project: Project) -> PythonEnv:
+    """The python_env spec of a project: its python_env.yaml, its conda.yaml mapped onto PyPI, or empty."""
+    env = project.env
+    if env.kind == 'python' and env.path is not None:
+        return load_python_env(env.path, project.directory, project.root)
+    if env.kind == 'conda' and env.path is not None:
+        return conda_to_python_env(load_conda_env(env.path, project.root))
+    return PythonEnv()
+
+
+def _requirement_file(line: str) -> str | None:
+    """The file of a ``-r x`` / ``--requirement x`` / ``--requirement=x`` / ``-rx`` line, else None."""
+    try:
+        words = shlex.split(line, comments=True)
+    except ValueError:
+        return None
+    if len(words) == 2 and words[0] in ('-r', '--requirement'):
+        return words[1]
+    if len(words) == 1 and words[0].startswith('--requirement='):
+        return words[0][len('--requirement='):]
+    if len(words) == 1 and words[0].startswith('-r') and not words[0].startswith('--') and len(words[0]) > 2:
+        return words[0][2:]
+    return None
+
+
+def _file_lines(text: str) -> list[str]:
+    """The requirement lines of a requirements file (pip's syntax: ``\\`` continues a line, ``#``
+    at the start or after whitespace starts a comment)."""
+    out = []
+    for raw in re.sub(r'\\\r?\n', '', text).splitlines():
+        line = re.sub(r'(^|\s)#.*$', '', raw).strip()
+        if line:
+            out.append(line)
+    return out
+
+
+def expand_requirements(lines: tuple[str, ...] | list[str], base: str | os.PathLike[str],
+                        root: str | os.PathLike[str] | None = None, where: str = '',
+                        _seen: set[Path] | None = None) -> list[str]:
+    """Requirement lines with every ``-r`` file inlined (recursively, relative to the file that
+    names it, each file once).  Files are read through ``mlproj.safefile`` (inside ``root``,
+    regular, bounded); a refused one is an ``EnvError`` naming it.  Other lines (``-c``, options,
+    ``./pkg``) are kept as they are."""
+    base = Path(base)
+    root = _root(root, base)
+    seen = _seen if _seen is not None else set()
+    out: list[str] = []
+    for line in lines:
+        ref = _requirement_file(line)
+        if ref is None:
+            out.append(line.strip())
+            continue
+        path = base / ref
+        key = Path(os.path.abspath(path))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            raw = safefile.read_bytes(path, root, what=f'requirements file {ref!r}')
+        except safefile.Refused as e:
+            if e.missing and not os.path.lexists(path):
+                raise EnvError(f'requirements file {ref!r} does not exist (relative to {base})',
+                               where or str(base)) from None
+            raise EnvError(e.message, where or str(base)) from None
+        try:
+            text = raw.decode('utf-8-sig')
+        except UnicodeDecodeError as e:
+            raise EnvError(f'requirements file {ref!r} is not UTF-8 text (byte {e.start})', str(path)) from None
+        out += expand_requirements(_file_lines(text), path.parent, root, str(path), seen)
+    return out
+
+
+def pypi_requirements(project: Project) -> tuple[str | None, list[str]]:
+    """The python version and the flat PyPI requirement list of a project's env file.
+
+    The requirements are ``project_python_env``'s build_dependencies then dependencies, with the
+    ``-r`` files inlined relative to the project directory (where the uv and virtualenv managers
+    run their installs).  ``(None, [])`` for a project without a python_env / conda_env."""
+    spec = project_python_env(project)
+    lines = spec.build_dependencies + spec.dependencies
+    return spec.python, expand_requirements(lines, project.directory, project.root, spec.source)
+
+
+def conda_export(project: Project) -> dict[str, Any]:
+    """A project's conda.yaml as the environment mapping a conda installer elsewhere is given:
+    validated as for ``--env-manager conda``, ``name`` and ``prefix`` left out (the installer names
+    the environment), and the ``-r`` files of its pip section inlined (that installer writes the
+    pip list next to its own copy of the file, not next to the project's)."""
+    env = project.env
+    if env.kind != 'conda' or env.path is None:
+        raise EnvError('the project has no conda_env', str(project.mlproject_path or project.directory))
+    conda = load_conda_env(env.path, project.root)
+    base = Path(env.path).parent   # conda resolves the pip section's files next to the env file
+    data, _doc, findings = _yaml(Path(env.path), _root(project.root, Path(env.path).parent))
+    _raise_first(findings)
+    out = {k: v for k, v in data.items() if k not in ('name', 'prefix')}
+    deps = []
+    for item in out.get('dependencies') or []:
+        if isinstance(item, dict) and set(item) == {'pip'}:
+            item = {'pip': expand_requirements([str(p).strip() for p in item['pip'] or []], base, project.root,
+                                               conda.source)}
+        deps.append(item)
+    if 'dependencies' in out:
+        out['dependencies'] = deps
+    return out

@@ -34,14 +34,10 @@ from mlproj import safefile
 from mlproj.envs import EnvContext
 from mlproj.envs.envfiles import PythonEnv
 from mlproj.envs.interpreters import Interpreter
-from mlproj.envs.store import Store, content_hash
 from mlproj.envs.venv import (
     VenvEnvironment,
-    announce,
     base_env,
-    choose_interpreter,
-    key_payload,
-    project_python_env,
+    prepare_venv,
     requirement_args,
     run_step,
 )
@@ -107,6 +103,12 @@ def lock_files(project_dir: Path, root: Path | None = None) -> dict[str, str]:
     return {n: hashlib.sha256(_read_lock_file(project_dir, n, root)).hexdigest() for n in present}
 
 
+def project_lock_files(project: Project) -> dict[str, str]:
+    """The lock files uv installs for ``project``: a python_env project's uv.lock + pyproject.toml
+    (``uv sync``, as MLflow does); none for other projects."""
+    return lock_files(project.directory, project.root) if project.env.kind == 'python' else {}
+
+
 def build(target: Path, spec: PythonEnv, interpreter: Interpreter, project_dir: Path, ctx: EnvContext,
           locked: dict[str, str]) -> dict:
     uv = uv_bin()
@@ -143,28 +145,5 @@ def build(target: Path, spec: PythonEnv, interpreter: Interpreter, project_dir: 
 
 
 def prepare(project: Project, ctx: EnvContext) -> VenvEnvironment:
-    return prepare_venv(project, ctx, MANAGER, build_fn=build, installer=install_python, use_lock=True)
-
-
-def prepare_venv(project: Project, ctx: EnvContext, manager: str, *, build_fn, installer, use_lock: bool,
-                 store: Store | None = None) -> VenvEnvironment:
-    """Find or build the venv for ``project`` with ``build_fn`` (shared by uv and virtualenv)."""
-    spec = project_python_env(project)
-    interpreter = choose_interpreter(spec, installer)
-    project_dir = project.directory
-    locked = lock_files(project_dir, project.root) if use_lock and project.env.kind == 'python' else {}
-    payload = key_payload(manager, spec, interpreter, project_dir, {'lock': locked} if locked else None,
-                          root=project.root)
-    digest = content_hash(payload)
-    name = f'{manager}-{digest[:24]}'
-    store = store or Store()
-
-    def do_build(target: Path) -> dict:
-        announce(ctx, f'Creating {manager} environment {name} (Python {interpreter.version_text})')
-        build_fn(target, spec, interpreter, project_dir, ctx, locked)
-        return {'manager': manager, 'hash': digest, 'python': interpreter.version_text,
-                'interpreter': interpreter.path, 'project': str(project_dir), 'spec': spec.as_dict(),
-                'source': spec.source}
-
-    path, _built = store.ensure(name, do_build, log=ctx.log)
-    return VenvEnvironment(manager, manager, digest, path, interpreter.version_text)
+    return prepare_venv(project, ctx, MANAGER, build_fn=build, installer=install_python,
+                        locked=project_lock_files(project))

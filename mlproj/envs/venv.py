@@ -1,5 +1,9 @@
 """What the uv and virtualenv managers share: the spec, the cache key, the prepared venv.
 
+``prepare_venv`` is the one find-or-build of a venv: the project's python_env spec (its conda.yaml
+mapped onto PyPI by ``envfiles``), an interpreter, the cache key below, and the manager's own
+``build_fn`` run at most once per key in the environment store (``mlproj.envs.store``).
+
 The cache key is the sha256 of everything that determines the environment:
 
 * the manager and the store format;
@@ -21,6 +25,7 @@ import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -28,15 +33,13 @@ from typing import TextIO
 from mlproj import safefile
 from mlproj.envs import EnvContext
 from mlproj.envs import interpreters as interp
-from mlproj.envs.envfiles import (
-    FILE_OPTIONS,
-    PythonEnv,
-    conda_to_python_env,
-    load_conda_env,
-    load_python_env,
-)
+from mlproj.envs.envfiles import FILE_OPTIONS, PythonEnv, project_python_env
+from mlproj.envs.store import FORMAT, Store, content_hash
 from mlproj.errors import EnvError
 from mlproj.spec import Project
+
+# build_fn(target, spec, interpreter, project_dir, ctx, locked) fills the venv at ``target``
+BuildFn = Callable[[Path, PythonEnv, interp.Interpreter, Path, EnvContext, dict[str, str]], object]
 
 _SKIP_DIRS = {'.git', '__pycache__', '.venv', 'build', 'dist', '.tox', '.mypy_cache', '.pytest_cache'}
 _ANSI = re.compile(r'\x1b\[[0-9;]*[A-Za-z]')
@@ -57,16 +60,6 @@ class VenvEnvironment:
         child['VIRTUAL_ENV'] = str(self.path)
         child['PATH'] = str(self.path / 'bin') + os.pathsep + env.get('PATH', os.defpath)
         return ['bash', '-c', command], child
-
-
-def project_python_env(project: Project) -> PythonEnv:
-    """The python_env spec of a project: its python_env.yaml, its conda.yaml mapped onto PyPI, or empty."""
-    env = project.env
-    if env.kind == 'python' and env.path is not None:
-        return load_python_env(env.path, project.directory, project.root)
-    if env.kind == 'conda' and env.path is not None:
-        return conda_to_python_env(load_conda_env(env.path, project.root))
-    return PythonEnv()
 
 
 def choose_interpreter(spec: PythonEnv, installer=None) -> interp.Interpreter:
@@ -94,7 +87,7 @@ def platform_tag() -> dict:
     return {'platform': sys.platform, 'machine': platform.machine(), 'libc': '-'.join(x for x in libc if x)}
 
 
-def _hash_file(path: Path, root: Path | None = None) -> str:
+def hash_file(path: Path, root: Path | None = None) -> str:
     """SHA-256 of a regular file through the project-file reader (never blocks on a FIFO)."""
     try:
         return safefile.sha256(path, root)
@@ -109,7 +102,7 @@ def _hash_tree(root: Path) -> str:
         for n in sorted(filenames):
             p = Path(dirpath) / n
             try:
-                digest = _hash_file(p)
+                digest = hash_file(p)
             except EnvError:  # FIFOs, sockets, dangling links: not content
                 continue
             h.update(f'{p.relative_to(root).as_posix()}\0{digest}\n'.encode())
@@ -188,15 +181,13 @@ def referenced_files(lines: tuple[str, ...], base: Path, seen: set[Path] | None 
                 local = _local_path(word.split('#', 1)[0].split(' @ ')[-1].strip(), base)
                 if local is not None and local not in seen:
                     seen.add(local)
-                    out[str(local)] = _hash_file(local) if local.is_file() else _hash_tree(local)
+                    out[str(local)] = hash_file(local) if local.is_file() else _hash_tree(local)
             i += 1
     return out
 
 
 def key_payload(manager: str, spec: PythonEnv, interpreter: interp.Interpreter, project_dir: Path,
                 extra: dict | None = None, root: Path | None = None) -> dict:
-    from mlproj.envs.store import FORMAT
-
     lines = spec.build_dependencies + spec.dependencies
     files = referenced_files(lines, project_dir, root=root)
     # paths inside the project are recorded relative to it, so two checkouts share an environment
@@ -270,3 +261,38 @@ def base_env(pass_env: tuple[str, ...] = ()) -> dict[str, str]:
     for name in ('VIRTUAL_ENV', 'PYTHONHOME', 'PYTHONPATH', 'CONDA_PREFIX', 'UV_PROJECT_ENVIRONMENT'):
         env.pop(name, None)
     return env
+
+
+def venv_key(project: Project, manager: str, spec: PythonEnv, interpreter: interp.Interpreter,
+             locked: dict[str, str] | None = None) -> tuple[str, str]:
+    """(content hash, store name) of the venv ``manager`` makes for ``project``: what
+    ``prepare_venv`` looks up and builds, and what ``mlproj ci env-key`` names without building."""
+    payload = key_payload(manager, spec, interpreter, project.directory, {'lock': locked} if locked else None,
+                          root=project.root)
+    digest = content_hash(payload)
+    return digest, f'{manager}-{digest[:24]}'
+
+
+def prepare_venv(project: Project, ctx: EnvContext, manager: str, *, build_fn: BuildFn,
+                 installer: Callable[[str | None], str | None] | None, locked: dict[str, str] | None = None,
+                 store: Store | None = None) -> VenvEnvironment:
+    """Find or build the venv for ``project`` with ``build_fn`` (shared by uv and virtualenv).
+
+    ``installer(version) -> reason | None`` may install a missing interpreter (uv); ``locked`` is
+    ``{name: sha256}`` of the lock files ``build_fn`` installs (uv's ``uv.lock``), part of the key."""
+    spec = project_python_env(project)
+    interpreter = choose_interpreter(spec, installer)
+    project_dir = project.directory
+    locked = locked or {}
+    digest, name = venv_key(project, manager, spec, interpreter, locked)
+    store = store or Store()
+
+    def do_build(target: Path) -> dict:
+        announce(ctx, f'Creating {manager} environment {name} (Python {interpreter.version_text})')
+        build_fn(target, spec, interpreter, project_dir, ctx, locked)
+        return {'manager': manager, 'hash': digest, 'python': interpreter.version_text,
+                'interpreter': interpreter.path, 'project': str(project_dir), 'spec': spec.as_dict(),
+                'source': spec.source}
+
+    path, _built = store.ensure(name, do_build, log=ctx.log)
+    return VenvEnvironment(manager, manager, digest, path, interpreter.version_text)

@@ -17,8 +17,7 @@ from pathlib import Path
 from mlproj.envs import EnvContext
 from mlproj.envs.envfiles import PythonEnv
 from mlproj.envs.interpreters import Interpreter
-from mlproj.envs.uv import prepare_venv
-from mlproj.envs.venv import VenvEnvironment, base_env, requirement_args, run_step
+from mlproj.envs.venv import VenvEnvironment, base_env, prepare_venv, requirement_args, run_step
 from mlproj.spec import Project
 
 MANAGER = 'virtualenv'
@@ -46,4 +45,4 @@ def build(target: Path, spec: PythonEnv, interpreter: Interpreter, project_dir: 
 
 
 def prepare(project: Project, ctx: EnvContext) -> VenvEnvironment:
-    return prepare_venv(project, ctx, MANAGER, build_fn=build, installer=None, use_lock=False)
+    return prepare_venv(project, ctx, MANAGER, build_fn=build, installer=None)

@@ -165,7 +165,7 @@ def _env_files_used(project: Any, env: Any) -> set[Path]:
     used = {env.path.resolve()}
     if not env.path.is_file():
         return used
-    from mlproj.envs.envfiles import _file_references, read_conda_env, read_python_env
+    from mlproj.envs.envfiles import file_references, read_conda_env, read_python_env
 
     lines: list[str] = []
     if env.kind == 'python':
@@ -179,7 +179,7 @@ def _env_files_used(project: Any, env: Any) -> set[Path]:
             lines = list(cenv.pip)
         bases = [env.path.parent]
     for line in lines:
-        for ref in _file_references(line):
+        for ref in file_references(line):
             used |= {(b / ref).resolve() for b in bases}
     return used
 

@@ -7,6 +7,7 @@ import pytest
 
 from mlproj.envs.envfiles import (
     conda_to_python_env,
+    expand_requirements,
     load_conda_env,
     load_python_env,
     validate_conda_env,
@@ -146,3 +147,26 @@ def test_unmappable_packages_are_all_listed(tmp_path):
     for item in (f'cudatoolkit=11.8 ({p}:3:5)', f'r-base ({p}:5:5)', f'libgcc-ng ({p}:6:5)'):
         assert item in msg
     assert 'numpy' not in msg.split('equivalent:')[1].split(';')[0]
+
+
+def test_expand_requirements_inlines_r_files_as_pip_reads_them(tmp_path):
+    (tmp_path / '.git').mkdir()
+    write(tmp_path, 'requirements.txt', '# pinned\nsix==1.17.0  # trailing comment\n\n-r sub/more.txt\n'
+          '--requirement=requirements.txt\nurl#egg\\\n=x\n-c constraints.txt\n')
+    (tmp_path / 'sub').mkdir()
+    write(tmp_path / 'sub', 'more.txt', 'idna>=3\n-rdeeper.txt\n')
+    write(tmp_path / 'sub', 'deeper.txt', 'attrs\n')
+    lines = expand_requirements(['pip', '-r requirements.txt', './pkg'], tmp_path)
+    # nested files resolve next to the file naming them; each file is read once; -c and paths are kept
+    assert lines == ['pip', 'six==1.17.0', 'idna>=3', 'attrs', 'url#egg=x', '-c constraints.txt', './pkg']
+
+
+def test_expand_requirements_refuses_what_the_reader_refuses(tmp_path):
+    (tmp_path / 'repo' / '.git').mkdir(parents=True)
+    write(tmp_path, 'outside.txt', 'secret-package\n')
+    (tmp_path / 'repo' / 'link.txt').symlink_to(tmp_path / 'outside.txt')
+    with pytest.raises(EnvError) as info:
+        expand_requirements(['-r link.txt'], tmp_path / 'repo')
+    assert "'link.txt'" in info.value.message and 'secret-package' not in str(info.value)
+    with pytest.raises(EnvError, match="requirements file 'nope.txt' does not exist"):
+        expand_requirements(['-r nope.txt'], tmp_path / 'repo')
