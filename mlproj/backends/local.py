@@ -176,6 +176,10 @@ def _start_sweep(launch: Launch, stop: threading.Event, write_lock: threading.Lo
 
     if not stale.enabled():
         return None
+    if launch.prepared is not None:  # a sweep's points share one experiment: its first point checks
+        if launch.prepared.get('stale-checked'):
+            return None
+        launch.prepared['stale-checked'] = True
     delay = 0.0 if getattr(launch.tracker, 'fast', False) else SERVER_SWEEP_DELAY
 
     def sweep() -> None:

@@ -172,3 +172,19 @@ def test_bad_config_names_the_key(slurm_env, project, mlflow_client, config, key
     assert err.value.exit_code == 69
     assert key in str(err.value) and 'slurm backend config' in str(err.value)
     assert mlflow_client.get_run(run_id_of(mlflow_client)).info.status == 'FAILED'
+
+
+def test_a_sweep_submits_one_job_per_point_under_one_parent(slurm, slurm_env, project, run_mlproj, mlflow_client):
+    proj = project(MLPROJECT, {'data.txt': 'shipped\n'})
+    res = run_mlproj('sweep', str(proj), '-b', 'slurm', '-c', json.dumps(CONFIG), '-P', 'word=a,b,c',
+                     '--max-parallel', '2', timeout=240)
+    assert res.returncode == 0, res.stderr
+    assert {f'WORD={w}' for w in 'abc'} <= set(res.stdout.split())
+    runs = mlflow_client.search_runs([e.experiment_id for e in mlflow_client.search_experiments()])
+    parent = [r for r in runs if r.data.tags.get('mlproj.sweep') == 'true']
+    assert len(parent) == 1 and parent[0].info.status == 'FINISHED'
+    children = [r for r in runs if r.data.tags.get('mlflow.parentRunId') == parent[0].info.run_id]
+    assert sorted(r.data.params['word'] for r in children) == ['a', 'b', 'c']
+    assert {r.info.status for r in children} == {'FINISHED'}
+    jobs = {r.data.tags['mlproj.slurm.job_id'] for r in children}
+    assert len(jobs) == 3 and all(slurm.job_field(j, 'JobState') == 'COMPLETED' for j in jobs)
