@@ -102,6 +102,19 @@ def tracker_ops(uri: str, env: dict[str, str], repeat: int) -> float:
     return float(out.stdout.strip())
 
 
+def trivial_project(prefix: str) -> tuple[Path, Path, dict[str, str]]:
+    """(work dir, project dir, environment): the trivial project every run benchmark times, and an
+    environment without MLFLOW_* variables or PYTHONDONTWRITEBYTECODE, this interpreter first on PATH."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    project = work / 'project'
+    project.mkdir()
+    (project / 'MLproject').write_text(MLPROJECT)
+    (project / 'train.py').write_text('import sys\nprint("x =", sys.argv[1])\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith('MLFLOW_') and k != 'PYTHONDONTWRITEBYTECODE'}
+    env['PATH'] = f'{Path(sys.executable).parent}:{env["PATH"]}'
+    return work, project, env
+
+
 def version_of(venv: Path) -> str:
     return subprocess.run([str(venv / 'bin' / 'python'), '-c',
                            'import importlib.metadata as m, mlflow; '
@@ -154,13 +167,7 @@ def main() -> None:
     mlproj_bin = Path(sys.executable).with_name('mlproj')
     tools = [('mlproj run', mlproj_bin), ('mlflow run (skinny)', skinny_venv / 'bin' / 'mlflow'),
              ('mlflow run (full)', server_venv / 'bin' / 'mlflow')]
-    work = Path(tempfile.mkdtemp(prefix='mlproj-bench-'))
-    project = work / 'project'
-    project.mkdir()
-    (project / 'MLproject').write_text(MLPROJECT)
-    (project / 'train.py').write_text('import sys\nprint("x =", sys.argv[1])\n')
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith('MLFLOW_') and k != 'PYTHONDONTWRITEBYTECODE'}
-    base_env['PATH'] = f'{Path(sys.executable).parent}:{base_env["PATH"]}'
+    work, project, base_env = trivial_project('mlproj-bench-')
     fresh = itertools.count()
 
     def fixed(uri: str, **extra: str):

@@ -23,12 +23,11 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_run import MLPROJECT, machine, start_server  # noqa: E402
+from bench_run import machine, start_server, trivial_project  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -52,13 +51,7 @@ def main() -> None:
     mlflow_bin = server_venv / 'bin' / 'mlflow'
     mlproj_bin = Path(sys.executable).with_name('mlproj')
     load_before = machine()
-    work = Path(tempfile.mkdtemp(prefix='mlproj-bench-sweep-'))
-    project = work / 'project'
-    project.mkdir()
-    (project / 'MLproject').write_text(MLPROJECT)
-    (project / 'train.py').write_text('import sys\nprint("x =", sys.argv[1])\n')
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith('MLFLOW_') and k != 'PYTHONDONTWRITEBYTECODE'}
-    base_env['PATH'] = f'{Path(sys.executable).parent}:{base_env["PATH"]}'
+    work, project, base_env = trivial_project('mlproj-bench-sweep-')
     values = ','.join(str(i) for i in range(n))
     bare_loop = f'for i in $(seq 0 {n - 1}); do {sys.executable} train.py $i; done'
     mlflow_loop = (f'for i in $(seq 0 {n - 1}); do {mlflow_bin} run {project} --env-manager local -P x=$i '
