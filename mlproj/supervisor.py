@@ -45,8 +45,8 @@ def _subreaper() -> bool:
     try:  # ctypes' C core directly: ``import ctypes`` costs 3 ms idle, 50 ms on a loaded machine
         import _ctypes
 
-        return _ctypes.call_function(_ctypes.dlsym(_ctypes.dlopen(None), 'prctl'),
-                                     (PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+        program = _ctypes.dlopen(None)  # type: ignore[arg-type]  # NULL: the program's own symbols
+        return _ctypes.call_function(_ctypes.dlsym(program, 'prctl'), (PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
     except Exception:
         pass
     try:

@@ -51,6 +51,12 @@ class Tracker(Protocol):
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None: ...
     def get_run(self, run_id: str) -> RunRecord: ...
     def set_status(self, run_id: str, status: str) -> None: ...
+    # searches: the stale-run check (RUNNING), the run cache (FINISHED), `runs gc`, nested runs
+    def search_with_tag(self, experiment_ids: list[str], key: str, value: str, status: str = 'RUNNING'
+                        ) -> list[RunRecord]: ...
+    def search_running_with_tag(self, experiment_ids: list[str], key: str, value: str) -> list[RunRecord]: ...
+    def list_experiment_ids(self) -> list[str]: ...
+    def child_runs(self, experiment_id: str, parent_run_id: str) -> list[tuple[str, dict[str, str]]]: ...
 
 
 # --------------------------------------------------------------------------------------------
@@ -423,6 +429,13 @@ class RestTracker:
             raise TrackingError(f'{endpoint} failed: HTTP {status} {detail}', where)
         raise TrackingError(f'{endpoint} failed after retries', where)
 
+    def _request_object(self, method: str, endpoint: str, body: dict | None = None) -> dict:
+        """``_request`` for calls whose answer is always an object (a missing one is an error there)."""
+        got = self._request(method, endpoint, body)
+        if got is None:  # pragma: no cover - _request answers None only with missing_ok
+            raise TrackingError(f'{endpoint}: empty answer', redact_uri(self.uri))
+        return got
+
     def resolve_experiment(self, name: str | None, experiment_id: str | None) -> str:
         if experiment_id is not None:
             got = self._request('GET', 'experiments/get', query={'experiment_id': experiment_id}, missing_ok=True)
@@ -436,7 +449,7 @@ class RestTracker:
                 if exp.get('lifecycle_stage') == 'deleted':
                     raise TrackingError(f'experiment {name!r} is deleted; restore it or choose another name')
                 return str(exp['experiment_id'])
-            created = self._request('POST', 'experiments/create', {'name': name})
+            created = self._request_object('POST', 'experiments/create', {'name': name})
             return str(created['experiment_id'])
         # MLflow's default experiment: not looked up (one round trip less); creating the run
         # fails with the server's own message if it was deleted.
@@ -451,7 +464,7 @@ class RestTracker:
         }
         if run_name:
             body['run_name'] = run_name
-        got = self._request('POST', 'runs/create', body)
+        got = self._request_object('POST', 'runs/create', body)
         return got['run']['info']['run_id']
 
     def log_params(self, run_id: str, params: dict[str, str]) -> None:

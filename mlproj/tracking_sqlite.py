@@ -568,6 +568,7 @@ class SqliteTracker:
         def fast(store: SqliteStore) -> str:
             if experiment_id is not None:
                 return store.experiment_id_by_id(experiment_id)
+            assert name is not None  # experiment_id is None only when a name is given
             found = store.experiment_by_name(name)
             if found is None:
                 return store.create_experiment(name)

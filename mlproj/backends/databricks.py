@@ -273,7 +273,7 @@ class DatabricksSubmittedRun(SubmittedRun):
         if run.tasks:
             task_run_id = run.tasks[0].run_id
         return RunState(
-            life_cycle=_enum(state.life_cycle_state) if state else 'PENDING',
+            life_cycle=(_enum(state.life_cycle_state) or 'PENDING') if state else 'PENDING',
             result=_enum(state.result_state) if state else None,
             message=(state.state_message or '') if state else '',
             task_run_id=task_run_id, page_url=run.run_page_url, job_id=run.job_id,

@@ -313,8 +313,8 @@ class KubernetesJob:
                 continue
             followed.add(pod.metadata.name)
             try:
-                resp = self.core.read_namespaced_pod_log(pod.metadata.name, self.namespace, follow=True,
-                                                         _preload_content=False)
+                resp: Any = self.core.read_namespaced_pod_log(pod.metadata.name, self.namespace, follow=True,
+                                                              _preload_content=False)  # urllib3 response
             except ApiException as e:
                 if e.status in (400, 404):  # not started yet / already gone: try again later
                     followed.discard(pod.metadata.name)
@@ -403,7 +403,7 @@ def submit(launch: Launch) -> RemoteSubmittedRun:
     launch.tracker.set_tags(launch.run_id, tags)
     job = KubernetesJob(api, job_name, namespace, launch.run_id)
     try:
-        job.batch.create_namespaced_job(namespace, body)
+        job.batch.create_namespaced_job(namespace, body)  # type: ignore[arg-type]  # a dict body is accepted
     except Exception as e:
         raise api_error(e, 'the API server refused the Job', job.host) from None
     launch.source.cleanup()  # the code is in the image

@@ -112,6 +112,7 @@ def resolve_source(uri: str, version: str | None, ctx: gha.ActionsContext, cwd: 
 
 
 def _cancel(submitted: Any, signum: int) -> None:
+    params: Mapping[str, Any]
     try:
         params = inspect.signature(submitted.cancel).parameters
     except (TypeError, ValueError):

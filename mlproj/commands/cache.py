@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import click
 
@@ -39,12 +40,12 @@ def list_(as_json: bool) -> None:
 
     store = Store()
     now = time.time()
-    mirrors = []
+    mirrors: list[dict[str, Any]] = []
     for m in store.mirrors():
         meta = m.meta()
         mirrors.append({'url': m.url, 'path': str(m.path), 'size': dir_size(m.path),
                         'last_used': meta.get('last_used'), 'last_fetch': meta.get('last_fetch')})
-    checkouts = [{'path': str(p), 'commit': meta.get('commit'), 'source': meta.get('source'),
+    checkouts: list[dict[str, Any]] = [{'path': str(p), 'commit': meta.get('commit'), 'source': meta.get('source'),
                   'keep': bool(meta.get('keep')), 'created': meta.get('created'), 'size': dir_size(p)}
                  for p, meta in store.checkouts()]
     if as_json:
@@ -53,9 +54,9 @@ def list_(as_json: bool) -> None:
     click.echo(f'cache: {store.root}')
     if not mirrors:
         click.echo('no cached repositories')
-    for m in mirrors:
-        used = _age(now - float(m['last_used'])) + ' ago' if m['last_used'] else 'never'
-        click.echo(f"{m['url']}  {_size(m['size'])}  used {used}  {m['path']}")
+    for row in mirrors:
+        used = _age(now - float(row['last_used'])) + ' ago' if row['last_used'] else 'never'
+        click.echo(f"{row['url']}  {_size(row['size'])}  used {used}  {row['path']}")
     for c in checkouts:
         kept = ' (kept)' if c['keep'] else ''
         click.echo(f"checkout {(c['commit'] or '?')[:12]} of {c['source']}{kept}  {_size(c['size'])}  {c['path']}")

@@ -192,7 +192,7 @@ def load_config(pyproject: Path | None, *, select: tuple[str, ...] = (), ignore:
         cfg_strict = strict
     if fail_on is not None:
         cfg_strict = fail_on == 'warning'
-    exclude = DEFAULT_EXCLUDE
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     if 'exclude' in table:
         exclude = tuple(_str_list(table['exclude'], where, 'exclude'))
     exclude += tuple(_str_list(table.get('extend-exclude', []), where, 'extend-exclude')) + tuple(extend_exclude)

@@ -200,11 +200,11 @@ def _candidates(parsed: ParsedURI, username_from_url: str | None, allowed: Any, 
             out.append(('ssh-agent', pygit2.KeypairFromAgent(ssh_user)))
         ssh_dir = Path.home() / '.ssh'
         for name in ('id_ed25519', 'id_ecdsa', 'id_rsa'):
-            path = ssh_dir / name
-            if path.is_file():
-                pub = path.with_name(name + '.pub')
-                out.append((f'~/.ssh/{name}', pygit2.Keypair(ssh_user, str(pub) if pub.is_file() else None,
-                                                            str(path), passphrase)))
+            key_path = ssh_dir / name
+            if key_path.is_file():
+                pub_path = key_path.with_name(name + '.pub')
+                out.append((f'~/.ssh/{name}', pygit2.Keypair(ssh_user, str(pub_path) if pub_path.is_file() else None,
+                                                            str(key_path), passphrase)))
     if allowed & ct.USERPASS_PLAINTEXT:
         if parsed.scheme in ('http', 'https'):
             for label, mlflow_user, password in _mlflow_pairs(user):

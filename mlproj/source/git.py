@@ -65,7 +65,7 @@ def configure_libgit2() -> None:
     capath = wanted[3] or wanted[4]
     if cainfo or capath:
         try:
-            pygit2.settings.set_ssl_cert_locations(cainfo or None, capath or None)
+            pygit2.settings.set_ssl_cert_locations(cainfo or None, capath or None)  # type: ignore[arg-type]
         except pygit2.GitError as e:
             raise SourceError(f'cannot use the CA bundle: {first_line(e)}', cainfo or capath) from None
     _applied = wanted

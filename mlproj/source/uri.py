@@ -100,7 +100,7 @@ def check_revision(version: str | None) -> str | None:
 
 
 def is_full_sha(rev: str | None) -> bool:
-    return bool(rev) and len(rev) in (40, 64) and bool(_HEX.match(rev))
+    return rev is not None and len(rev) in (40, 64) and bool(_HEX.match(rev))
 
 
 def parse(uri: str, cwd: str | os.PathLike[str] | None = None) -> ParsedURI:
