@@ -2,32 +2,11 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-# The full `mlflow` package (for `mlflow server`) lives in its own venv; .ci/run creates it.
-MLFLOW_SERVER_VENV = Path(os.environ.get('MLPROJ_TEST_MLFLOW_VENV', '/tmp/mlproj-test-mlflow-server-venv'))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def mlproj_bin() -> str:
-    """The `mlproj` console script of the interpreter running the tests."""
-    candidate = Path(sys.executable).with_name('mlproj')
-    return str(candidate) if candidate.exists() else 'mlproj'
-
+from tests.helpers import MLFLOW_SERVER_VENV, REPO, free_port, mlproj_bin, stop_group, wait_http, write_project  # noqa: F401
 
 # The fast lane (`pytest -m "not slow"`) leaves out every test that starts a real server or
 # engine, builds a real environment, or drives mlproj as a subprocess. A test is slow when it uses
@@ -71,38 +50,6 @@ def sqlite_store(tmp_path_factory) -> str:
     return f'sqlite:///{d}/mlflow.db'
 
 
-def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f'server exited early with code {proc.returncode}')
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f'server at {url} not ready after {timeout}s')
-
-
-def stop_group(proc: subprocess.Popen) -> None:
-    """Stop a server started with start_new_session=True, children included."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
-
-
 @pytest.fixture(scope='session')
 def mlflow_server(tmp_path_factory):
     """A real `mlflow server` (sqlite backend) on 127.0.0.1; yields its http URI."""
@@ -121,19 +68,8 @@ def mlflow_server(tmp_path_factory):
         env={**os.environ, 'MLFLOW_SERVER_ENABLE_JOB_EXECUTION': 'false'},
     )
     try:
-        _wait_http(f"http://127.0.0.1:{port}/health", proc, 240)
+        wait_http(f"http://127.0.0.1:{port}/health", proc, 240)
         yield f'http://127.0.0.1:{port}'
     finally:
         stop_group(proc)
         log.close()
-
-
-def write_project(directory: Path, mlproject: str | None, files: dict[str, str] | None = None) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    if mlproject is not None:
-        (directory / 'MLproject').write_text(mlproject)
-    for name, text in (files or {}).items():
-        path = directory / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return directory

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from mlproj import childenv
-from tests.conftest import mlproj_bin, write_project
+from tests.helpers import mlproj_bin, write_project
 
 # every name the policy withholds from the project's processes, with a unique value each
 WITHHELD_FROM_RUN = ('MLPROJ_GIT_TOKEN', 'MLPROJ_SSH_KEY_PASSPHRASE', 'MLPROJ_SSH_KEY', 'MLPROJ_GIT_USERNAME',

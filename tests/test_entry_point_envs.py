@@ -14,7 +14,7 @@ from mlproj.errors import SpecError
 from mlproj.request import RunRequest
 from mlproj.runner import plan
 from mlproj.spec import EnvSpec, load_project
-from tests.conftest import write_project
+from tests.helpers import write_project
 
 TWO_STEPS = """\
 name: steps

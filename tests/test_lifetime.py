@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import mlproj_bin, write_project
+from tests.helpers import mlproj_bin, write_project
 
 PY = sys.executable
 # each test starts several `mlproj`/mlflow processes; on a loaded 2-core machine one took 264 s, so the

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import mlproj_bin
+from tests.helpers import mlproj_bin
 from tests.source.conftest import git, start_daemon, stop
 
 pytestmark = pytest.mark.slow  # a git daemon, mlproj and MLflow subprocesses

@@ -10,7 +10,7 @@ import pytest
 
 from mlproj import runcache, runner
 from mlproj.request import RunRequest
-from tests.conftest import mlproj_bin, write_project
+from tests.helpers import mlproj_bin, write_project
 
 PY = sys.executable
 MLPROJECT = (

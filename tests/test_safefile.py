@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mlproj import safefile
-from tests.conftest import mlproj_bin, write_project
+from tests.helpers import mlproj_bin, write_project
 
 MARKER = f'SECRET-{uuid.uuid4().hex}'
 MAIN = 'name: p\nentry_points:\n  main:\n    command: "echo hi"\n'

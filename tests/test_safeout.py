@@ -16,7 +16,7 @@ import pytest
 
 from mlproj.ci import gha
 from mlproj.safeout import actions_line, json_text, printable
-from tests.conftest import mlproj_bin
+from tests.helpers import mlproj_bin
 
 INJECTED = 'evil\n::error title=INJECTED::pwned'
 BAD = 'entry_points:\n  main:\n    command: "echo {nope}"\nunknown: 1\n'

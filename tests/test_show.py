@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 
 from mlproj.cli import main
-from tests.conftest import write_project
+from tests.helpers import write_project
 
 
 def test_show_json_lists_entry_points_parameters_and_commands(tmp_path, capsys):

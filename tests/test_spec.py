@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from mlproj.errors import SpecError
 from mlproj.spec import iter_template, load_project, parse_mlproject, placeholders
-from tests.conftest import write_project
+from tests.helpers import write_project
 
 GREETER = """\
 name: example

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import mlproj_bin, write_project
+from tests.helpers import mlproj_bin, write_project
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from mlproj.tracking import record_terminal_status
-from tests.conftest import MLFLOW_SERVER_VENV, _wait_http, free_port, mlproj_bin, stop_group, write_project
+from tests.helpers import MLFLOW_SERVER_VENV, free_port, mlproj_bin, stop_group, wait_http, write_project
 
 
 class Server:
@@ -33,7 +33,7 @@ class Server:
              f'sqlite:///{self.base}/server.db', '--default-artifact-root', str(self.base / 'artifacts'),
              '--workers', '1'], stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.base)
         log.close()
-        _wait_http(f'{self.uri}/health', self.proc, 300)
+        wait_http(f'{self.uri}/health', self.proc, 300)
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, mlproj_bin
+from tests.helpers import REPO, mlproj_bin
 
 pytestmark = pytest.mark.slow  # a cold uv environment with scikit-learn and pandas
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import write_project
+from tests.helpers import write_project
 
 
 def mlproj_argv(*args: str) -> list[str]:

@@ -22,7 +22,7 @@ from mlproj.envs import interpreters as interp
 from mlproj.errors import BackendError
 from mlproj.request import RunRequest
 from mlproj.spec import load_project
-from tests.conftest import write_project
+from tests.helpers import write_project
 
 PY = f'{sys.version_info.major}.{sys.version_info.minor}'
 

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.compat.conftest import commit_all, git, mlproj, runs, write
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 pytestmark = pytest.mark.slow  # drives mlproj as a subprocess
 

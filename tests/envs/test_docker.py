@@ -188,7 +188,7 @@ def test_engine_choice(tmp_path, monkeypatch):
 def test_build_context_refuses_fifos_and_outside_dockerignore(tmp_path):
     """The context is read through the project-file reader: nothing blocks, nothing outside is read."""
     from mlproj.envs.docker import context_files, context_hash
-    from tests.conftest import write_project
+    from tests.helpers import write_project
 
     proj = write_project(tmp_path / 'p', 'name: p\ndocker_env: {image: img}\nentry_points: {main: {command: "true"}}\n')
     os.mkfifo(proj / 'pipe')

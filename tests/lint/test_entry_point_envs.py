@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from mlproj.lint import lint_paths, load_config
-from tests.conftest import write_project
+from tests.helpers import write_project
 
 
 def issues(path) -> list[str]:

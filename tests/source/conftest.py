@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import stop_group
+from tests.helpers import free_port, stop_group
 
 HERE = Path(__file__).resolve().parent
 HTTP_SERVER = HERE / 'git_http_server.py'
@@ -62,12 +62,6 @@ entry_points:
       alpha: {{type: float, default: 0.1}}
     command: "python show.py {{alpha}}"
 '''
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def wait_port(host: str, port: int, proc: subprocess.Popen, timeout: float = 15.0) -> None:

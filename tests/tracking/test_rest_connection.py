@@ -12,7 +12,7 @@ import pytest
 
 from mlproj.errors import TrackingError
 from mlproj.tracking import RestTracker
-from tests.conftest import mlproj_bin, write_project
+from tests.helpers import mlproj_bin, write_project
 
 pytestmark = pytest.mark.slow
 

@@ -27,7 +27,7 @@ import pytest
 from mlproj import tracking_sqlite
 from mlproj.errors import TrackingError
 from mlproj.tracking_sqlite import SqliteTracker
-from tests.conftest import REPO, mlproj_bin, write_project
+from tests.helpers import REPO, mlproj_bin, write_project
 
 OPS = Path(__file__).with_name('mlflow_ops.py')
 OLDEST_VENV = Path(os.environ.get('MLPROJ_TEST_MLFLOW_OLDEST_VENV', '/tmp/mlproj-test-mlflow-oldest-venv'))

@@ -11,7 +11,7 @@ from mlproj import backends, runner, tracking
 from mlproj.errors import BackendError, EnvError, ParamError, SpecError
 from mlproj.request import RunRequest
 from mlproj.tracking import RunRecord
-from tests.conftest import write_project
+from tests.helpers import write_project
 
 MLPROJECT = """\
 name: demo

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,16 +20,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tests.helpers import free_port as _free_port
+
 RAY_VENV = Path(os.environ.get('MLPROJ_TEST_RAY_VENV', '/tmp/mlproj-test-ray-venv'))
 
 
 def free_port() -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind(('127.0.0.1', 0))
-            port = s.getsockname()[1]
-        if port > 20000:
-            return port
+    return _free_port(above=20000)
 
 
 def session_pids(sid: int) -> list[int]:

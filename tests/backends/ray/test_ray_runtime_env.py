@@ -8,7 +8,7 @@ import pytest
 from mlproj.backends.ray import runtime_env_for
 from mlproj.errors import BackendError, EnvError
 from mlproj.spec import load_project
-from tests.conftest import write_project as make_project
+from tests.helpers import write_project as make_project
 
 CONDA = '''name: tutorial
 channels: [conda-forge]

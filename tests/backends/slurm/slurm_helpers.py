@@ -18,16 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.helpers import free_port as _free_port
+
 TOOLS = ('munged', 'slurmctld', 'slurmd', 'sbatch', 'squeue', 'scontrol', 'scancel', 'sinfo')
 
 
 def free_port() -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind(('127.0.0.1', 0))
-            port = s.getsockname()[1]
-        if port > 20000:
-            return port
+    return _free_port(above=20000)
 
 
 def _stop(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:

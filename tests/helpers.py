@@ -1,0 +1,78 @@
+"""Plain helpers every test package shares (ports, processes, projects): imported, never fixtures.
+
+Fixtures live in the ``conftest.py`` files; what a test calls directly lives here, so no test
+imports from a conftest module.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+# The full `mlflow` package (for `mlflow server`) lives in its own venv; .ci/run creates it.
+MLFLOW_SERVER_VENV = Path(os.environ.get('MLPROJ_TEST_MLFLOW_VENV', '/tmp/mlproj-test-mlflow-server-venv'))
+
+
+def free_port(above: int = 0) -> int:
+    """A free TCP port on 127.0.0.1 (above ``above``: Ray and Slurm keep low ports for themselves)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(('127.0.0.1', 0))
+            port = s.getsockname()[1]
+        if port > above:
+            return port
+
+
+def mlproj_bin() -> str:
+    """The `mlproj` console script of the interpreter running the tests."""
+    candidate = Path(sys.executable).with_name('mlproj')
+    return str(candidate) if candidate.exists() else 'mlproj'
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f'server exited early with code {proc.returncode}')
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f'server at {url} not ready after {timeout}s')
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """Stop a server started with start_new_session=True, children included."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def write_project(directory: Path, mlproject: str | None, files: dict[str, str] | None = None) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    if mlproject is not None:
+        (directory / 'MLproject').write_text(mlproject)
+    for name, text in (files or {}).items():
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return directory
