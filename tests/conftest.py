@@ -21,6 +21,8 @@ SLOW_FIXTURES = frozenset({
     # subprocess drivers, package indexes, wheels and env builds
     'run_mlproj', 'resolve_process', 'offline_index', 'hanging_index', 'wheelhouse', 'make_wheel',
     'uv_cache', 'fake_conda', 'url_for', 'repos',
+    # MLflow or mypy run as processes: a store created by MlflowClient, the typed-API check
+    'base_store', 'mypy_cache',
 })
 
 

@@ -69,6 +69,7 @@ def _oldest_python() -> str:
 
 
 @pytest.mark.parametrize('which', ['newest', 'oldest'])
+@pytest.mark.slow
 def test_fast_path_writes_what_mlflow_writes(which, tmp_path):
     python = sys.executable if which == 'newest' else _oldest_python()
     if which == 'oldest':
@@ -186,6 +187,7 @@ def test_uris_outside_the_fast_path(tmp_path, uri):
     assert tracking_sqlite.sqlite_path(uri.format(d=tmp_path)) is None
 
 
+@pytest.mark.slow
 def test_missing_store_is_created_by_mlflow_and_announced(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     said = []
