@@ -28,9 +28,10 @@ import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from mlproj.errors import SpecError
+from mlproj.findings import Finding
 from mlproj.rules import RULES
 
 PARAM_TYPES = ('string', 'float', 'int', 'bool', 'path', 'uri')
@@ -48,26 +49,6 @@ DEFAULT_PYTHON_ENV = 'python_env.yaml'
 DEFAULT_CONDA_ENV = 'conda.yaml'
 
 Pos = tuple[int, int]  # 1-based line, column
-
-
-class Finding(NamedTuple):
-    rule: str
-    message: str
-    line: int = 0
-    col: int = 0
-    path: str = ''
-
-    @property
-    def severity(self) -> str:
-        return RULES[self.rule].severity
-
-    def where(self) -> str:
-        if self.line:
-            return f'{self.path}:{self.line}:{self.col}'
-        return self.path
-
-    def __str__(self) -> str:
-        return f'{self.where()}: {self.rule} {self.message}'
 
 
 @dataclass(frozen=True)

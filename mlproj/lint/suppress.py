@@ -15,8 +15,8 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from mlproj.findings import Finding
 from mlproj.rules import RULES
-from mlproj.spec import Finding
 
 _COMMENT = re.compile(r'(?:^|\s)#\s*mlproj:\s*(disable-file|disable)\b(?:\s*=\s*([A-Za-z0-9_\-, ]*))?')
 ALL = frozenset({'*'})

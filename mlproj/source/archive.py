@@ -105,7 +105,7 @@ def _reason(e: BaseException) -> str:
 
 def resolve_zip(parsed: ParsedURI, rev: str | None, *, keep_checkout: bool = False) -> ResolvedSource:
     from mlproj.source.cache import Store
-    from mlproj.source.local import contained_subdirectory
+    from mlproj.source.tree import contained_subdirectory
 
     if rev is not None:
         raise SourceError('--version is only supported for Git sources, not for a zip archive', parsed.display)

@@ -310,7 +310,7 @@ def _open_local(path: str, where: str) -> Any:
 
 
 def resolve_remote(parsed: ParsedURI, rev: str | None, *, keep_checkout: bool = False) -> ResolvedSource:
-    from mlproj.source.local import contained_subdirectory
+    from mlproj.source.tree import contained_subdirectory
 
     fetcher = Fetcher()
     store = fetcher.store

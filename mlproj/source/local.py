@@ -17,21 +17,11 @@ from typing import Any
 from mlproj.errors import SourceError
 from mlproj.source import ResolvedSource
 from mlproj.source.redact import strip_credentials
+from mlproj.source.tree import contained_subdirectory
 from mlproj.source.uri import ParsedURI, normalize_subdirectory, split_subdirectory
 
 __all__ = ['strip_credentials', 'split_subdirectory', 'normalize_subdirectory', 'contained_subdirectory',
            'git_info', 'resolve_local']
-
-
-def contained_subdirectory(root: Path, sub: str, uri: str) -> Path:
-    """``root / sub`` after resolving symlinks, refusing anything that leaves ``root``."""
-    root_real = root.resolve()
-    target = (root_real / sub).resolve() if sub else root_real
-    if target != root_real and root_real not in target.parents:
-        raise SourceError(f'subdirectory {sub!r} escapes the repository through a symlink', uri)
-    if not target.is_dir():
-        raise SourceError(f'subdirectory {sub!r} does not exist', uri)
-    return target
 
 
 def _may_be_in_repository(path: Path) -> bool:

@@ -27,6 +27,17 @@ class Revision(NamedTuple):
     branch: str | None     # set when the revision named a branch (or the default branch was used)
 
 
+def contained_subdirectory(root: Path, sub: str, uri: str) -> Path:
+    """``root / sub`` after resolving symlinks, refusing anything that leaves ``root``."""
+    root_real = root.resolve()
+    target = (root_real / sub).resolve() if sub else root_real
+    if target != root_real and root_real not in target.parents:
+        raise SourceError(f'subdirectory {sub!r} escapes the repository through a symlink', uri)
+    if not target.is_dir():
+        raise SourceError(f'subdirectory {sub!r} does not exist', uri)
+    return target
+
+
 def first_line(e: BaseException) -> str:
     text = str(e).strip() or type(e).__name__
     return text.splitlines()[0][:300]
