@@ -123,7 +123,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _debug_requested(argv: list[str]) -> bool:
-    return '--debug' in argv or os.environ.get('MLPROJ_DEBUG', '').lower() in ('1', 'true', 'yes')
+    from mlproj.settings import env_value
+
+    return '--debug' in argv or bool(env_value('MLPROJ_DEBUG'))
 
 
 def main(argv: list[str] | None = None) -> int:

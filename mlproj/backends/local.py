@@ -32,10 +32,9 @@ DEFAULT_GRACE = 10.0
 
 
 def _grace() -> float:
-    try:
-        return float(os.environ.get('MLPROJ_KILL_GRACE', DEFAULT_GRACE))
-    except ValueError:
-        return DEFAULT_GRACE
+    from mlproj.settings import env_value
+
+    return float(env_value('MLPROJ_KILL_GRACE'))
 
 
 def child_environment(launch: Launch) -> dict[str, str]:
