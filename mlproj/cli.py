@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     'cache': ('mlproj.commands.cache', 'cache', 'List or prune the Git clone cache.'),
     'reproduce': ('mlproj.commands.reproduce', 'reproduce', 'Run a recorded MLflow run again, pinned to its commit.'),
     'runs': ('mlproj.commands.runs', 'runs', 'End runs left RUNNING by a dead launcher (runs gc).'),
+    'config': ('mlproj.commands.config', 'config', 'Show settings and where each value came from.'),
 }
 
 
