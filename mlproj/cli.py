@@ -116,11 +116,16 @@ class LazyGroup(click.Group):
 @click.option('--version', is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
               help='Show the versions of mlproj, MLflow, pygit2 and libgit2.')
 @click.option('--debug', is_flag=True, envvar='MLPROJ_DEBUG', help='Show tracebacks for errors.')
+@click.option('--color', type=click.Choice(('auto', 'always', 'never')), default=None,
+              help='Color output (default auto: off with NO_COLOR, on with FORCE_COLOR, else on a terminal).')
 @click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(ctx: click.Context, debug: bool, color: str | None) -> None:
     """mlproj: run MLflow Projects fast, Git-native and validated."""
+    from mlproj import color as color_policy
+
     ctx.ensure_object(dict)
     ctx.obj['debug'] = debug
+    color_policy.set_choice(color)
 
 
 def _debug_requested(argv: list[str]) -> bool:

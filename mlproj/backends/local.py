@@ -262,8 +262,10 @@ def submit(launch: Launch) -> LocalSubmittedRun:
     if tags:
         launch.tracker.set_tags(launch.run_id, tags)
     argv, env = environment.argv(launch.command, child_environment(launch), launch.project_dir)
-    print(f"=== Running command '{launch.command}' in run with ID '{launch.run_id}' ===", file=sys.stderr,
-          flush=True)
+    from mlproj.color import status
+
+    print(status(f"=== Running command '{launch.command}' in run with ID '{launch.run_id}' ===", tone='plain'),
+          file=sys.stderr, flush=True)
     sys.stdout.flush()
     supervised = spawn(launch, argv, env, list(getattr(environment, 'cleanup_argv', None) or []))
     return LocalSubmittedRun(launch, supervised, environment.tag)

@@ -159,6 +159,7 @@ class Interrupted(KeyboardInterrupt):
 
 def execute(request) -> int:
     """Submit, wait with signal forwarding, and return the process exit code."""
+    from mlproj.color import status as paint
     from mlproj.runner import submit
 
     def during_submit(signum, frame):  # noqa: ARG001
@@ -188,7 +189,7 @@ def execute(request) -> int:
                 threading.Thread(target=submitted.cancel, args=(signal.SIGKILL,), daemon=True).start()
                 return
             received.append(signum)
-            print(f"\n=== Run (ID '{submitted.run_id}') interrupted, cancelling run ===", file=sys.stderr,
+            print(paint(f"\n=== Run (ID '{submitted.run_id}') interrupted, cancelling run ==="), file=sys.stderr,
                   flush=True)
             threading.Thread(target=submitted.cancel, args=(signum,), daemon=True).start()
 
@@ -208,7 +209,7 @@ def execute(request) -> int:
         print(f'mlproj: error: {problem}', file=sys.stderr)
         return EXIT_TRACKING
     if ok:
-        print(f"=== Run (ID '{submitted.run_id}') succeeded ===", file=sys.stderr)
+        print(paint(f"=== Run (ID '{submitted.run_id}') succeeded ==="), file=sys.stderr)
         return 0
-    print(f"=== Run (ID '{submitted.run_id}') {status.lower()} ===", file=sys.stderr)
+    print(paint(f"=== Run (ID '{submitted.run_id}') {status.lower()} ==="), file=sys.stderr)
     return submitted.exit_code if submitted.exit_code is not None else 1

@@ -62,7 +62,9 @@ def _sweep(param_list: tuple[str, ...], sweep_file: str | None, max_parallel: in
         click.echo(json.dumps(sweep.as_json(result, goal), indent=2))
     else:
         click.echo(sweep.table(result, goal))
-    print(f"=== Sweep (parent run ID '{result.parent_run_id}') {result.status.lower()} ===", file=sys.stderr)
+    from mlproj.color import status
+
+    print(status(f"=== Sweep (parent run ID '{result.parent_run_id}') {result.status.lower()} ==="), file=sys.stderr)
     sys.exit(result.exit_code)
 
 
