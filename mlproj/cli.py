@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     'reproduce': ('mlproj.commands.reproduce', 'reproduce', 'Run a recorded MLflow run again, pinned to its commit.'),
     'runs': ('mlproj.commands.runs', 'runs', 'End runs left RUNNING by a dead launcher (runs gc).'),
     'config': ('mlproj.commands.config', 'config', 'Show settings and where each value came from.'),
+    'completion': ('mlproj.commands.completion', 'completion', 'Print the shell completion script (bash, zsh, fish).'),
 }
 
 

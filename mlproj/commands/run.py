@@ -16,14 +16,17 @@ import threading
 
 import click
 
+from mlproj import completion
 from mlproj.request import ENV_MANAGERS
 
 
 @click.command('run')
 @click.argument('uri', default='.', required=False)
-@click.option('-e', '--entry-point', default='main', show_default=True, help='Entry point name, or a .py/.sh file.')
+@click.option('-e', '--entry-point', default='main', show_default=True, shell_complete=completion.entry_points,
+              help='Entry point name, or a .py/.sh file.')
 @click.option('-v', '--version', 'version', default=None, help='Git revision: branch, tag, (short) SHA, HEAD~2, ...')
 @click.option('-P', '--param-list', '--param', 'param_list', multiple=True, metavar='NAME=VALUE',
+              shell_complete=completion.parameters,
               help='A parameter (repeatable). --param is an alias (the MLflow tutorial\'s spelling).')
 @click.option('-A', '--docker-args', 'docker_args', multiple=True, metavar='NAME[=VALUE]',
               help='A `docker run` option for docker projects (repeatable); a bare name is a flag.')

@@ -10,6 +10,8 @@ import json
 
 import click
 
+from mlproj import completion
+
 
 def _echo(text: str) -> None:
     """Text output: project-controlled names, paths and commands with control characters escaped."""
@@ -67,7 +69,8 @@ def describe(project, entry_point: str | None = None, env_manager: str | None = 
 
 @click.command('show')
 @click.argument('uri', default='.', required=False)
-@click.option('-e', '--entry-point', default=None, help='Show only this entry point.')
+@click.option('-e', '--entry-point', default=None, shell_complete=completion.entry_points,
+              help='Show only this entry point.')
 @click.option('-v', '--version', 'version', default=None, help='Git revision to show.')
 @click.option('--env-manager', default=None, help='Show the environment as `mlproj run --env-manager` would.')
 @click.option('--json', 'as_json', is_flag=True, help='Print JSON.')

@@ -12,6 +12,7 @@ import sys
 
 import click
 
+from mlproj import completion
 from mlproj.commands.run import backend_config_value
 from mlproj.commands.run import run as _run
 
@@ -71,6 +72,7 @@ def _sweep(param_list: tuple[str, ...], sweep_file: str | None, max_parallel: in
 _params = [p for p in _run.params if p.name not in _NOT_FOR_SWEEPS]
 _params[1:1] = [
     click.Option(['-P', '--param-list', '--param', 'param_list'], multiple=True, metavar='NAME=V1,V2,...',
+                 shell_complete=completion.parameters,
                  help='A parameter (repeatable); values separated by commas are swept (\\, is a literal comma).'),
     click.Option(['--sweep-file'], default=None, metavar='FILE',
                  help='YAML with "grid" (name: [values], crossed with -P lists) and/or "points" (a list of '
