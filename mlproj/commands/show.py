@@ -11,6 +11,7 @@ import json
 import click
 
 from mlproj import completion
+from mlproj.request import ENV_MANAGERS
 
 
 def _echo(text: str) -> None:
@@ -72,7 +73,8 @@ def describe(project, entry_point: str | None = None, env_manager: str | None = 
 @click.option('-e', '--entry-point', default=None, shell_complete=completion.entry_points,
               help='Show only this entry point.')
 @click.option('-v', '--version', 'version', default=None, help='Git revision to show.')
-@click.option('--env-manager', default=None, help='Show the environment as `mlproj run --env-manager` would.')
+@click.option('--env-manager', type=click.Choice(ENV_MANAGERS), default=None,
+              help='Show the environment as `mlproj run --env-manager` would.')
 @click.option('--json', 'as_json', is_flag=True, help='Print JSON.')
 def show(uri: str, entry_point: str | None, version: str | None, env_manager: str | None, as_json: bool) -> None:
     """Show the project at URI without running anything."""
