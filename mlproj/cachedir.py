@@ -1,5 +1,6 @@
-"""mlproj's one cache root: ``MLPROJ_CACHE_DIR``, else ``$XDG_CACHE_HOME/mlproj`` (an absolute
-``XDG_CACHE_HOME`` only, as the XDG spec says), else ``~/.cache/mlproj``; always resolved.
+"""mlproj's one cache root: ``MLPROJ_CACHE_DIR``, else ``cache.dir`` of the user config file
+(``mlproj.settings``), else ``$XDG_CACHE_HOME/mlproj`` (an absolute ``XDG_CACHE_HOME`` only, as
+the XDG spec says), else ``~/.cache/mlproj``; always resolved.
 
 Clone mirrors (``mlproj.source.cache``), environments and interpreters (``mlproj.envs.store``) and
 small derived facts (the sqlite fast path's schema head) all live below it.  Stdlib only, cheap to
@@ -13,7 +14,9 @@ from pathlib import Path
 
 
 def cache_root() -> Path:
-    explicit = os.environ.get('MLPROJ_CACHE_DIR')
+    from mlproj.settings import value
+
+    explicit = value('cache.dir')
     if explicit:
         return Path(explicit).expanduser().resolve()
     xdg = os.environ.get('XDG_CACHE_HOME')

@@ -35,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     'cache': ('mlproj.commands.cache', 'cache', 'List or prune the Git clone cache.'),
     'reproduce': ('mlproj.commands.reproduce', 'reproduce', 'Run a recorded MLflow run again, pinned to its commit.'),
     'runs': ('mlproj.commands.runs', 'runs', 'End runs left RUNNING by a dead launcher (runs gc).'),
+    'config': ('mlproj.commands.config', 'config', 'Show settings and where each value came from.'),
+    'completion': ('mlproj.commands.completion', 'completion', 'Print the shell completion script (bash, zsh, fish).'),
 }
 
 
@@ -115,15 +117,22 @@ class LazyGroup(click.Group):
 @click.option('--version', is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
               help='Show the versions of mlproj, MLflow, pygit2 and libgit2.')
 @click.option('--debug', is_flag=True, envvar='MLPROJ_DEBUG', help='Show tracebacks for errors.')
+@click.option('--color', type=click.Choice(('auto', 'always', 'never')), default=None,
+              help='Color output (default auto: off with NO_COLOR, on with FORCE_COLOR, else on a terminal).')
 @click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(ctx: click.Context, debug: bool, color: str | None) -> None:
     """mlproj: run MLflow Projects fast, Git-native and validated."""
+    from mlproj import color as color_policy
+
     ctx.ensure_object(dict)
     ctx.obj['debug'] = debug
+    color_policy.set_choice(color)
 
 
 def _debug_requested(argv: list[str]) -> bool:
-    return '--debug' in argv or os.environ.get('MLPROJ_DEBUG', '').lower() in ('1', 'true', 'yes')
+    from mlproj.settings import env_value
+
+    return '--debug' in argv or bool(env_value('MLPROJ_DEBUG'))
 
 
 def main(argv: list[str] | None = None) -> int:

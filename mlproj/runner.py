@@ -47,10 +47,20 @@ class Plan:
             'env_manager': self.env_manager,
             'environment': {**self.project.env.as_dict(), 'entry_point_env': self.entry_point.env is not None},
             'backend': self.request.backend,
+            'experiment': self.experiment(),
             'tracking_uri': _redact(self.tracking_uri),
             'tags': self.tags,
             'cache_key': self.cache_key,
         }
+
+
+    def experiment(self) -> dict[str, str | None]:
+        """The experiment the run would be recorded in, as the request and MLFLOW_EXPERIMENT_NAME/_ID
+        give it (the store is not asked: a dry run creates nothing; no name and no id is id 0)."""
+        from mlproj.tracking import resolve_experiment_args
+
+        name, experiment_id = resolve_experiment_args(self.request.experiment_name, self.request.experiment_id)
+        return {'name': name, 'id': experiment_id if name or experiment_id else '0'}
 
 
 def _redact(uri: str) -> str:

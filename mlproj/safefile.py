@@ -57,13 +57,9 @@ class Refused(Exception):
 
 
 def _limit(env: str, default: int) -> int:
-    raw = os.environ.get(env, '').strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw, 10) if raw.isascii() else -1
-    except ValueError:
-        value = -1
+    from mlproj.settings import env_value
+
+    value = env_value(env)  # an int, or the table's default when unset or not a (decimal, ASCII) integer
     return value if value > 0 else default
 
 

@@ -129,4 +129,6 @@ def sweep(tracker, experiment_ids: list[str], *, exclude: str | None = None, dry
 
 
 def enabled() -> bool:
-    return os.environ.get('MLPROJ_STALE_CHECK', '1').lower() not in ('0', 'false', 'no', 'off')
+    from mlproj.settings import env_value
+
+    return bool(env_value('MLPROJ_STALE_CHECK'))

@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlproj.color import status as paint
 from mlproj.errors import BadArgumentError
 
 MAX_POINTS = 10_000
@@ -247,8 +248,8 @@ def run_sweep(request: Any, points_params: list[dict[str, str]], constants: dict
         src.cleanup()
         raise
     result = SweepResult(parent_id, 'RUNNING', points, swept, metric)
-    print(f"=== Sweep of {len(points)} point(s) in parent run with ID '{parent_id}' "
-          f"(at most {max_parallel} at once) ===", file=log, flush=True)
+    print(paint(f"=== Sweep of {len(points)} point(s) in parent run with ID '{parent_id}' "
+                f"(at most {max_parallel} at once) ===", log, 'plain'), file=log, flush=True)
     try:
         try:
             tracker.log_params(parent_id, constants)
@@ -312,8 +313,8 @@ def _schedule(result: SweepResult, tracker: Any, experiment_id: str, max_paralle
         if submitting.is_set():
             raise Interrupted(signum)
         if first:
-            print(f'\n=== Sweep interrupted: cancelling {len(running)} running point(s); '
-                  f'{len(pending)} queued point(s) will not start ===', file=log, flush=True)
+            print(paint(f'\n=== Sweep interrupted: cancelling {len(running)} running point(s); '
+                        f'{len(pending)} queued point(s) will not start ===', log, 'bad'), file=log, flush=True)
             cancel_all(signum)
         else:
             cancel_all(signal.SIGKILL)
@@ -353,8 +354,8 @@ def _schedule(result: SweepResult, tracker: Any, experiment_id: str, max_paralle
                     p.status, p.ended = 'KILLED', time.monotonic()
                     del running[p.index]
                     if len(received) == 1:
-                        print(f'\n=== Sweep interrupted by signal {e.signum} while starting point {p.index} ===',
-                              file=log, flush=True)
+                        print(paint(f'\n=== Sweep interrupted by signal {e.signum} while starting point '
+                                    f'{p.index} ===', log, 'bad'), file=log, flush=True)
                         cancel_all(e.signum)
                     break
                 except Exception as e:
@@ -389,9 +390,10 @@ def _schedule(result: SweepResult, tracker: Any, experiment_id: str, max_paralle
             except queue.Empty:
                 continue
             running.pop(p.index, None)
-            print(f"=== Point {p.index} (run '{p.run_id}') {p.status.lower()} ===", file=log, flush=True)
+            print(paint(f"=== Point {p.index} (run '{p.run_id}') {p.status.lower()} ===", log,
+                        'ok' if p.status == 'FINISHED' else 'bad'), file=log, flush=True)
             if p.status == 'FAILED' and fail_fast and not stopping.is_set():
-                print('=== --fail-fast: cancelling the other points ===', file=log, flush=True)
+                print(paint('=== --fail-fast: cancelling the other points ===', log, 'bad'), file=log, flush=True)
                 stopping.set()
                 cancel_all(signal.SIGTERM)
     finally:

@@ -574,10 +574,9 @@ DEFAULT_TRACKING_RETRY_SECONDS = 30.0
 
 def tracking_retry_seconds() -> float:
     """How long recording a run's end is retried (``MLPROJ_TRACKING_RETRY_SECONDS``, default 30)."""
-    try:
-        return max(0.0, float(os.environ.get('MLPROJ_TRACKING_RETRY_SECONDS', DEFAULT_TRACKING_RETRY_SECONDS)))
-    except ValueError:
-        return DEFAULT_TRACKING_RETRY_SECONDS
+    from mlproj.settings import env_value
+
+    return max(0.0, float(env_value('MLPROJ_TRACKING_RETRY_SECONDS')))
 
 
 def record_terminal_status(tracker: Tracker, run_id: str, status: str, *, retry_seconds: float | None = None,

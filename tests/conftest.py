@@ -38,6 +38,7 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     """Keep every test away from the user's caches and MLflow store."""
     base = tmp_path_factory.getbasetemp()
     monkeypatch.setenv('MLPROJ_CACHE_DIR', str(base / 'mlproj-cache'))
+    monkeypatch.setenv('XDG_CONFIG_HOME', str(base / 'xdg-config'))  # no user config file
     monkeypatch.setenv('MLPROJ_KILL_GRACE', os.environ.get('MLPROJ_KILL_GRACE', '3'))
     monkeypatch.delenv('MLFLOW_EXPERIMENT_NAME', raising=False)
     monkeypatch.delenv('MLFLOW_EXPERIMENT_ID', raising=False)

@@ -144,12 +144,14 @@ def test_show_lists_entry_point_envs_that_differ(steps, capsys):
     eps = info['entry_points']
     assert info['environment']['file'] == str(steps / 'python_env.yaml')
     assert eps['prepare']['environment'] == {'kind': 'python', 'file': str(steps / 'envs' / 'prepare.yaml'),
-                                             'docker_image': None}
-    assert eps['train']['environment'] == {'kind': 'docker', 'file': None, 'docker_image': 'python:3.12-slim'}
+                                             'docker_image': None, 'env_manager': 'uv'}
+    assert eps['train']['environment'] == {'kind': 'docker', 'file': None, 'docker_image': 'python:3.12-slim',
+                                           'env_manager': 'docker'}
     assert eps['report']['environment'] is None and eps['same']['environment'] is None
     assert main(['show', str(steps)]) == 0
     out = capsys.readouterr().out
-    assert f"  environment: python ({steps / 'envs' / 'prepare.yaml'}) (its own; mlflow run uses the project's)" \
+    assert f"  environment: python ({steps / 'envs' / 'prepare.yaml'}), env manager uv (its own; mlflow run uses " \
+           "the project's)" \
         in out
-    assert "  environment: docker (python:3.12-slim) (its own" in out
+    assert "  environment: docker (python:3.12-slim), env manager docker (its own" in out
     assert out.count('  environment:') == 2

@@ -32,10 +32,9 @@ DEFAULT_GRACE = 10.0
 
 
 def _grace() -> float:
-    try:
-        return float(os.environ.get('MLPROJ_KILL_GRACE', DEFAULT_GRACE))
-    except ValueError:
-        return DEFAULT_GRACE
+    from mlproj.settings import env_value
+
+    return float(env_value('MLPROJ_KILL_GRACE'))
 
 
 def child_environment(launch: Launch) -> dict[str, str]:
@@ -267,8 +266,10 @@ def submit(launch: Launch) -> LocalSubmittedRun:
     if tags:
         launch.tracker.set_tags(launch.run_id, tags)
     argv, env = environment.argv(launch.command, child_environment(launch), launch.project_dir)
-    print(f"=== Running command '{launch.command}' in run with ID '{launch.run_id}' ===", file=sys.stderr,
-          flush=True)
+    from mlproj.color import status
+
+    print(status(f"=== Running command '{launch.command}' in run with ID '{launch.run_id}' ===", tone='plain'),
+          file=sys.stderr, flush=True)
     sys.stdout.flush()
     supervised = spawn(launch, argv, env, list(getattr(environment, 'cleanup_argv', None) or []))
     return LocalSubmittedRun(launch, supervised, environment.tag)

@@ -20,7 +20,6 @@ ill-typed key with one line naming the key.
 from __future__ import annotations
 
 import difflib
-import os
 import signal
 import sys
 import threading
@@ -59,11 +58,10 @@ class RemoteJob(Protocol):
         ...
 
 
-def _env_float(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
+def _env_float(name: str) -> float:
+    from mlproj.settings import env_value
+
+    return float(env_value(name))
 
 
 def say(message: str) -> None:
@@ -111,7 +109,7 @@ class RemoteSubmittedRun(SubmittedRun):
             self._wake.set()  # the output usually ends when the job does: poll now
 
     def _watch(self) -> None:
-        lost_timeout = _env_float('MLPROJ_LOST_TIMEOUT', 120.0)
+        lost_timeout = _env_float('MLPROJ_LOST_TIMEOUT')
         failing_since: float | None = None
         state = JobState(RUNNING)
         while True:
@@ -139,7 +137,7 @@ class RemoteSubmittedRun(SubmittedRun):
     def _finish(self, state: JobState) -> None:
         self._ended.set()
         if self._log_thread is not None and self._log_thread is not threading.current_thread():
-            self._log_thread.join(_env_float('MLPROJ_LOG_DRAIN_TIMEOUT', 10.0))  # print the tail first
+            self._log_thread.join(_env_float('MLPROJ_LOG_DRAIN_TIMEOUT'))  # print the tail first
         with self._lock:
             if self._done.is_set():
                 return
@@ -209,7 +207,7 @@ class RemoteSubmittedRun(SubmittedRun):
         if not first or sig == signal.SIGKILL:
             self._done.wait(5.0)
         else:
-            self._done.wait(_env_float('MLPROJ_CANCEL_TIMEOUT', 60.0))
+            self._done.wait(_env_float('MLPROJ_CANCEL_TIMEOUT'))
         if not self._done.is_set():
             say(f'mlproj: warning: {self.job.description} did not confirm the cancellation; recording the run KILLED')
             self._finish(JobState(KILLED, None, 'cancellation not confirmed by the engine'))

@@ -136,7 +136,9 @@ _ENV_NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')
 def shared_dir(config: dict[str, Any]) -> Path:
     if config.get('shared_dir') or config.get('workdir'):
         return Path(config.get('shared_dir') or config['workdir'])
-    raw = os.environ.get('MLPROJ_SLURM_SHARED_DIR')
+    from mlproj.settings import env_value
+
+    raw = env_value('MLPROJ_SLURM_SHARED_DIR')
     if raw:
         try:
             return Path(_path(raw))

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -66,7 +65,7 @@ class Reporter:
         self.target = target
         self.requests = 0
         if write_interval is None:
-            write_interval = _float_env('MLPROJ_GITHUB_WRITE_INTERVAL', DEFAULT_WRITE_INTERVAL)
+            write_interval = _float_env('MLPROJ_GITHUB_WRITE_INTERVAL')
         self._write_interval = write_interval
         self._timeout = timeout
         self._gh: Any = None
@@ -187,8 +186,7 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
 
-def _float_env(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
+def _float_env(name: str) -> float:
+    from mlproj.settings import env_value
+
+    return float(env_value(name))

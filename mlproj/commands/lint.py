@@ -100,7 +100,9 @@ def lint(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, select: tu
         result = lint_paths(paths, config, stdin_data=stdin_data, stdin_filename=stdin_filename)
     except UsageError as e:
         raise click.UsageError(str(e)) from None
-    color = fmt == 'text' and sys.stdout.isatty() and 'NO_COLOR' not in os.environ
+    from mlproj.color import enabled
+
+    color = fmt == 'text' and enabled(sys.stdout)
     reporter = make_reporter(fmt, quiet=quiet, color=color)
     reporter.report(result, sys.stdout, sys.stderr)
     ctx.exit(result.exit_code(config.strict, config.exit_zero))

@@ -16,28 +16,32 @@ import threading
 
 import click
 
+from mlproj import completion
 from mlproj.request import ENV_MANAGERS
 
 
 @click.command('run')
 @click.argument('uri', default='.', required=False)
-@click.option('-e', '--entry-point', default='main', show_default=True, help='Entry point name, or a .py/.sh file.')
+@click.option('-e', '--entry-point', default='main', show_default=True, shell_complete=completion.entry_points,
+              help='Entry point name, or a .py/.sh file.')
 @click.option('-v', '--version', 'version', default=None, help='Git revision: branch, tag, (short) SHA, HEAD~2, ...')
 @click.option('-P', '--param-list', '--param', 'param_list', multiple=True, metavar='NAME=VALUE',
+              shell_complete=completion.parameters,
               help='A parameter (repeatable). --param is an alias (the MLflow tutorial\'s spelling).')
 @click.option('-A', '--docker-args', 'docker_args', multiple=True, metavar='NAME[=VALUE]',
               help='A `docker run` option for docker projects (repeatable); a bare name is a flag.')
 @click.option('--experiment-name', default=None,
               help='Experiment name (created if missing). Env: MLFLOW_EXPERIMENT_NAME.')
 @click.option('--experiment-id', default=None, help='Experiment id. Env: MLFLOW_EXPERIMENT_ID.')
-@click.option('-b', '--backend', '-m', '--mode', 'backend', default='local', show_default=True,
-              help='Execution backend. -m/--mode is an alias (MLflow\'s older name).')
+@click.option('-b', '--backend', '-m', '--mode', 'backend', default=None,
+              help='Execution backend (default: local, or run.backend of a config file). -m/--mode is an '
+                   'alias (MLflow\'s older name).')
 @click.option('-c', '--backend-config', '--cluster-spec', 'backend_config', default=None, metavar='FILE|JSON',
               help='Backend config: a .json file or inline JSON. --cluster-spec is an alias (MLflow\'s older '
                    'name; a Databricks new-cluster spec is accepted as is).')
 @click.option('--env-manager', type=click.Choice(ENV_MANAGERS), default=None,
-              help='How to prepare the Python environment (default: uv for python_env/conda_env projects, '
-                   'local for projects without an environment).')
+              help='How to prepare the Python environment (default: run.env-manager of a config file, else uv '
+                   'for python_env/conda_env projects, local for projects without an environment).')
 @click.option('--storage-dir', envvar='MLFLOW_TMP_DIR', default=None,
               help='Where remote `path` parameters are downloaded.')
 @click.option('--run-id', default=None, help='Resume this existing (RUNNING) MLflow run instead of creating one.')
@@ -57,7 +61,8 @@ from mlproj.request import ENV_MANAGERS
 @click.option('--reuse/--force', 'reuse', default=None,
               help='--reuse: when a FINISHED run of this experiment has the same inputs (commit, subdirectory, '
                    'entry point, parameters, environment, backend), report it and exit 0 instead of running. '
-                   '--force: run anyway (the default; MLPROJ_REUSE=1 makes --reuse the default).')
+                   '--force: run anyway (the default; MLPROJ_REUSE=1 or run.reuse in a config file makes --reuse the '
+                   'default).')
 @click.option('--git-username', default=None, help='User name for an HTTPS Git source. Env: MLFLOW_GIT_USERNAME.')
 @click.option('--git-password', default=None,
               help='Password or token for an HTTPS Git source; prefer the MLFLOW_GIT_PASSWORD variable '
@@ -72,10 +77,14 @@ def run(uri: str, entry_point: str, version: str | None, param_list: tuple[str, 
     from mlproj.errors import BadArgumentError
     from mlproj.params import parse_key_values
     from mlproj.request import RunRequest
-    from mlproj.runner import load_backend_config
+    from mlproj.settings import run_options
 
     if experiment_name and experiment_id:
         raise BadArgumentError('specify only one of --experiment-name and --experiment-id')
+    opts = run_options(uri, env_manager=env_manager, backend=backend, backend_config=backend_config,
+                       experiment_name=experiment_name, experiment_id=experiment_id, tracking_uri=tracking_uri,
+                       reuse=reuse)
+    backend = opts.backend
     if no_wait and backend == 'local' and not dry_run:
         # nothing would be left to record the final status of a local run once mlproj exits
         raise BadArgumentError('--no-wait needs a remote backend: a local run lives and ends with this '
@@ -87,12 +96,13 @@ def run(uri: str, entry_point: str, version: str | None, param_list: tuple[str, 
         uri=uri, entry_point=entry_point, version=version,
         parameters=parse_key_values(param_list, '-P'),
         docker_args=parse_key_values(docker_args, '-A', allow_flags=True),
-        experiment_name=experiment_name, experiment_id=experiment_id, backend=backend,
-        backend_config=load_backend_config(backend_config), env_manager=env_manager, storage_dir=storage_dir,
+        experiment_name=opts.experiment_name, experiment_id=experiment_id, backend=backend,
+        backend_config=backend_config_value(opts.backend_config), env_manager=opts.env_manager,
+        storage_dir=storage_dir,
         run_id=run_id, run_name=run_name, build_image=build_image, synchronous=not no_wait, dry_run=dry_run,
-        keep_checkout=keep_checkout, require_clean=require_clean, tracking_uri=tracking_uri,
+        keep_checkout=keep_checkout, require_clean=require_clean, tracking_uri=opts.tracking_uri,
         pass_env=tuple(pass_env), strict=strict, git_username=git_username, git_password=git_password,
-        reuse=reuse_default() if reuse is None else reuse,
+        reuse=opts.reuse,
     )
     if dry_run:
         _dry_run(request, as_json)
@@ -101,10 +111,11 @@ def run(uri: str, entry_point: str, version: str | None, param_list: tuple[str, 
     sys.exit(code)
 
 
-def reuse_default() -> bool:
-    import os
+def backend_config_value(config):
+    """-c text (a file or inline JSON), or a table of a config file, as the request's dict."""
+    from mlproj.runner import load_backend_config
 
-    return os.environ.get('MLPROJ_REUSE', '').strip().lower() in ('1', 'true', 'yes', 'on')
+    return dict(config) if isinstance(config, dict) else load_backend_config(config)
 
 
 def _dry_run(request, as_json: bool) -> None:
@@ -126,6 +137,9 @@ def _dry_run(request, as_json: bool) -> None:
         own = " (the entry point's own)" if info['environment']['entry_point_env'] else ''
         click.echo(printable(f"environment: {env_text(info['environment'])}{own}"))
         click.echo(f"backend:     {info['backend']}")
+        exp = info['experiment']
+        click.echo(printable(f"experiment:  {exp['name']!r} (by name; created if missing)" if exp['name'] else
+                             f"experiment:  id {exp['id']}" + (' (Default)' if exp['id'] == '0' else '')))
         click.echo(f"tracking:    {info['tracking_uri']}")
         click.echo(f"cache key:   {info['cache_key'] or '(none: ' + (p.cache_miss_reason or '') + ')'}")
         click.echo('parameters:')
@@ -148,6 +162,7 @@ class Interrupted(KeyboardInterrupt):
 
 def execute(request) -> int:
     """Submit, wait with signal forwarding, and return the process exit code."""
+    from mlproj.color import status as paint
     from mlproj.runner import submit
 
     def during_submit(signum, frame):  # noqa: ARG001
@@ -177,7 +192,7 @@ def execute(request) -> int:
                 threading.Thread(target=submitted.cancel, args=(signal.SIGKILL,), daemon=True).start()
                 return
             received.append(signum)
-            print(f"\n=== Run (ID '{submitted.run_id}') interrupted, cancelling run ===", file=sys.stderr,
+            print(paint(f"\n=== Run (ID '{submitted.run_id}') interrupted, cancelling run ==="), file=sys.stderr,
                   flush=True)
             threading.Thread(target=submitted.cancel, args=(signum,), daemon=True).start()
 
@@ -197,7 +212,7 @@ def execute(request) -> int:
         print(f'mlproj: error: {problem}', file=sys.stderr)
         return EXIT_TRACKING
     if ok:
-        print(f"=== Run (ID '{submitted.run_id}') succeeded ===", file=sys.stderr)
+        print(paint(f"=== Run (ID '{submitted.run_id}') succeeded ==="), file=sys.stderr)
         return 0
-    print(f"=== Run (ID '{submitted.run_id}') {status.lower()} ===", file=sys.stderr)
+    print(paint(f"=== Run (ID '{submitted.run_id}') {status.lower()} ==="), file=sys.stderr)
     return submitted.exit_code if submitted.exit_code is not None else 1

@@ -12,7 +12,6 @@ extraction directory as root.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import stat
 import sys
@@ -27,10 +26,9 @@ DOWNLOAD_TIMEOUT = 120.0
 
 
 def _max_bytes() -> int:
-    try:
-        return int(os.environ.get('MLPROJ_ZIP_MAX_BYTES', DEFAULT_MAX_BYTES))
-    except ValueError:
-        return DEFAULT_MAX_BYTES
+    from mlproj.settings import env_value
+
+    return int(env_value('MLPROJ_ZIP_MAX_BYTES'))
 
 
 def download(parsed: ParsedURI, dest: Path) -> None:

@@ -184,10 +184,9 @@ def lock_file(path: Path, what: str, timeout: float | None = None) -> Iterator[N
     import filelock
 
     if timeout is None:
-        try:
-            timeout = float(os.environ.get('MLPROJ_LOCK_TIMEOUT', DEFAULT_LOCK_TIMEOUT))
-        except ValueError:
-            timeout = DEFAULT_LOCK_TIMEOUT
+        from mlproj.settings import env_value
+
+        timeout = float(env_value('MLPROJ_LOCK_TIMEOUT'))
     with _cache_writes(path.parent):
         path.parent.mkdir(parents=True, exist_ok=True)
     lock = filelock.FileLock(str(path))

@@ -241,11 +241,15 @@ def _now() -> float:
 
 
 def _full_clone() -> bool:
-    return os.environ.get('MLPROJ_GIT_FULL_CLONE', '').lower() in ('1', 'true', 'yes')
+    from mlproj.settings import env_value
+
+    return bool(env_value('MLPROJ_GIT_FULL_CLONE'))
 
 
 def allow_file_submodules() -> bool:
-    return os.environ.get('MLPROJ_ALLOW_FILE_SUBMODULES', '').strip().lower() in ('1', 'true', 'yes')
+    from mlproj.settings import env_value
+
+    return bool(env_value('MLPROJ_ALLOW_FILE_SUBMODULES'))
 
 
 def export_submodules_from(fetcher: Fetcher, repo: Any, sha: str, dest: Path, base_url: str, where: str,

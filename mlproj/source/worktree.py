@@ -50,7 +50,9 @@ LINK = 0o120000
 
 
 def sparse_enabled() -> bool:
-    return os.environ.get('MLPROJ_SPARSE_CHECKOUT', '0').strip().lower() in ('1', 'true', 'yes', 'on')
+    from mlproj.settings import env_value
+
+    return bool(env_value('MLPROJ_SPARSE_CHECKOUT'))
 
 
 def common_dir(repo: Any) -> Path:
