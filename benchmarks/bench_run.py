@@ -74,6 +74,16 @@ def start_server(mlflow_bin: Path, work: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit('mlflow server did not start')
 
 
+def stop_server(proc: subprocess.Popen) -> None:
+    """Stop the server started by start_server (its own session: workers included)."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 TRACKER_OPS = '''
 import statistics, sys, time
 from mlproj.tracking import get_tracker
@@ -199,11 +209,7 @@ def main() -> None:
             'http': tracker_ops(url, base_env, args.repeat),
         }
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        stop_server(server)
     plain = lambda i: base_env  # noqa: E731
     bare_pass = median([sys.executable, '-c', 'pass'], work, plain, args.repeat)
     helps = [median([str(exe), '--help'], work, plain, args.repeat) for _, exe in tools]

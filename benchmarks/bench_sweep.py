@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_run import machine, start_server, trivial_project  # noqa: E402
+from bench_run import machine, start_server, stop_server, trivial_project  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -79,11 +78,7 @@ def main() -> None:
             rows.append((label, times))
             print(label, {k: round(v, 2) for k, v in times.items()}, flush=True)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        stop_server(server)
     version = subprocess.run([str(server_venv / 'bin' / 'python'), '-c', 'import mlflow; print(mlflow.__version__)'],
                              capture_output=True, text=True).stdout.strip()
     out = [
