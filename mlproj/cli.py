@@ -119,14 +119,20 @@ class LazyGroup(click.Group):
 @click.option('--debug', is_flag=True, envvar='MLPROJ_DEBUG', help='Show tracebacks for errors.')
 @click.option('--color', type=click.Choice(('auto', 'always', 'never')), default=None,
               help='Color output (default auto: off with NO_COLOR, on with FORCE_COLOR, else on a terminal).')
+@click.option('-q', '--quiet', is_flag=True, envvar='MLPROJ_QUIET',
+              help="Print only the project's own output and errors (no status lines or warnings).")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool, color: str | None) -> None:
+def cli(ctx: click.Context, debug: bool, color: str | None, quiet: bool) -> None:
     """mlproj: run MLflow Projects fast, Git-native and validated."""
     from mlproj import color as color_policy
 
     ctx.ensure_object(dict)
     ctx.obj['debug'] = debug
     color_policy.set_choice(color)
+    if quiet and not debug:
+        from mlproj import quiet as quiet_mode
+
+        quiet_mode.enable()
 
 
 def _debug_requested(argv: list[str]) -> bool:

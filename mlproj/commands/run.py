@@ -56,6 +56,9 @@ from mlproj.request import ENV_MANAGERS
 @click.option('--pass-env', 'pass_env', multiple=True, metavar='NAME',
               help="Pass this variable to the project's processes although mlproj's policy withholds it "
                    '(repeatable; also MLPROJ_PASS_ENV=A,B). See "The project\'s environment" in the README.')
+@click.option('-q', '--quiet', 'quiet', is_flag=True, expose_value=False,
+              callback=lambda ctx, param, value: _quiet(value),
+              help="Print only the project's own output and errors (also `mlproj -q`, MLPROJ_QUIET=1).")
 @click.option('--strict', is_flag=True,
               help='Refuse what `mlproj lint` reports as errors (by default such files run as MLflow runs them).')
 @click.option('--reuse/--force', 'reuse', default=None,
@@ -116,6 +119,13 @@ def backend_config_value(config):
     from mlproj.runner import load_backend_config
 
     return dict(config) if isinstance(config, dict) else load_backend_config(config)
+
+
+def _quiet(value: bool) -> None:
+    if value:
+        from mlproj import quiet
+
+        quiet.enable()
 
 
 def _dry_run(request, as_json: bool) -> None:
