@@ -111,8 +111,9 @@ def _github_hosts() -> set[str]:
     return hosts
 
 
-def make_callbacks(parsed: ParsedURI, secrets: Secrets, config: Any = None) -> Any:
-    """A ``pygit2.RemoteCallbacks`` for ``parsed`` (``config``: a pygit2 Config for credential helpers)."""
+def make_callbacks(parsed: ParsedURI, secrets: Secrets, config: Any = None, progress: Any = None) -> Any:
+    """A ``pygit2.RemoteCallbacks`` for ``parsed`` (``config``: a pygit2 Config for credential helpers;
+    ``progress``: a ``FetchProgress`` shown while objects arrive)."""
     import pygit2
 
     class Callbacks(pygit2.RemoteCallbacks):
@@ -120,6 +121,10 @@ def make_callbacks(parsed: ParsedURI, secrets: Secrets, config: Any = None) -> A
             super().__init__()
             self._candidates: list[tuple[str, Any]] | None = None
             self._tried: list[str] = []
+
+        def transfer_progress(self, stats: Any) -> None:
+            if progress is not None:
+                progress.update(stats.received_objects, stats.total_objects, stats.received_bytes)
 
         # -- credentials ------------------------------------------------------------
         def credentials(self, url: str, username_from_url: str | None, allowed_types: Any) -> Any:
@@ -158,6 +163,67 @@ def make_callbacks(parsed: ParsedURI, secrets: Secrets, config: Any = None) -> A
                               'at its CA bundle, or set GIT_SSL_NO_VERIFY=true', parsed.display)
 
     return Callbacks()
+
+
+class FetchProgress:
+    """``fetching <repo>: 1234/5678 objects, 12.3 MiB, 4.5 MiB/s`` on stderr while a fetch runs.
+
+    On a terminal one line is rewritten in place (``\\r``, at most 5 times a second); elsewhere (CI
+    logs, files) a plain line is printed at most every 10 s and once at the end, so a log shows that
+    a large clone is alive without being drowned.  Small fetches (done within 1 s) print nothing.
+    """
+
+    def __init__(self, label: str, stream: Any = None, *, tty: bool | None = None) -> None:
+        import sys
+        import time
+
+        self.label = label
+        self.stream = stream if stream is not None else sys.stderr
+        if tty is None:
+            try:
+                tty = bool(self.stream.isatty())
+            except (AttributeError, ValueError):
+                tty = False
+        self.tty = tty
+        self.start = time.monotonic()
+        self.last = 0.0
+        self.shown = False
+        self.state = (0, 0, 0)
+
+    def _text(self, now: float) -> str:
+        got, total, size = self.state
+        rate = size / max(now - self.start, 1e-3) / 1024 ** 2
+        return f'mlproj: fetching {self.label}: {got}/{total} objects, {size / 1024 ** 2:.1f} MiB, {rate:.1f} MiB/s'
+
+    def update(self, received: int, total: int, size: int) -> None:
+        import time
+
+        self.state = (received, total, size)
+        now = time.monotonic()
+        if now - self.start < 1.0 or now - self.last < (0.2 if self.tty else 10.0):
+            return
+        self.last = now
+        self.shown = True
+        try:
+            if self.tty:
+                self.stream.write('\r' + self._text(now) + '\x1b[K')
+            else:
+                self.stream.write(self._text(now) + '\n')
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def done(self) -> None:
+        import time
+
+        if not self.shown:
+            return
+        try:
+            self.stream.write(('\r' if self.tty else '') + self._text(time.monotonic()) + (' done\x1b[K\n' if self.tty
+                                                                                          else ' done\n'))
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
 
 
 def _default_ssh_user() -> str:

@@ -142,7 +142,10 @@ class Fetcher:
             repo.remotes.set_url('origin', parsed.url)
             remote = repo.remotes['origin']
         parsed = self._with_credentials(parsed)
-        callbacks = make_callbacks(parsed, self.secrets, repo.config)
+        from mlproj.source.credentials import FetchProgress
+
+        progress = FetchProgress(parsed.display)
+        callbacks = make_callbacks(parsed, self.secrets, repo.config, progress)
         try:
             if extra:
                 remote.fetch(extra, message='mlproj: fetch', callbacks=callbacks, proxy=True)
@@ -155,6 +158,8 @@ class Fetcher:
             raise
         except (pygit2.GitError, OSError, ValueError, KeyError) as e:
             raise self._error(parsed, e) from None
+        finally:
+            progress.done()
         if not heads:
             raise SourceError('the remote repository is empty', parsed.display)
         for head in heads:

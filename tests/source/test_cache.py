@@ -265,3 +265,23 @@ def test_pinned_commit_below_every_tip_on_a_shallow_mirror(repos, tmp_path, cach
     finally:
         stop(proc)
     _fsck(cache_dir / 'git' / mirror_name(url), repos.home)
+
+
+def test_a_slow_clone_shows_progress_on_a_terminal_and_no_control_sequences_elsewhere(big_repo, tmp_path):
+    import shlex
+
+    from tests.helpers import mlproj_bin
+
+    big_repo['throttle'].touch()
+    env = {**os.environ, 'MLPROJ_CACHE_DIR': str(tmp_path / 'tty-cache')}
+    cmd = shlex.join([mlproj_bin(), 'run', big_repo['url'], '--dry-run'])
+    tty = subprocess.run(['script', '-qefc', cmd, '/dev/null'], env=env, capture_output=True, timeout=180,
+                         stdin=subprocess.DEVNULL)
+    out = tty.stdout.decode('utf-8', 'replace')
+    assert tty.returncode == 0, out
+    assert f'\rmlproj: fetching {big_repo["url"]}: ' in out and ' objects, ' in out and ' MiB/s done' in out
+    env['MLPROJ_CACHE_DIR'] = str(tmp_path / 'plain-cache')
+    plain = subprocess.run([mlproj_bin(), 'run', big_repo['url'], '--dry-run'], env=env, capture_output=True,
+                           text=True, timeout=180, stdin=subprocess.DEVNULL)
+    assert plain.returncode == 0, plain.stderr
+    assert '\r' not in plain.stderr and '\x1b' not in plain.stderr
