@@ -166,4 +166,5 @@ entry_points:
     run_id = run_id_of(mlflow_client)
     assert mlflow_client.get_run(run_id).data.tags['mlproj.ray.runtime_env'] == 'uv'
     env = ray_client.get_job_info(f'mlproj-{run_id}').runtime_env
-    assert env['uv']['packages'] == ['inflection==0.5.1']
+    # build_dependencies are installed too, as the uv and virtualenv managers install them
+    assert env['uv']['packages'] == ['pip', 'inflection==0.5.1']
