@@ -75,7 +75,8 @@ def log_file(tracker: Any, run_id: str, local: Path, artifact_path: str, artifac
     from mlproj.tracking import redact_uri
 
     if artifact_uri is None:
-        artifact_uri = tracker.get_run(run_id).artifact_uri
+        known = getattr(tracker, 'known_artifact_uri', None)   # RestTracker: saves a round trip
+        artifact_uri = (known(run_id) if callable(known) else None) or tracker.get_run(run_id).artifact_uri
     target = _local_dir(artifact_uri)
     if target is not None:
         dest = target / artifact_path

@@ -250,12 +250,11 @@ def _log_env_artifacts(launch: Launch, files: dict) -> None:
     if not files:
         return
     from mlproj.artifacts import log_file
-    from mlproj.errors import MlprojError
 
     for artifact_path, local in files.items():
         try:
             log_file(launch.tracker, launch.run_id, local, artifact_path)
-        except MlprojError as e:
+        except Exception as e:  # a store's own exception (MlflowClient fallback) included
             print(f'mlproj: warning: the environment lock was not logged as artifact {artifact_path}: {e}',
                   file=sys.stderr, flush=True)
 
