@@ -33,6 +33,8 @@ Reinstalling (``mlproj reproduce``): a new venv on the recorded Python version, 
 ``install --no-deps`` (``--require-hashes`` when hashed).  uv is tried ``--offline`` first, so a
 lock whose packages are in uv's cache installs without the network; when that fails it is retried
 online.  A pinned version that the index no longer serves is reported as one line naming it.
+The lock comes back from a tracking store, so only requirement lines and ``--hash`` options are
+passed on: a lock with installer options (``--index-url``, ``-e``, ``-r``) is refused.
 """
 from __future__ import annotations
 
@@ -88,6 +90,16 @@ class Lock:
             if words:
                 out.append(' '.join(words))
         return out
+
+    def check(self, where: str = '') -> None:
+        """Refuse a lock with installer options (``--index-url``, ``-e``, ``-r``, ...): only
+        requirements and their ``--hash`` may come from a tracking store into the installer."""
+        for n, line in enumerate(_logical_lines(self.text), 1):
+            words = line.split()
+            if words[0].startswith('-') or any(w.startswith('-') and not w.startswith('--hash=sha256:')
+                                               for w in words[1:]):
+                raise EnvError(f'requirement {n} of the environment lock is not a plain requirement with hashes '
+                               '(installer options are refused); use --no-lock to rebuild from the spec', where)
 
     def packages(self) -> dict[str, str]:
         """{normalized name: version} of ``name==version`` lines; ``name @ URL`` maps to the URL."""
@@ -192,13 +204,13 @@ def run_compile(uv: str, python: str, req: Path, cwd: Path, env: dict[str, str])
                      '--python', python, str(req)], 'hashing the environment lock', cwd=cwd, env=env)
 
 
-def ensure(env_dir: Path, python_version: str, implementation: str, env: dict[str, str]) -> Lock:
-    """The lock of a store entry: recorded at build time; recorded now for entries built before locks."""
+def read(env_dir: Path) -> Lock | None:
+    """The lock recorded in a store entry, or None (an entry built before locks; an unreadable file)."""
     path = env_dir / LOCK_FILE
     try:
         return parse(path.read_bytes(), str(path))
     except (OSError, EnvError):
-        return record(env_dir, python_version, implementation, env)
+        return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,6 +236,7 @@ def install(lock: Lock, manager: str, target: Path, cwd: Path, env: dict[str, st
 
     from mlproj.envs.venv import summarize
 
+    lock.check(where)
     python = str(target / 'bin' / 'python')
     hashes = ['--require-hashes'] if lock.hashed else []
     with tempfile.TemporaryDirectory(prefix='mlproj-lock-') as tmp:

@@ -15,6 +15,11 @@ The cache key is the sha256 of everything that determines the environment:
 * for uv, the project's ``uv.lock`` and ``pyproject.toml`` (they are installed with ``uv sync``);
 * ``bytecode: compiled``: site-packages is byte-compiled at build time (uv ``--compile-bytecode``,
   pip ``--compile``), so envs built before that was done get a new key and are rebuilt once.
+
+Each built venv also records what it holds, its exact lock (``mlproj.envs.lock``), in its store
+entry; the run is tagged with its hash and logs it as an artifact.  ``prepare_from_lock``
+(``mlproj reproduce``) builds a venv from such a lock instead of the spec; its key is the
+manager, the interpreter, the platform and the lock's sha256.
 """
 from __future__ import annotations
 
@@ -318,7 +323,7 @@ def prepare_venv(project: Project, ctx: EnvContext, manager: str, *, build_fn: B
             meta['lock_sha256'] = lock.sha256
         return meta
 
-    path, built = store.ensure(name, do_build, log=ctx.log)
+    path, _built = store.ensure(name, do_build, log=ctx.log)
     lock = _record_lock(path, interpreter, ctx, fresh=False)
     return VenvEnvironment(manager, manager, digest, path, interpreter.version_text,
                            lock.sha256 if lock is not None else None)
@@ -328,10 +333,12 @@ def _record_lock(env_dir: Path, interpreter: interp.Interpreter, ctx: EnvContext
     """The env's lock (recorded now when ``fresh`` or missing); None, with a warning, if it cannot be."""
     from mlproj.envs import lock
 
+    if not fresh:
+        found = lock.read(env_dir)   # the reuse path: one small file read
+        if found is not None:
+            return found
     try:
-        if fresh:
-            return lock.record(env_dir, interpreter.version_text, interpreter.implementation, base_env(ctx.pass_env))
-        return lock.ensure(env_dir, interpreter.version_text, interpreter.implementation, base_env(ctx.pass_env))
+        return lock.record(env_dir, interpreter.version_text, interpreter.implementation, base_env(ctx.pass_env))
     except EnvError as e:
         print(f'mlproj: warning: the exact environment lock was not recorded: {e.message}', file=ctx.log, flush=True)
         return None

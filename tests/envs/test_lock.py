@@ -1,5 +1,8 @@
 """Exact environment locks: recorded as a tag and an artifact (sqlite, a real server, a proxied
-artifact store), reinstalled exactly by `mlproj reproduce`, one clear line when a pin is gone."""
+artifact store), reinstalled exactly by `mlproj reproduce`, one clear line when a pin is gone.
+
+The lock format, the artifact URLs and the diff rendering are unit-tested in the fast lane
+(``tests/unit/test_env_lock.py``)."""
 from __future__ import annotations
 
 import hashlib
@@ -13,84 +16,11 @@ from pathlib import Path
 import pytest
 
 from mlproj.envs import lock as locks
-from mlproj.errors import EnvError
 from tests.conftest import MLFLOW_SERVER_VENV, _wait_http, free_port, stop_group
 from tests.envs.conftest import make_wheel, py_version, write_project
 
 MLPROJ = str(Path(sys.executable).with_name('mlproj'))
 RUN_ID = re.compile(r"=== Run \(ID '([0-9a-f]+)'\) (succeeded|failed)")
-
-LOCK = """# mlproj environment lock 1
-# python: 3.11.7 cpython
-# platform: linux x86_64 glibc-2.36
-# hashes: sha256 (uv pip compile --generate-hashes)
-mlproj-tiny-a==1.0 \\
-    --hash=sha256:aaaa \\
-    --hash=sha256:bbbb
-Mlproj_Tiny.B[extra]==2.0
-other @ file:///somewhere/other-1.0-py3-none-any.whl
-"""
-
-
-# --------------------------------------------------------------------------------------------
-# the format (fast)
-
-
-def test_lock_format_parses():
-    lk = locks.parse(LOCK.encode())
-    assert lk.python == '3.11.7' and lk.hashed
-    assert lk.header['hashes'].startswith('sha256')
-    assert lk.packages() == {'mlproj-tiny-a': '1.0', 'mlproj-tiny-b': '2.0',
-                             'other': 'file:///somewhere/other-1.0-py3-none-any.whl'}
-    assert lk.requirements()[0] == 'mlproj-tiny-a==1.0'
-    assert lk.sha256 == hashlib.sha256(LOCK.encode()).hexdigest()
-    with pytest.raises(EnvError, match='not an mlproj environment lock'):
-        locks.parse(b'numpy==1.0\n')
-
-
-@pytest.mark.parametrize('output', [
-    # uv
-    'error: No solution found when resolving dependencies\n  cause: Because there is no version of '
-    'mlproj-tiny-a==1.0 and you require mlproj-tiny-a==1.0, we can conclude that your requirements are unsatisfiable.',
-    # pip
-    'ERROR: Could not find a version that satisfies the requirement mlproj-tiny-a==1.0 (from versions: 2.0)\n'
-    'ERROR: No matching distribution found for mlproj-tiny-a==1.0',
-])
-def test_missing_package_is_named(output):
-    lk = locks.parse(LOCK.encode())
-    assert locks.missing_package(lk, output) == 'mlproj-tiny-a==1.0'
-    assert locks.missing_package(lk, 'error: failed to download: connection refused') is None
-
-
-def test_artifact_urls_and_local_copy(tmp_path):
-    from mlproj import artifacts
-    from mlproj.tracking import RestTracker, RunRecord
-
-    rest = RestTracker('http://127.0.0.1:5000/prefix')
-    assert artifacts._proxy_url(rest, 'mlflow-artifacts:/1/abc/artifacts', 'mlproj/requirements.lock.txt') == \
-        'http://127.0.0.1:5000/prefix/api/2.0/mlflow-artifacts/artifacts/1/abc/artifacts/mlproj/requirements.lock.txt'
-    assert artifacts._proxy_url(rest, 'mlflow-artifacts://other:9/1/abc/artifacts', 'x.txt') == \
-        'http://other:9/prefix/api/2.0/mlflow-artifacts/artifacts/1/abc/artifacts/x.txt'
-    assert artifacts._proxy_url(rest, 's3://bucket/1/abc', 'x.txt') is None
-
-    class Fake:
-        uri = 'sqlite:///nowhere.db'
-
-        def __init__(self, artifact_uri):
-            self.artifact_uri = artifact_uri
-
-        def get_run(self, run_id):
-            return RunRecord(run_id, '0', 'RUNNING', artifact_uri=self.artifact_uri)
-
-    src = tmp_path / 'lock.txt'
-    src.write_text(LOCK)
-    for uri in ((tmp_path / 'a' / 'artifacts').as_uri(), str(tmp_path / 'b' / 'artifacts')):
-        fake = Fake(uri)
-        assert artifacts.read_file(fake, 'r1', locks.ARTIFACT_PATH) is None
-        artifacts.log_file(fake, 'r1', src, locks.ARTIFACT_PATH)
-        assert artifacts.read_file(fake, 'r1', locks.ARTIFACT_PATH) == LOCK.encode()
-    assert (tmp_path / 'b' / 'artifacts' / 'mlproj' / 'requirements.lock.txt').read_text() == LOCK
-
 
 # --------------------------------------------------------------------------------------------
 # recorded for real

@@ -5,27 +5,7 @@ import json
 
 import pytest
 
-from mlproj import rundiff
 from tests.envs.test_lock import _project, git, make_wheel, mlproj_cli, run_id_of, served  # noqa: F401
-
-
-def test_render_truncates_long_lists():
-    d = {'a': {'run_id': 'a1', 'status': 'FINISHED', 'source': 's', 'commit': 'c' * 40, 'lock_sha256': 'l1'},
-         'b': {'run_id': 'b1', 'status': 'FAILED', 'source': 's', 'commit': 'd' * 40, 'lock_sha256': 'l2'},
-         'commits': {'a': 'c' * 40, 'b': 'd' * 40, 'repository': None, 'ahead': None, 'behind': None},
-         'files': None, 'changed': {'entry_point': ['main', 'train']},
-         'params': {'added': {f'p{i}': str(i) for i in range(40)}, 'removed': {}, 'changed': {}},
-         'packages': {'added': {}, 'removed': {'x': '1'}, 'changed': {'y': ['1', '2']}, 'python': ['3.11.7', '3.12.1']},
-         'notes': ['run A recorded no environment lock']}
-    text = rundiff.render(d)
-    lines = text.splitlines()
-    assert lines[2] == f"commits:     {'c' * 12}..{'d' * 12}"
-    assert 'entry point: main -> train' in lines
-    assert 'params:      40 changed' in lines
-    assert '  ... and 25 more (--json lists all)' in lines
-    assert '  y: 1 -> 2' in lines and '  - x 1' in lines and '  python: 3.11.7 -> 3.12.1' in lines
-    assert lines[-1] == 'note: run A recorded no environment lock'
-    assert len(lines) < 40
 
 
 @pytest.mark.slow
