@@ -8,7 +8,9 @@ machine; nothing is fetched.
   range is counted in the first repository that holds both commits: a local repository the runs
   name (their source URI is a local path), else any mirror of the clone cache.  ``ahead`` is the
   number of commits in ``A..B`` (reachable from B, not from A), ``behind`` those in ``B..A``.
-  When no repository holds both, only the two SHAs are shown.
+  When no repository holds both, only the two SHAs are shown.  The clone cache's first clone
+  is shallow: a mirror whose history does not reach the commits' common ancestor gives no count
+  (a note says so) rather than a wrong one; a complete history is preferred where there is one.
 * **files**: the files that differ between the two commits' trees under B's subdirectory
   (``mlproj.source.subdirectory``; all files when the project is at the repository root), with
   renames detected; only when both commits are reachable.
@@ -124,14 +126,25 @@ def _git(a: dict[str, Any], b: dict[str, Any], notes: list[str]) -> tuple[dict[s
         repos = _repositories([a, b])
     except ImportError:
         repos = []
+    found = None
     for repo, where in repos:
         if has_commit(repo, a['commit']) and has_commit(repo, b['commit']):
-            break
-    else:
+            base = _merge_base(repo, a['commit'], b['commit'])
+            if base is not None or not repo.is_shallow:
+                found = repo, where, base
+                break
+            found = found or (repo, where, None)
+    if found is None:
         notes.append('no local repository or clone-cache mirror holds both commits')
         return commits, None
-    ahead, behind = repo.ahead_behind(b['commit'], a['commit'])
-    commits.update(repository=where, ahead=ahead, behind=behind)
+    repo, where, base = found
+    commits['repository'] = where
+    if base is None and repo.is_shallow:
+        notes.append(f'commits not counted: {where} holds a shallow history without their common ancestor '
+                     '(MLPROJ_GIT_FULL_CLONE=1 keeps whole histories)')
+    else:
+        ahead, behind = repo.ahead_behind(b['commit'], a['commit'])
+        commits.update(ahead=ahead, behind=behind)
     import pygit2
 
     tree_a, tree_b = (repo.get(c).peel(pygit2.Commit).tree for c in (a['commit'], b['commit']))
@@ -148,6 +161,15 @@ def _git(a: dict[str, Any], b: dict[str, Any], notes: list[str]) -> tuple[dict[s
             entry['from'] = old
         changed.append(entry)
     return commits, {'subdirectory': prefix, 'changed': changed}
+
+
+def _merge_base(repo: Any, a: str, b: str) -> Any:
+    import pygit2
+
+    try:
+        return repo.merge_base(a, b)
+    except (pygit2.GitError, ValueError):
+        return None
 
 
 def diff_runs(tracker: Any, run_a: str, run_b: str) -> dict[str, Any]:
