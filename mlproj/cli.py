@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     'hooks': ('mlproj.commands.hooks', 'hooks', 'Install plain Git hooks: lint on commit, dry-run on push.'),
     'cache': ('mlproj.commands.cache', 'cache', 'List or prune the Git clone cache.'),
     'reproduce': ('mlproj.commands.reproduce', 'reproduce', 'Run a recorded MLflow run again, pinned to its commit.'),
-    'runs': ('mlproj.commands.runs', 'runs', 'End runs left RUNNING by a dead launcher (runs gc).'),
+    'runs': ('mlproj.commands.runs', 'runs', 'End runs left RUNNING by a dead launcher (gc); compare two runs (diff).'),
     'config': ('mlproj.commands.config', 'config', 'Show settings and where each value came from.'),
     'completion': ('mlproj.commands.completion', 'completion', 'Print the shell completion script (bash, zsh, fish).'),
 }

@@ -38,6 +38,8 @@ class RunRequest:
     extra_tags: Mapping[str, str] = field(default_factory=dict)
     pass_env: tuple[str, ...] = ()    # names passed to the project despite the child-env policy
     cwd: str = field(default_factory=os.getcwd)
+    # an exact environment lock to install instead of the env spec (``mlproj reproduce``; mlproj.envs.lock)
+    env_lock: bytes | None = field(default=None, repr=False)
     # an HTTPS Git credential given on the command line (--git-username/--git-password); never shown
     git_username: str | None = field(default=None, repr=False)
     git_password: str | None = field(default=None, repr=False)

@@ -312,6 +312,7 @@ class RestTracker:
         self.timeout = timeout
         self._parts = urllib.parse.urlsplit(self.uri)
         self._local = threading.local()
+        self._artifact_uris: dict[str, str] = {}   # run id -> artifact_uri, from runs/create
 
     def _headers(self, has_body: bool) -> dict[str, str]:
         headers = {'User-Agent': 'mlproj', 'Accept': 'application/json'}
@@ -465,7 +466,14 @@ class RestTracker:
         if run_name:
             body['run_name'] = run_name
         got = self._request_object('POST', 'runs/create', body)
-        return got['run']['info']['run_id']
+        info = got['run']['info']
+        if info.get('artifact_uri'):
+            self._artifact_uris[info['run_id']] = info['artifact_uri']
+        return info['run_id']
+
+    def known_artifact_uri(self, run_id: str) -> str | None:
+        """The artifact URI of a run this tracker created (no request), else None."""
+        return self._artifact_uris.get(run_id)
 
     def log_params(self, run_id: str, params: dict[str, str]) -> None:
         items = [{'key': k, 'value': v} for k, v in params.items()]

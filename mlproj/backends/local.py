@@ -1,5 +1,9 @@
 """The local backend: prepare the environment, run the command under a supervisor.
 
+* The prepared environment's tags (``mlflow.project.env``, ``mlproj.env.hash``, the manager's
+  ``extra_tags`` such as ``mlproj.env.lock_sha256``) are set before the command starts, and its
+  ``artifacts`` (the exact lock, ``mlproj/requirements.lock.txt``) are logged through
+  ``mlproj.artifacts`` (a failure there is a warning: the run goes on).
 * The child runs in the project directory, in a new session/process group, with the run's
   ``MLFLOW_*`` variables and the environment ``mlproj.childenv`` allows (``--pass-env`` adds
   names); its output goes straight to our stdout/stderr (no buffering).
@@ -241,6 +245,23 @@ def _isatty(stream) -> bool:
         return False
 
 
+def _log_env_artifacts(launch: Launch, files: dict) -> None:
+    """Log the environment's files (its exact lock) as run artifacts (``mlproj.artifacts``).
+
+    A store that refuses them is reported and the run goes on: the lock's hash is already a tag,
+    and the run's own result matters more than its record."""
+    if not files:
+        return
+    from mlproj.artifacts import log_file
+
+    for artifact_path, local in files.items():
+        try:
+            log_file(launch.tracker, launch.run_id, local, artifact_path)
+        except Exception as e:  # a store's own exception (MlflowClient fallback) included
+            print(f'mlproj: warning: the environment lock was not logged as artifact {artifact_path}: {e}',
+                  file=sys.stderr, flush=True)
+
+
 def submit(launch: Launch) -> LocalSubmittedRun:
     ctx = EnvContext(
         docker_args=launch.request.docker_args,
@@ -249,6 +270,7 @@ def submit(launch: Launch) -> LocalSubmittedRun:
         run_id=launch.run_id,
         experiment_id=launch.experiment_id,
         pass_env=tuple(launch.request.pass_env),
+        env_lock=launch.request.env_lock,
     )
     memo = launch.prepared
     # a sweep prepares each environment once; docker's depends on the run (its container args)
@@ -265,6 +287,7 @@ def submit(launch: Launch) -> LocalSubmittedRun:
     tags.update(getattr(environment, 'extra_tags', None) or {})  # e.g. docker image uri/id
     if tags:
         launch.tracker.set_tags(launch.run_id, tags)
+    _log_env_artifacts(launch, getattr(environment, 'artifacts', None) or {})
     argv, env = environment.argv(launch.command, child_environment(launch), launch.project_dir)
     from mlproj.color import status
 

@@ -3,6 +3,14 @@
 The source URI, commit, subdirectory, entry point, parameters and env manager are read from the
 run's tags and params (mlproj's own tags when present, MLflow's otherwise), the commit is pinned
 with ``-v <sha>`` and the new run is tagged ``mlproj.reproduced_from=<RUN_ID>``.
+
+Exact environments: when the run used a uv or virtualenv environment that recorded its exact
+lock (tag ``mlproj.env.lock_sha256``, artifact ``mlproj/requirements.lock.txt``, see
+``mlproj.envs.lock``), the lock is read back (its sha256 must match the tag) and the environment
+is built from it instead of from the project's spec: the same names and versions (and hashes),
+whatever the index serves now.  ``--no-lock`` rebuilds from the spec instead.  A project that
+ships ``uv.lock`` is built from its ``uv.lock`` at the pinned commit, as before.  A run whose
+lock artifact is gone is rebuilt from the spec with a warning.
 """
 from __future__ import annotations
 
@@ -83,10 +91,34 @@ def _env_manager(tags: dict[str, str]) -> str | None:
     return None
 
 
+def recorded_lock(tracker: Any, record: Any) -> tuple[bytes | None, str | None]:
+    """(the run's exact environment lock, a warning) from its artifact, checked against its tag."""
+    import hashlib
+
+    from mlproj.artifacts import read_file
+    from mlproj.envs.lock import ARTIFACT_PATH, TAG
+    from mlproj.errors import EnvError
+
+    digest = record.tags.get(TAG)
+    if not digest:
+        return None, None
+    data = read_file(tracker, record.run_id, ARTIFACT_PATH, record.artifact_uri or None)
+    if data is None:
+        return None, (f'run {record.run_id} recorded an environment lock ({digest[:12]}) but its artifact '
+                      f'{ARTIFACT_PATH} is gone; rebuilding the environment from the project\'s spec')
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise EnvError(f'the artifact {ARTIFACT_PATH} of run {record.run_id} does not match its tag {TAG} '
+                       f'({digest[:12]}); use --no-lock to rebuild from the project\'s spec')
+    return data, None
+
+
 def build_request(run_id: str, record: Any, *, tracking_uri: str | None, env_manager: str | None = None,
                   experiment_name: str | None = None, experiment_id: str | None = None,
-                  keep_checkout: bool = False, dry_run: bool = False) -> tuple[Any, list[str]]:
-    """The ``RunRequest`` that repeats ``record``, and warnings about what cannot be repeated."""
+                  keep_checkout: bool = False, dry_run: bool = False, tracker: Any = None,
+                  use_lock: bool = True) -> tuple[Any, list[str]]:
+    """The ``RunRequest`` that repeats ``record``, and warnings about what cannot be repeated.
+
+    With ``tracker`` and ``use_lock``, a uv/virtualenv run's recorded lock goes into ``env_lock``."""
     from mlproj.errors import SourceError
     from mlproj.request import RunRequest
 
@@ -111,12 +143,18 @@ def build_request(run_id: str, record: Any, *, tracking_uri: str | None, env_man
                         f'{" (diff sha256 " + digest[:12] + ")" if digest else ""}; reproducing commit {commit[:12]}')
     if not experiment_name and not experiment_id:
         experiment_id = record.experiment_id
+    manager = env_manager or _env_manager(tags)
+    env_lock = None
+    if use_lock and tracker is not None and manager in ('uv', 'virtualenv'):
+        env_lock, problem = recorded_lock(tracker, record)
+        if problem:
+            warnings.append(problem)
     request = RunRequest(
         uri=uri, entry_point=tags.get('mlflow.project.entryPoint') or 'main', version=commit,
         parameters=dict(record.params), experiment_name=experiment_name, experiment_id=experiment_id,
-        env_manager=env_manager or _env_manager(tags), tracking_uri=tracking_uri, keep_checkout=keep_checkout,
+        env_manager=manager, tracking_uri=tracking_uri, keep_checkout=keep_checkout,
         dry_run=dry_run, extra_tags={'mlproj.reproduced_from': run_id},
-        run_name=None,
+        run_name=None, env_lock=env_lock,
     )
     return request, warnings
 
@@ -129,21 +167,26 @@ def build_request(run_id: str, record: Any, *, tracking_uri: str | None, env_man
 @click.option('--experiment-name', default=None, help='Record the new run here (default: the original experiment).')
 @click.option('--experiment-id', default=None, help='Record the new run here (default: the original experiment).')
 @click.option('--keep-checkout', is_flag=True, help='Keep the checkout after the run.')
+@click.option('--no-lock', is_flag=True,
+              help="Build the environment from the project's spec, not from the run's recorded exact lock.")
 @click.option('--dry-run', is_flag=True, help='Show what would run; create nothing.')
 @click.option('--json', 'as_json', is_flag=True, help='With --dry-run: print JSON.')
 def reproduce(run_id: str, tracking_uri: str | None, env_manager: str | None, experiment_name: str | None,
-              experiment_id: str | None, keep_checkout: bool, dry_run: bool, as_json: bool) -> None:
-    """Run the recorded run RUN_ID again (same source commit, entry point, parameters, env manager)."""
+              experiment_id: str | None, keep_checkout: bool, no_lock: bool, dry_run: bool, as_json: bool) -> None:
+    """Run the recorded run RUN_ID again (same source commit, entry point, parameters, env manager,
+    and the exact package set the run's uv/virtualenv environment recorded)."""
     from mlproj import tracking
     from mlproj.errors import BadArgumentError
 
     if experiment_name and experiment_id:
         raise BadArgumentError('specify only one of --experiment-name and --experiment-id')
     uri = tracking.resolve_tracking_uri(tracking_uri, os.getcwd())
-    record = tracking.get_tracker(uri).get_run(run_id)
+    tracker = tracking.get_tracker(uri)
+    record = tracker.get_run(run_id)
     request, warnings = build_request(run_id, record, tracking_uri=tracking_uri, env_manager=env_manager,
                                       experiment_name=experiment_name, experiment_id=experiment_id,
-                                      keep_checkout=keep_checkout, dry_run=dry_run)
+                                      keep_checkout=keep_checkout, dry_run=dry_run, tracker=tracker,
+                                      use_lock=not no_lock)
     for w in warnings:
         print(f'mlproj: warning: {w}', file=sys.stderr)
     if dry_run:
@@ -162,6 +205,13 @@ def _show(request: Any, as_json: bool) -> None:
         info = p.as_dict()
         info['version'] = request.version
         info['reproduced_from'] = dict(request.extra_tags).get('mlproj.reproduced_from')
+        info['env_lock'] = None
+        if request.env_lock is not None:
+            from mlproj.envs.lock import parse
+
+            lk = parse(request.env_lock)
+            info['env_lock'] = {'sha256': lk.sha256, 'python': lk.python, 'hashed': lk.hashed,
+                                'packages': lk.packages()}
         if as_json:
             click.echo(json.dumps(info, indent=2))
             return
@@ -170,6 +220,10 @@ def _show(request: Any, as_json: bool) -> None:
         click.echo(f"commit:      {info['commit']}")
         click.echo(f"entry point: {info['entry_point']}")
         click.echo(f"env manager: {info['env_manager']}")
+        lk = info['env_lock']
+        if lk:
+            click.echo(f"env lock:    {lk['sha256'][:12]} (Python {lk['python']}, {len(lk['packages'])} packages"
+                       f"{', hashed' if lk['hashed'] else ''})")
         click.echo(f"tracking:    {info['tracking_uri']}")
         click.echo('parameters:')
         for k, v in info['parameters'].items():

@@ -52,13 +52,16 @@ class EnvContext:
     experiment_id: str | None = None
     log: TextIO = sys.stderr
     pass_env: tuple[str, ...] = ()     # --pass-env names (mlproj.childenv)
+    env_lock: bytes | None = None      # uv/virtualenv: install this exact lock (mlproj.envs.lock) instead of the spec
 
 
 class Environment(Protocol):
     manager: str            # 'local', 'uv', 'virtualenv', 'conda', 'docker'
     tag: str | None         # value for the mlflow.project.env tag (None for local, as MLflow)
     hash: str | None        # content hash of the environment (mlproj.env.hash), None for local
-    # Optional: ``extra_tags: Mapping[str, str]``, more run tags (docker: mlflow.docker.image.uri/.id).
+    # Optional: ``extra_tags: Mapping[str, str]``, more run tags (docker: mlflow.docker.image.uri/.id;
+    # uv/virtualenv: mlproj.env.lock_sha256), and ``artifacts: Mapping[str, Path]``, files logged as
+    # run artifacts under those paths (uv/virtualenv: the lock, mlproj/requirements.lock.txt).
 
     def argv(self, command: str, env: dict[str, str], cwd: Path) -> tuple[list[str], dict[str, str]]:
         """The argv that runs the shell ``command`` in this environment, and the child's env."""

@@ -15,6 +15,11 @@ The cache key is the sha256 of everything that determines the environment:
 * for uv, the project's ``uv.lock`` and ``pyproject.toml`` (they are installed with ``uv sync``);
 * ``bytecode: compiled``: site-packages is byte-compiled at build time (uv ``--compile-bytecode``,
   pip ``--compile``), so envs built before that was done get a new key and are rebuilt once.
+
+Each built venv also records what it holds, its exact lock (``mlproj.envs.lock``), in its store
+entry; the run is tagged with its hash and logs it as an artifact.  ``prepare_from_lock``
+(``mlproj reproduce``) builds a venv from such a lock instead of the spec; its key is the
+manager, the interpreter, the platform and the lock's sha256.
 """
 from __future__ import annotations
 
@@ -52,6 +57,19 @@ class VenvEnvironment:
     hash: str | None
     path: Path
     python: str = ''          # version of the interpreter
+    lock_sha256: str | None = None   # sha256 of the env's exact lock (mlproj.envs.lock), None if not recorded
+
+    @property
+    def extra_tags(self) -> dict[str, str]:
+        from mlproj.envs.lock import TAG
+
+        return {TAG: self.lock_sha256} if self.lock_sha256 else {}
+
+    @property
+    def artifacts(self) -> dict[str, Path]:
+        from mlproj.envs.lock import ARTIFACT_PATH, LOCK_FILE
+
+        return {ARTIFACT_PATH: self.path / LOCK_FILE} if self.lock_sha256 else {}
 
     def argv(self, command: str, env: dict[str, str], cwd: Path) -> tuple[list[str], dict[str, str]]:
         child = dict(env)
@@ -279,7 +297,14 @@ def prepare_venv(project: Project, ctx: EnvContext, manager: str, *, build_fn: B
     """Find or build the venv for ``project`` with ``build_fn`` (shared by uv and virtualenv).
 
     ``installer(version) -> reason | None`` may install a missing interpreter (uv); ``locked`` is
-    ``{name: sha256}`` of the lock files ``build_fn`` installs (uv's ``uv.lock``), part of the key."""
+    ``{name: sha256}`` of the lock files ``build_fn`` installs (uv's ``uv.lock``), part of the key.
+
+    Every environment records its exact lock (``mlproj.envs.lock``) in its store entry when it is
+    built (or, for entries built before locks existed, on first reuse).  With ``ctx.env_lock``
+    (``mlproj reproduce``) the venv is built from that lock instead of the spec, keyed by the
+    lock's hash; a project that ships ``uv.lock`` is built from its ``uv.lock`` as always."""
+    if ctx.env_lock is not None and not locked:
+        return prepare_from_lock(project, ctx, manager, installer=installer, store=store)
     spec = project_python_env(project)
     interpreter = choose_interpreter(spec, installer)
     project_dir = project.directory
@@ -290,9 +315,98 @@ def prepare_venv(project: Project, ctx: EnvContext, manager: str, *, build_fn: B
     def do_build(target: Path) -> dict:
         announce(ctx, f'Creating {manager} environment {name} (Python {interpreter.version_text})')
         build_fn(target, spec, interpreter, project_dir, ctx, locked)
-        return {'manager': manager, 'hash': digest, 'python': interpreter.version_text,
+        meta = {'manager': manager, 'hash': digest, 'python': interpreter.version_text,
                 'interpreter': interpreter.path, 'project': str(project_dir), 'spec': spec.as_dict(),
                 'source': spec.source}
+        lock = _record_lock(target, interpreter, ctx, fresh=True)
+        if lock is not None:
+            meta['lock_sha256'] = lock.sha256
+        return meta
 
     path, _built = store.ensure(name, do_build, log=ctx.log)
-    return VenvEnvironment(manager, manager, digest, path, interpreter.version_text)
+    lock = _record_lock(path, interpreter, ctx, fresh=False)
+    return VenvEnvironment(manager, manager, digest, path, interpreter.version_text,
+                           lock.sha256 if lock is not None else None)
+
+
+def _record_lock(env_dir: Path, interpreter: interp.Interpreter, ctx: EnvContext, *, fresh: bool):
+    """The env's lock (recorded now when ``fresh`` or missing); None, with a warning, if it cannot be."""
+    from mlproj.envs import lock
+
+    if not fresh:
+        found = lock.read(env_dir)   # the reuse path: one small file read
+        if found is not None:
+            return found
+    try:
+        return lock.record(env_dir, interpreter.version_text, interpreter.implementation, base_env(ctx.pass_env))
+    except EnvError as e:
+        print(f'mlproj: warning: the exact environment lock was not recorded: {e.message}', file=ctx.log, flush=True)
+        return None
+
+
+def prepare_from_lock(project: Project, ctx: EnvContext, manager: str, *,
+                      installer: Callable[[str | None], str | None] | None,
+                      store: Store | None = None) -> VenvEnvironment:
+    """Build (or reuse) the venv that holds exactly the set of ``ctx.env_lock``.
+
+    The interpreter is the recorded version (X.Y.Z) when installed (or installable by uv), else
+    the newest of the same X.Y with a warning.  The store key is the manager, the interpreter, the
+    platform and the lock's sha256: the project's spec no longer matters."""
+    from mlproj.envs import lock as locks
+    from mlproj.envs.envfiles import PythonEnv
+
+    where = 'environment lock'
+    lk = locks.parse(ctx.env_lock or b'', where)
+    recorded = lk.python
+    interpreter = None
+    if recorded:
+        interpreter = interp.find(recorded, where)
+        if interpreter is None and installer is not None and installer(recorded) is None:
+            interpreter = interp.find(recorded, where, interp.discover())
+        if interpreter is None:
+            minor = '.'.join(recorded.split('.')[:2])
+            interpreter = interp.find(minor, where)
+            if interpreter is not None:
+                print(f'mlproj: warning: the lock was recorded on Python {recorded}, which is not installed; '
+                      f'using Python {interpreter.version_text}', file=ctx.log, flush=True)
+    if interpreter is None:
+        interpreter = choose_interpreter(PythonEnv(python=recorded, source=where), installer)
+    payload = {'format': FORMAT, 'manager': manager, 'from': 'lock', 'lock_sha256': lk.sha256,
+               'python': {'implementation': interpreter.implementation, 'version': interpreter.version_text},
+               'platform': platform_tag(), 'bytecode': 'compiled'}
+    digest = content_hash(payload)
+    name = f'{manager}-{digest[:24]}'
+    store = store or Store()
+    env = base_env(ctx.pass_env)
+
+    def do_build(target: Path) -> dict:
+        announce(ctx, f'Creating {manager} environment {name} from the recorded lock {lk.sha256[:12]} '
+                      f'(Python {interpreter.version_text})')
+        _create_venv(manager, target, interpreter, project.directory, env, ctx)
+        locks.install(lk, manager, target, project.directory, env, ctx.log, '')
+        from mlproj.cachedir import write_text_atomic
+
+        write_text_atomic(target / locks.LOCK_FILE, lk.text)   # the lock installed is the env's lock
+        return {'manager': manager, 'hash': digest, 'python': interpreter.version_text,
+                'interpreter': interpreter.path, 'project': str(project.directory), 'lock_sha256': lk.sha256,
+                'source': where}
+
+    path, _built = store.ensure(name, do_build, log=ctx.log)
+    return VenvEnvironment(manager, manager, digest, path, interpreter.version_text, lk.sha256)
+
+
+def _create_venv(manager: str, target: Path, interpreter: interp.Interpreter, cwd: Path, env: dict[str, str],
+                 ctx: EnvContext) -> None:
+    if manager == 'uv':
+        from mlproj.envs.uv import uv_bin
+
+        argv = [uv_bin(), 'venv', '--quiet', '--no-project', '--python', interpreter.path, str(target)]
+    else:
+        import importlib.util
+
+        if importlib.util.find_spec('virtualenv') is not None:
+            argv = [sys.executable, '-m', 'virtualenv', '--quiet', '--no-periodic-update', '--python',
+                    interpreter.path, str(target)]
+        else:
+            argv = [interpreter.path, '-m', 'venv', str(target)]
+    run_step(argv, 'creating the virtual environment', cwd=cwd, env=env, log=ctx.log, where='environment lock')
