@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from mlproj.envs import lock as locks
-from tests.conftest import MLFLOW_SERVER_VENV, _wait_http, free_port, stop_group
 from tests.envs.conftest import make_wheel, py_version, write_project
+from tests.helpers import MLFLOW_SERVER_VENV, _wait_http, free_port, stop_group
 
 MLPROJ = str(Path(sys.executable).with_name('mlproj'))
 RUN_ID = re.compile(r"=== Run \(ID '([0-9a-f]+)'\) (succeeded|failed)")
