@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 from typing import Any
 
 LIMIT = 15
@@ -96,7 +97,7 @@ def _repositories(summaries: list[dict[str, Any]]) -> list[tuple[Any, str]]:
         except MlprojError:
             continue
         if not parsed.is_remote and os.path.isdir(parsed.url):
-            repo = open_repository(parsed.url)
+            repo = open_repository(Path(parsed.url))
             if repo is not None:
                 out.append((repo, parsed.url))
     import pygit2

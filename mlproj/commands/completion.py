@@ -14,4 +14,5 @@ def completion(shell: str) -> None:
     from mlproj.cli import cli
 
     cls = get_completion_class(shell)
+    assert cls is not None  # the choice above is exactly click's shells
     click.echo(cls(cli, {}, 'mlproj', '_MLPROJ_COMPLETE').source())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -22,7 +23,7 @@ def show(uri: str, as_json: bool) -> None:
 
     project_dir = settings.local_project_dir(uri)
     resolved = settings.resolve(project_dir)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for r in resolved.values():
         value = '***' if r.setting.secret and r.value is not None else r.value
         rows.append({'name': r.setting.name, 'env': r.setting.env, 'key': r.setting.key, 'value': value,
@@ -35,8 +36,8 @@ def show(uri: str, as_json: bool) -> None:
     files = settings.project_config_paths(project_dir) if project_dir else []
     click.echo(printable(f"project file: {', '.join(map(str, files)) or '(none)'}"))
     width = max(len(r['name']) for r in rows)
-    for r in rows:
-        shown = 'null' if r['value'] is None else json.dumps(r['value']) if not isinstance(r['value'], str) \
-            else r['value']
-        source = r['source'] + (f" {r['where']}" if r['where'] else '')
-        click.echo(printable(f"{r['name']:<{width}}  {shown}  ({source})"))
+    for row in rows:
+        shown = 'null' if row['value'] is None else json.dumps(row['value']) if not isinstance(row['value'], str) \
+            else row['value']
+        source = row['source'] + (f" {row['where']}" if row['where'] else '')
+        click.echo(printable(f"{row['name']:<{width}}  {shown}  ({source})"))

@@ -56,26 +56,26 @@ def find_tool() -> CondaTool | None:
     if home or conda_exe:
         bin_dir = Path(home) / 'bin' if home else Path(conda_exe).parent  # type: ignore[arg-type]
         exe = bin_dir / 'conda'
-        create = bin_dir / create_name
+        create_path = bin_dir / create_name
         if not os.access(exe, os.X_OK):
             raise EnvError(f'Could not find Conda executable at {exe}; set MLFLOW_CONDA_HOME to the conda '
                            'installation directory or unset it')
-        if not os.access(create, os.X_OK):
-            raise EnvError(f'MLFLOW_CONDA_CREATE_ENV_CMD is {create_name!r} but {create} does not exist or is not '
-                           'executable')
-        return CondaTool(str(exe), 'conda', str(create), True)
+        if not os.access(create_path, os.X_OK):
+            raise EnvError(f'MLFLOW_CONDA_CREATE_ENV_CMD is {create_name!r} but {create_path} does not exist or is '
+                           'not executable')
+        return CondaTool(str(exe), 'conda', str(create_path), True)
     for flavour in FLAVOURS:
-        exe = _which(flavour)
-        if exe:
-            create = exe
+        found = _which(flavour)
+        if found:
+            create = found
             if flavour == 'conda' and create_name != 'conda':
-                create = str(Path(exe).parent / create_name)
+                create = str(Path(found).parent / create_name)
                 if not os.access(create, os.X_OK):
                     create = _which(create_name) or ''
                 if not create:
                     raise EnvError(f'MLFLOW_CONDA_CREATE_ENV_CMD is {create_name!r} but no such executable '
-                                   f'was found next to {exe} or on PATH')
-            return CondaTool(exe, flavour, create, False)
+                                   f'was found next to {found} or on PATH')
+            return CondaTool(found, flavour, create, False)
     return None
 
 

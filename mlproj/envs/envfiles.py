@@ -130,7 +130,8 @@ def _kind(value: Any) -> str:
         return 'a boolean'
     if isinstance(value, (int, float)):
         return f'the number {value!r}'
-    return {dict: 'a mapping', list: 'a list', str: 'a string'}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {dict: 'a mapping', list: 'a list', str: 'a string'}
+    return names.get(type(value), type(value).__name__)
 
 
 def file_references(line: str) -> list[str]:

@@ -49,9 +49,14 @@ class Interpreter(NamedTuple):
         return '.'.join(map(str, self.version))
 
 
+def _version(groups: tuple) -> Version:
+    major, minor, micro = (int(g) for g in groups)
+    return (major, minor, micro)
+
+
 def _pyenv_candidates() -> list[Interpreter]:
     root = Path(os.environ.get('PYENV_ROOT') or Path.home() / '.pyenv') / 'versions'
-    out = []
+    out: list[Interpreter] = []
     try:
         names = os.listdir(root)
     except OSError:
@@ -62,7 +67,7 @@ def _pyenv_candidates() -> list[Interpreter]:
             continue
         exe = root / n / 'bin' / 'python'
         if os.path.exists(exe):
-            out.append(Interpreter(os.path.realpath(exe), tuple(map(int, m.groups())), 'cpython', 'pyenv'))
+            out.append(Interpreter(os.path.realpath(exe), _version(m.groups()), 'cpython', 'pyenv'))
     return out
 
 
@@ -76,7 +81,7 @@ def uv_python_dir() -> Path:
 
 def _uv_candidates() -> list[Interpreter]:
     root = uv_python_dir()
-    out = []
+    out: list[Interpreter] = []
     try:
         names = os.listdir(root)
     except OSError:
@@ -87,7 +92,7 @@ def _uv_candidates() -> list[Interpreter]:
             continue
         exe = root / n / 'bin' / 'python3'
         if os.path.exists(exe):
-            out.append(Interpreter(os.path.realpath(exe), tuple(map(int, m.groups())), 'cpython', 'uv'))
+            out.append(Interpreter(os.path.realpath(exe), _version(m.groups()), 'cpython', 'uv'))
     return out
 
 

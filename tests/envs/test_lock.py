@@ -17,7 +17,7 @@ import pytest
 
 from mlproj.envs import lock as locks
 from tests.envs.conftest import make_wheel, py_version, write_project
-from tests.helpers import MLFLOW_SERVER_VENV, _wait_http, free_port, stop_group
+from tests.helpers import MLFLOW_SERVER_VENV, free_port, stop_group, wait_http
 
 MLPROJ = str(Path(sys.executable).with_name('mlproj'))
 RUN_ID = re.compile(r"=== Run \(ID '([0-9a-f]+)'\) (succeeded|failed)")
@@ -89,7 +89,7 @@ def proxy_server(tmp_path_factory):
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=d,
         env={**os.environ, 'MLFLOW_SERVER_ENABLE_JOB_EXECUTION': 'false'})
     try:
-        _wait_http(f'http://127.0.0.1:{port}/health', proc, 240)
+        wait_http(f'http://127.0.0.1:{port}/health', proc, 240)
         yield f'http://127.0.0.1:{port}', d / 'store'
     finally:
         stop_group(proc)
