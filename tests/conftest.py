@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
 
 import pytest
 
-from tests.helpers import MLFLOW_SERVER_VENV, REPO, free_port, mlproj_bin, stop_group, wait_http, write_project  # noqa: F401
+from tests.helpers import free_port, start_mlflow_server, stop_group
 
 # The fast lane (`pytest -m "not slow"`) leaves out every test that starts a real server or
 # engine, builds a real environment, or drives mlproj as a subprocess. A test is slow when it uses
@@ -56,23 +55,10 @@ def sqlite_store(tmp_path_factory) -> str:
 @pytest.fixture(scope='session')
 def mlflow_server(tmp_path_factory):
     """A real `mlflow server` (sqlite backend) on 127.0.0.1; yields its http URI."""
-    exe = MLFLOW_SERVER_VENV / 'bin' / 'mlflow'
-    assert exe.exists(), f'{exe} missing: .ci/run installs the full mlflow package there'
     d = tmp_path_factory.mktemp('mlflow-server')
     port = free_port()
-    log = open(d / 'server.log', 'wb')
-    proc = subprocess.Popen(
-        [str(exe), 'server', '--host', '127.0.0.1', '--port', str(port),
-         '--backend-store-uri', f'sqlite:///{d}/server.db', '--default-artifact-root', str(d / 'artifacts'),
-         '--workers', '1'],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=d,
-        # MLflow 3 starts a job runner with about ten huey worker processes by default; the
-        # tests use none of its jobs, and on two cores they slow everything else down.
-        env={**os.environ, 'MLFLOW_SERVER_ENABLE_JOB_EXECUTION': 'false'},
-    )
+    proc = start_mlflow_server(d, port, '--default-artifact-root', str(d / 'artifacts'))
     try:
-        wait_http(f"http://127.0.0.1:{port}/health", proc, 240)
         yield f'http://127.0.0.1:{port}'
     finally:
         stop_group(proc)
-        log.close()

@@ -76,3 +76,27 @@ def write_project(directory: Path, mlproject: str | None, files: dict[str, str] 
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return directory
+
+
+def start_mlflow_server(directory: Path, port: int, *store_args: str, timeout: float = 240) -> subprocess.Popen:
+    """A real `mlflow server` on 127.0.0.1:``port`` with its sqlite store in ``directory`` (its log
+    appended to ``directory/server.log``), once it answers /health; ``store_args`` choose the
+    artifact store (``--default-artifact-root D`` or ``--serve-artifacts ...``).  Stop it with
+    ``stop_group``."""
+    exe = MLFLOW_SERVER_VENV / 'bin' / 'mlflow'
+    assert exe.exists(), f'{exe} missing: .ci/run installs the full mlflow package there'
+    with open(directory / 'server.log', 'ab') as log:
+        proc = subprocess.Popen(
+            [str(exe), 'server', '--host', '127.0.0.1', '--port', str(port),
+             '--backend-store-uri', f'sqlite:///{directory}/server.db', *store_args, '--workers', '1'],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=directory,
+            # MLflow 3 starts a job runner with about ten huey worker processes by default; the
+            # tests use none of its jobs, and on two cores they slow everything else down.
+            env={**os.environ, 'MLFLOW_SERVER_ENABLE_JOB_EXECUTION': 'false'},
+        )
+    try:
+        wait_http(f'http://127.0.0.1:{port}/health', proc, timeout)
+    except BaseException:
+        stop_group(proc)
+        raise
+    return proc

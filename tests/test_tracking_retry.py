@@ -16,7 +16,13 @@ from pathlib import Path
 import pytest
 
 from mlproj.tracking import record_terminal_status
-from tests.helpers import MLFLOW_SERVER_VENV, free_port, mlproj_bin, stop_group, wait_http, write_project
+from tests.helpers import (
+    free_port,
+    mlproj_bin,
+    start_mlflow_server,
+    stop_group,
+    write_project,
+)
 
 
 class Server:
@@ -25,15 +31,8 @@ class Server:
         self.uri = f'http://127.0.0.1:{self.port}'
 
     def start(self) -> None:
-        exe = MLFLOW_SERVER_VENV / 'bin' / 'mlflow'
-        assert exe.exists(), f'{exe} missing: .ci/run installs the full mlflow package there'
-        log = open(self.base / 'server.log', 'ab')
-        self.proc = subprocess.Popen(
-            [str(exe), 'server', '--host', '127.0.0.1', '--port', str(self.port), '--backend-store-uri',
-             f'sqlite:///{self.base}/server.db', '--default-artifact-root', str(self.base / 'artifacts'),
-             '--workers', '1'], stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.base)
-        log.close()
-        wait_http(f'{self.uri}/health', self.proc, 300)
+        self.proc = start_mlflow_server(self.base, self.port, '--default-artifact-root', str(self.base / 'artifacts'),
+                                        timeout=300)
 
     def stop(self) -> None:
         if self.proc is not None:

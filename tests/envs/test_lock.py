@@ -17,7 +17,7 @@ import pytest
 
 from mlproj.envs import lock as locks
 from tests.envs.conftest import make_wheel, py_version, write_project
-from tests.helpers import MLFLOW_SERVER_VENV, free_port, stop_group, wait_http
+from tests.helpers import free_port, start_mlflow_server, stop_group
 
 MLPROJ = str(Path(sys.executable).with_name('mlproj'))
 RUN_ID = re.compile(r"=== Run \(ID '([0-9a-f]+)'\) (succeeded|failed)")
@@ -77,23 +77,13 @@ def test_lock_recorded_on_sqlite(tmp_path, offline_index, session_sqlite_store, 
 @pytest.fixture(scope='module')
 def proxy_server(tmp_path_factory):
     """A real `mlflow server` that proxies artifacts (runs get ``mlflow-artifacts:`` URIs)."""
-    exe = MLFLOW_SERVER_VENV / 'bin' / 'mlflow'
-    assert exe.exists(), f'{exe} missing: .ci/run installs the full mlflow package there'
     d = tmp_path_factory.mktemp('mlflow-proxy')
     port = free_port()
-    log = open(d / 'server.log', 'wb')
-    proc = subprocess.Popen(
-        [str(exe), 'server', '--host', '127.0.0.1', '--port', str(port), '--backend-store-uri',
-         f'sqlite:///{d}/server.db', '--serve-artifacts', '--artifacts-destination', str(d / 'store'),
-         '--workers', '1'],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=d,
-        env={**os.environ, 'MLFLOW_SERVER_ENABLE_JOB_EXECUTION': 'false'})
+    proc = start_mlflow_server(d, port, '--serve-artifacts', '--artifacts-destination', str(d / 'store'))
     try:
-        wait_http(f'http://127.0.0.1:{port}/health', proc, 240)
         yield f'http://127.0.0.1:{port}', d / 'store'
     finally:
         stop_group(proc)
-        log.close()
 
 
 @pytest.mark.slow
