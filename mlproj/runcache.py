@@ -17,8 +17,10 @@ The key is the SHA-256 of a canonical JSON document of
   hash, and the hash of each lock file the environment is built from (``uv.lock``, ...);
 * the backend and its backend config (JSON, keys sorted).
 
-Inputs too large to fingerprint (more than ``MAX_FILES`` files or ``MAX_BYTES`` bytes under one
-``path`` parameter) leave the run without a key: it is never reused, and says so.
+A file is read once per process for as long as its inode, size, mtime and ctime stay the same
+(a sweep's points share their data files).  Inputs too large to fingerprint (more than
+``MAX_FILES`` files or ``MAX_BYTES`` bytes under one ``path`` parameter) leave the run without a
+key: it is never reused, and says so.
 The key says nothing about what the command reads from elsewhere (the network, the time of day,
 files not named by a parameter), nor about packages an unpinned environment resolves to when it
 is rebuilt: the environment is named by its spec and lock files, not by the installed set.
@@ -40,11 +42,27 @@ class TooLarge(Exception):
     pass
 
 
+# file digests of this process, keyed by what identifies the file's content version (a sweep plans
+# every point with the same data: each file is read once, not once per point)
+_digests: dict[tuple, str] = {}
+_MAX_MEMO = 200_000
+_RACY_NS = 2_000_000_000
+
+
 def _sha256_file(path: str, budget: list[int]) -> str:
     import hashlib
+    import time
 
     h = hashlib.sha256()
     with open(path, 'rb') as f:
+        st = os.fstat(f.fileno())
+        ident = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        known = _digests.get(ident)
+        if known is not None:
+            budget[1] -= st.st_size
+            if budget[1] < 0:
+                raise TooLarge(path)
+            return known
         while True:
             chunk = f.read(1 << 20)
             if not chunk:
@@ -53,7 +71,14 @@ def _sha256_file(path: str, budget: list[int]) -> str:
             if budget[1] < 0:
                 raise TooLarge(path)
             h.update(chunk)
-    return h.hexdigest()
+    digest = h.hexdigest()
+    # a file changed within the last seconds may change again within the same timestamp tick
+    # ("racily clean", as Git calls it): such a digest is not remembered
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _RACY_NS:
+        if len(_digests) >= _MAX_MEMO:
+            _digests.clear()
+        _digests[ident] = digest
+    return digest
 
 
 def fingerprint_path(path: str) -> str | None:

@@ -148,3 +148,29 @@ def test_reuse_hit_miss_and_force(repo, tmp_path, store_kind, request):
                                   '--experiment-name', exp], cwd=repo, capture_output=True, text=True,
                                  env={**os.environ, 'MLFLOW_TRACKING_URI': store, 'MLPROJ_REUSE': '1'}, timeout=240)
     assert env_default.returncode == 0 and ran() == 9 and 'reused run' in env_default.stderr
+
+
+def test_a_file_is_read_once_per_process_while_it_is_unchanged(tmp_path):
+    import hashlib
+    import time
+
+    f = tmp_path / 'data.bin'
+    f.write_bytes(b'x' * 1000)
+    old = time.time() - 60
+    os.utime(f, (old, old))
+    if time.time_ns() - f.stat().st_ctime_ns <= runcache._RACY_NS:   # ctime is now: wait until it is not racy
+        time.sleep(2.1)
+    first = runcache.fingerprint_path(str(f))
+    assert first == 'file:' + hashlib.sha256(b'x' * 1000).hexdigest()
+    ident = next(k for k in runcache._digests if k[0] == str(f))
+    runcache._digests[ident] = 'remembered'
+    assert runcache.fingerprint_path(str(f)) == 'file:remembered'     # not read again
+    # same size, mtime put back: the ctime still tells the content changed
+    f.write_bytes(b'y' * 1000)
+    os.utime(f, (old, old))
+    assert runcache.fingerprint_path(str(f)) == 'file:' + hashlib.sha256(b'y' * 1000).hexdigest()
+    # a file changed just now is never remembered
+    g = tmp_path / 'fresh.bin'
+    g.write_bytes(b'z')
+    runcache.fingerprint_path(str(g))
+    assert not [k for k in runcache._digests if k[0] == str(g)]
