@@ -63,7 +63,13 @@ def _remote_url(repo: Any) -> str | None:
 
 
 def git_info(path: Path) -> dict | None:
-    """Commit, first remote, dirty flag and diff hash of the work tree containing ``path``."""
+    """Commit, first remote, dirty flag and diff hash of the work tree containing ``path``
+    (a clean tree unchanged since pygit2 last looked is answered by ``gitstate``)."""
+    from mlproj.source import gitstate
+
+    known = gitstate.lookup(path)
+    if known is not None:
+        return known
     repo = open_repository(path)
     if repo is None or repo.is_bare or repo.head_is_unborn:
         return None
@@ -71,8 +77,11 @@ def git_info(path: Path) -> dict | None:
     commit = str(repo.head.target)
     branch = None if repo.head_is_detached else repo.head.shorthand
     dirty, diff_hash = _dirty_state(repo)
-    return {'root': workdir, 'commit': commit, 'repo_url': _remote_url(repo), 'branch': branch,
+    info = {'root': workdir, 'commit': commit, 'repo_url': _remote_url(repo), 'branch': branch,
             'dirty': dirty, 'diff_hash': diff_hash}
+    if not dirty:
+        gitstate.remember(repo, info)
+    return info
 
 
 def _dirty_state(repo: Any) -> tuple[bool, str | None]:
@@ -99,19 +108,31 @@ def _dirty_state(repo: Any) -> tuple[bool, str | None]:
     return True, digest.hexdigest()
 
 
+def _known_clean_tree(path: Path, subdirectory: str, where: str) -> dict | None:
+    """``git_info`` of the project when ``gitstate`` already knows its work tree is clean (so
+    the repository is not bare and pygit2 need not be loaded to find out)."""
+    from mlproj.source import gitstate
+
+    try:
+        return gitstate.lookup(contained_subdirectory(path, subdirectory, where))
+    except SourceError:
+        return None
+
+
 def resolve_local(parsed: ParsedURI, rev: str | None, *, require_clean: bool = False,
                   keep_checkout: bool = False) -> ResolvedSource:
     path = Path(parsed.url).resolve()
     where = strip_credentials(parsed.display)
     if not path.is_dir():
         raise SourceError('project URI must be a directory', where)
-    repo = open_repository(path)
+    known = _known_clean_tree(path, parsed.subdirectory, where) if rev is None else None
+    repo = None if known is not None else open_repository(path)
     if rev is not None or (repo is not None and repo.is_bare):
         if repo is None:
             raise SourceError(f'--version {rev} needs a Git repository', where)
         return _export_local(repo, path, parsed, rev, keep_checkout)
     project_dir = contained_subdirectory(path, parsed.subdirectory, where)
-    info = git_info(project_dir)
+    info = known or git_info(project_dir)
     if info is None:
         return ResolvedSource(uri=where + (f'#{parsed.subdirectory}' if parsed.subdirectory else ''),
                               project_dir=project_dir, root=path, subdirectory=parsed.subdirectory,
