@@ -89,8 +89,8 @@ class PluginSubmittedRun(RemoteSubmittedRun):
             state = JobState(KILLED if status == KILLED else FAILED, self.plugin_job.exit_code())
         self._finish(state)
 
-    def _record(self, status: str) -> None:
-        super()._record(status)
+    def record(self, status: str) -> None:
+        super().record(status)
         if self.plugin_run_id:
             from mlproj.tracking import end_run_if_running
 
