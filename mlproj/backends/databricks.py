@@ -49,6 +49,8 @@ TAG_RUN_ID = 'mlflow.databricks.shellJobRunID'
 TAG_JOB_ID = 'mlflow.databricks.shellJobID'
 TAG_WEBAPP_URL = 'mlflow.databricks.webappURL'
 TAG_ARCHIVE = 'mlproj.databricks.archive'
+# the tags naming the Databricks job run of an MLflow run (``cancel_recorded``)
+RECORDED_RUN_ID_TAGS = (TAG_RUN_ID, 'mlflow.databricks.runID')
 
 POLL_FIRST = 1.0
 POLL_GROWTH = 1.5
@@ -417,3 +419,26 @@ class DatabricksSubmittedRun(Lifecycle):
         self._wake.set()
         self.wait()
 
+
+# --------------------------------------------------------------------------------------------
+# a run recorded by another process (``mlproj ci cancel``)
+
+
+def cancel_recorded(tags: Mapping[str, str]) -> str | None:
+    run_id = next((tags[t] for t in RECORDED_RUN_ID_TAGS if tags.get(t)), None)
+    if not run_id:
+        return None
+    cancel_databricks_run(run_id)
+    return f'cancelled Databricks job run {run_id}'
+
+
+def cancel_databricks_run(run_id: str) -> None:
+    """Cancel a Databricks job run with the SDK's unified auth (env vars, profile, OIDC)."""
+    try:
+        from databricks.sdk import WorkspaceClient
+    except ImportError:
+        raise BackendError('databricks-sdk is not installed (pip install "mlproj[databricks]")') from None
+    try:
+        WorkspaceClient().jobs.cancel_run(int(run_id))
+    except Exception as e:  # the SDK's errors carry no credentials; keep one line
+        raise BackendError(f'cancelling Databricks run {run_id} failed: {" ".join(str(e).split())[:300]}') from None

@@ -208,3 +208,8 @@ class Lifecycle(SubmittedRun):
     def get_status(self) -> str:
         return self._status
 
+
+def checked_at_submit(request: Any, tracking_uri: str, project: Any) -> None:  # noqa: ARG001
+    """``Backend.validate`` of a backend that checks its config when it submits (local, Ray,
+    Slurm, Kubernetes): nothing to check before the run exists."""
+    return None

@@ -28,13 +28,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 
 from mlproj.backends import FAILED, FINISHED, KILLED, Launch
-from mlproj.backends.lifecycle import JobState, Lifecycle
+from mlproj.backends.lifecycle import JobState, Lifecycle, checked_at_submit
 from mlproj.envs import EnvContext, prepare
-from mlproj.errors import EnvError
+from mlproj.errors import BackendError, EnvError
 
 DEFAULT_GRACE = 10.0
+
+validate = checked_at_submit
 
 
 def _grace() -> float:
@@ -272,3 +275,25 @@ def submit(launch: Launch) -> LocalSubmittedRun:
     supervised = spawn(launch, argv, env, list(getattr(environment, 'cleanup_argv', None) or []))
     return LocalSubmittedRun(launch, supervised, environment.tag)
 
+
+def cancel_recorded(tags: Mapping[str, str]) -> str | None:
+    """Signal the launcher recorded in ``tags`` (``mlproj.stale``) when it provably still runs on
+    this host: it cancels its run as on Ctrl-C (the command's group, then KILLED).  Waits up to
+    the kill grace period plus 5 s for it to exit."""
+    from mlproj import stale
+
+    if not stale.alive(tags):
+        return None
+    pid = int(tags[stale.PID])
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return None
+    except PermissionError as e:
+        raise BackendError(f'cannot signal the launcher pid {pid}: {e.strerror}') from None
+    deadline = time.monotonic() + _grace() + 5.0
+    while stale.alive(tags) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if stale.alive(tags):
+        return f'sent SIGTERM to launcher pid {pid}, which is still running'
+    return f'stopped launcher pid {pid} (its run ended KILLED)'

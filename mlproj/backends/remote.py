@@ -31,6 +31,7 @@ from mlproj.backends.lifecycle import (  # noqa: F401  (re-exported for the back
     Backoff,
     JobState,
     Lifecycle,
+    checked_at_submit,
     one_line,
     say,
     watch,
@@ -159,6 +160,24 @@ class RemoteSubmittedRun(Lifecycle):
         if not self._done.is_set():
             say(f'mlproj: warning: {self.job.description} did not confirm the cancellation; recording the run KILLED')
             self._finish(JobState(KILLED, None, 'cancellation not confirmed by the engine'))
+
+
+def cancel_job(job: RemoteJob) -> str:
+    """Stop a job another process submitted (``Backend.cancel_recorded``) through its ``stop``
+    hook, unless the engine says it already ended; one-line BackendError when it refuses."""
+    try:
+        state: JobState | None = job.state()
+    except Exception:
+        state = None  # unknown: try to stop it anyway
+    if state is not None and state.status in TERMINAL:
+        return f'{job.description} already ended {state.status}'
+    try:
+        job.stop()
+    except BackendError:
+        raise
+    except Exception as e:
+        raise BackendError(f'cannot cancel {job.description}: {one_line(e)}') from None
+    return f'cancelled {job.description}'
 
 
 def _lost(e: BaseException, timeout: float) -> JobState:
