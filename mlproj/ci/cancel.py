@@ -47,9 +47,9 @@ def cancel_from_state(path: str | None) -> str:
             record = tracker.get_run(run_id)
     if record.status in ('RUNNING', 'SCHEDULED'):
         tracker.set_status(run_id, 'KILLED')
-        final = 'KILLED'
+        state.update(path, status='KILLED')
+        done.append(f'marked MLflow run {run_id} KILLED')
     else:  # the launcher ended it itself
-        final = record.status
-    state.update(path, status=final)
-    done.append(f'marked MLflow run {run_id} KILLED' if final == 'KILLED' else f'run {run_id} ended {final}')
+        state.update(path, status=record.status)
+        done.append(f'run {run_id} ended {record.status}')
     return '; '.join(done)
