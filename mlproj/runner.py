@@ -132,9 +132,8 @@ def plan_point(request: RunRequest, src: Any, project: Any, *, warn: Any = None)
     command = params.build_command(entry_point, bound)
     manager = envs.select_manager(project, request.env_manager or _inherited_env_manager())
     tracking_uri = tracking.resolve_tracking_uri(request.tracking_uri, request.cwd)
-    validate = getattr(backends.get_backend(request.backend), 'validate', None)
-    if validate is not None:  # backend config, tracking URI, project kind: before any run exists
-        validate(request, tracking_uri, project)
+    # backend config, tracking URI, project kind: before any run exists
+    backends.get_backend(request.backend).validate(request, tracking_uri, project)
     tags = {
         'mlflow.user': _user(),
         **src.tags(),

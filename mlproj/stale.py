@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 PREFIX = 'mlproj.launcher.'
@@ -92,6 +93,24 @@ def why_dead(tags: dict[str, str]) -> str | None:
     if start_time(pid) != started:
         return f'launcher pid {pid} on {host} is no longer running'
     return None
+
+
+def alive(tags: Mapping[str, str]) -> bool:
+    """True when the launcher recorded in ``tags`` provably still runs on this host (the same
+    host, pid namespace and boot, and a live, not zombie, process with that pid and start time): the only case in
+    which ``mlproj ci cancel`` signals it."""
+    host, pid, started = tags.get(HOST), tags.get(PID), tags.get(START)
+    if not (host and pid and started and pid.isdigit()) or host != hostname():
+        return False
+    if not sys.platform.startswith('linux') or tags.get(PIDNS, '') != pid_namespace():
+        return False
+    recorded_boot, current_boot = tags.get(BOOT, ''), boot_id()
+    if recorded_boot and current_boot and recorded_boot != current_boot:
+        return False
+    if start_time(pid) != started:
+        return False
+    data = _read(f'/proc/{pid}/stat')  # a zombie has exited: only its parent has not reaped it yet
+    return not data[data.rindex(')') + 2:].startswith('Z') if ')' in data else False
 
 
 @dataclass

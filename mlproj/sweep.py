@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlproj.backends.signals import Interrupted
 from mlproj.color import status as paint
 from mlproj.errors import BadArgumentError
 
@@ -187,12 +188,6 @@ class _SharedSource:
 
     def cleanup(self) -> None:
         return None  # the sweep cleans up once, at its end
-
-
-class Interrupted(KeyboardInterrupt):
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
 
 
 @dataclass

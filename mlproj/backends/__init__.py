@@ -1,12 +1,16 @@
 """Backends: where a resolved, validated run executes.
 
-Each backend module exposes ``submit(launch: Launch) -> SubmittedRun``.  The run already exists
-in MLflow (created by the runner, with its tags) when ``submit`` is called; the backend owns the
-run's terminal status from then on, through ``launch.tracker``.
+Each backend module is a ``Backend``: ``validate(request, tracking_uri, project)`` (checks made
+before any run exists), ``submit(launch: Launch) -> SubmittedRun`` and
+``cancel_recorded(tags)`` (stop what a run recorded in its tags, from another process: ``mlproj
+ci cancel``).  The run already exists in MLflow (created by the runner, with its tags) when
+``submit`` is called; the backend owns the run's terminal status from then on, through
+``launch.tracker``, with the shared lifecycle of ``mlproj.backends.lifecycle``.
 
 Built-in backends are listed in ``BACKENDS``; others are found through the entry-point groups
 ``mlproj.backends`` (a module or object with ``submit``) and ``mlflow.project_backend``
-(MLflow's ``AbstractBackend`` plugins, adapted by ``mlproj.backends.mlflow_plugin``).
+(MLflow's ``AbstractBackend`` plugins, adapted by ``mlproj.backends.mlflow_plugin``); a plugin of
+ours that has only ``submit`` gets the defaults of ``PluginModule`` for the other hooks.
 """
 from __future__ import annotations
 
@@ -93,7 +97,37 @@ class SubmittedRun:
 
 
 class Backend(Protocol):
-    def submit(self, launch: Launch) -> SubmittedRun: ...
+    def validate(self, request: RunRequest, tracking_uri: str, project: Project) -> object:
+        """Check the backend config, tracking URI and project kind; raise a one-line error.  Runs
+        before the MLflow run exists (nothing to end on failure)."""
+        ...
+
+    def submit(self, launch: Launch) -> SubmittedRun:
+        """Start the run; from here on the backend records its terminal status."""
+        ...
+
+    def cancel_recorded(self, tags: Mapping[str, str]) -> str | None:
+        """Stop the job a run of this backend recorded in ``tags`` (launched by another process);
+        returns what was done, or None when the tags name nothing that can be stopped."""
+        ...
+
+
+class PluginModule:
+    """A ``mlproj.backends`` plugin with only ``submit``: the other hooks do nothing."""
+
+    def __init__(self, impl: Any) -> None:
+        self.impl = impl
+
+    def validate(self, request: RunRequest, tracking_uri: str, project: Project) -> object:
+        check = getattr(self.impl, 'validate', None)  # optional for third-party plugins
+        return check(request, tracking_uri, project) if check is not None else None
+
+    def submit(self, launch: Launch) -> SubmittedRun:
+        return self.impl.submit(launch)  # type: ignore[no-any-return]
+
+    def cancel_recorded(self, tags: Mapping[str, str]) -> str | None:
+        cancel = getattr(self.impl, 'cancel_recorded', None)
+        return cancel(tags) if cancel is not None else None
 
 
 _plugin_lock = threading.Lock()
@@ -133,4 +167,4 @@ def get_backend(name: str) -> Backend:
         from mlproj.backends.mlflow_plugin import MlflowPluginBackend
 
         return MlflowPluginBackend(name, obj)
-    return obj() if isinstance(obj, type) else obj
+    return PluginModule(obj() if isinstance(obj, type) else obj)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from mlproj.backends import FAILED, FINISHED, KILLED, RUNNING, SCHEDULED, Launch, SubmittedRun
+from mlproj.backends import FAILED, FINISHED, KILLED, RUNNING, SCHEDULED, Launch
 from mlproj.backends._databricks_api import Workspace, launcher_source, store_for
 from mlproj.backends._databricks_config import (  # noqa: F401  (re-exported for callers and tests)
     Settings,
@@ -41,6 +41,7 @@ from mlproj.backends._databricks_config import (  # noqa: F401  (re-exported for
     tracking_profile,
     validate,
 )
+from mlproj.backends.lifecycle import Backoff, JobState, Lifecycle, watch
 from mlproj.errors import BackendError
 
 TAG_RUN_URL = 'mlflow.databricks.runURL'
@@ -48,6 +49,8 @@ TAG_RUN_ID = 'mlflow.databricks.shellJobRunID'
 TAG_JOB_ID = 'mlflow.databricks.shellJobID'
 TAG_WEBAPP_URL = 'mlflow.databricks.webappURL'
 TAG_ARCHIVE = 'mlproj.databricks.archive'
+# the tags naming the Databricks job run of an MLflow run (``cancel_recorded``)
+RECORDED_RUN_ID_TAGS = (TAG_RUN_ID, 'mlflow.databricks.runID')
 
 POLL_FIRST = 1.0
 POLL_GROWTH = 1.5
@@ -245,23 +248,18 @@ def _enum(value: Any) -> str | None:
     return getattr(value, 'value', str(value))
 
 
-class DatabricksSubmittedRun(SubmittedRun):
+class DatabricksSubmittedRun(Lifecycle):
     """A Databricks job run carrying an MLflow run.  ``wait()`` polls; ``cancel()`` cancels it."""
 
     def __init__(self, launch: Launch, ws: Workspace, databricks_run_id: int, settings: Settings) -> None:
-        super().__init__(launch.run_id)
-        self.launch = launch
+        super().__init__(launch)
         self.ws = ws
         self.databricks_run_id = databricks_run_id
         self.settings = settings
         self.run_page_url: str | None = None
-        self._status = RUNNING
         self._last: RunState | None = None
-        self._cancel_signal: int | None = None
-        self._done = threading.Event()
         self._wake = threading.Event()
         self._poll_lock = threading.Lock()
-        self._finish_lock = threading.Lock()
         self._client_tags: dict[str, str] = {}
 
     # -- state ------------------------------------------------------------------------------
@@ -327,58 +325,42 @@ class DatabricksSubmittedRun(SubmittedRun):
         return self._status == FINISHED
 
     def _poll_until_done(self, deadline: float | None) -> None:
-        interval = POLL_FIRST
+        backoff = Backoff(POLL_FIRST, POLL_GROWTH, self.settings.poll_max_seconds)
         last_label = self._last.label if self._last else None
-        while not self._done.is_set():
-            try:
-                state = self.fetch()
-            except BackendError as e:
-                self._finish(FAILED, None, error=e)
-                raise
+
+        def on_state(state: RunState) -> None:
+            nonlocal last_label
             self._last = state
             if state.label != last_label:
                 _say(f'Databricks run {self.databricks_run_id}: {state.label}'
                      + (f' ({state.message})' if state.message and state.terminal else ''))
                 last_label = state.label
-                interval = POLL_FIRST
-            if state.terminal:
-                self._finish(mlflow_status(state), state)
-                return
-            wait_for = interval
-            if deadline is not None:
-                wait_for = min(wait_for, max(0.0, deadline - time.monotonic()))
-                if wait_for <= 0:
-                    return
-            self._wake.wait(wait_for)
-            self._wake.clear()
-            interval = min(interval * POLL_GROWTH, self.settings.poll_max_seconds)
+                backoff.reset()
+
+        try:
+            state = watch(self.fetch, lambda s: s.terminal, wake=self._wake, backoff=backoff, done=self._done,
+                          deadline=deadline, on_state=on_state)  # no lost_timeout: ws.call retries already
+        except BackendError as e:
+            self._finish(FAILED, None, error=e)
+            raise
+        if state is not None:
+            self._finish(mlflow_status(state), state)
 
     def _finish(self, status: str, state: RunState | None, error: BaseException | None = None) -> None:
-        with self._finish_lock:
-            if self._done.is_set():
-                return
-            if state is not None:
-                self._print_output(state)
-            if self._cancel_signal is not None and status != FINISHED:
-                status = KILLED
-            if status == FINISHED:
-                self.exit_code = 0
-            elif status == KILLED:
-                self.exit_code = 128 + (self._cancel_signal or signal.SIGTERM)
-            else:
-                self.exit_code = 1
-            if state is not None and state.result == 'TIMEDOUT':
-                _say(f'Databricks run {self.databricks_run_id} timed out after {self.settings.timeout_seconds} s')
-            if error is not None:
-                _warn(f'lost track of Databricks run {self.databricks_run_id}'
-                      + (f' ({self.run_page_url})' if self.run_page_url else '')
-                      + f'; MLflow run {self.run_id} is marked FAILED, the job may still be running')
-            self._record(status)
-            self.launch.source.cleanup()
-            self._status = status
-            self._done.set()
+        self.end(JobState(status), (state, error))
 
-    def _record(self, status: str) -> None:
+    def before_record(self, final: JobState, context: Any) -> None:
+        state, error = context
+        if state is not None:
+            self._print_output(state)
+            if state.result == 'TIMEDOUT':
+                _say(f'Databricks run {self.databricks_run_id} timed out after {self.settings.timeout_seconds} s')
+        if error is not None:
+            _warn(f'lost track of Databricks run {self.databricks_run_id}'
+                  + (f' ({self.run_page_url})' if self.run_page_url else '')
+                  + f'; MLflow run {self.run_id} is marked FAILED, the job may still be running')
+
+    def record(self, status: str) -> None:
         tracker = self.launch.tracker
         try:
             if self._client_tags:
@@ -388,11 +370,10 @@ class DatabricksSubmittedRun(SubmittedRun):
                                                if not k.startswith('mlflow.log-model')})
         except Exception as e:
             _warn(f'could not restore the tags of run {self.run_id}: {e}')
-        from mlproj.tracking import record_terminal_status
+        super().record(status)
 
-        problem = record_terminal_status(tracker, self.run_id, status)
-        if problem:
-            self.tracking_problem = f'{problem}; the Databricks run ended {status}'
+    def ended_text(self, status: str) -> str:
+        return f'the Databricks run ended {status}'
 
     def _print_output(self, state: RunState) -> None:
         if state.task_run_id is None:
@@ -422,9 +403,8 @@ class DatabricksSubmittedRun(SubmittedRun):
     def cancel(self, sig: int = signal.SIGTERM) -> None:
         if self._done.is_set():
             return
-        first = self._cancel_signal is None
+        first = self.note_cancel(sig)
         if first:
-            self._cancel_signal = sig if sig != signal.SIGKILL else signal.SIGTERM
             try:
                 self.ws.call(f'cancelling Databricks run {self.databricks_run_id}', self.ws.client.jobs.cancel_run,
                              self.databricks_run_id)
@@ -438,3 +418,27 @@ class DatabricksSubmittedRun(SubmittedRun):
             return
         self._wake.set()
         self.wait()
+
+
+# --------------------------------------------------------------------------------------------
+# a run recorded by another process (``mlproj ci cancel``)
+
+
+def cancel_recorded(tags: Mapping[str, str]) -> str | None:
+    run_id = next((tags[t] for t in RECORDED_RUN_ID_TAGS if tags.get(t)), None)
+    if not run_id:
+        return None
+    cancel_databricks_run(run_id)
+    return f'cancelled Databricks job run {run_id}'
+
+
+def cancel_databricks_run(run_id: str) -> None:
+    """Cancel a Databricks job run with the SDK's unified auth (env vars, profile, OIDC)."""
+    try:
+        from databricks.sdk import WorkspaceClient
+    except ImportError:
+        raise BackendError('databricks-sdk is not installed (pip install "mlproj[databricks]")') from None
+    try:
+        WorkspaceClient().jobs.cancel_run(int(run_id))
+    except Exception as e:  # the SDK's errors carry no credentials; keep one line
+        raise BackendError(f'cancelling Databricks run {run_id} failed: {" ".join(str(e).split())[:300]}') from None

@@ -29,6 +29,7 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ from mlproj.backends.remote import (
     JobState,
     Key,
     RemoteSubmittedRun,
+    cancel_job,
+    checked_at_submit,
     is_bool,
     is_number,
     is_str,
@@ -48,6 +51,8 @@ from mlproj.backends.remote import (
 from mlproj.errors import BackendError, EnvError
 
 WHERE = 'kubernetes backend config'
+
+validate = checked_at_submit
 RUN_LABEL = 'mlproj/run-id'
 
 CONFIG_KEYS = {
@@ -412,3 +417,12 @@ def submit(launch: Launch) -> RemoteSubmittedRun:
     if launch.request.synchronous:
         run.start()
     return run
+
+
+def cancel_recorded(tags: Mapping[str, str]) -> str | None:
+    """Delete the Job recorded in ``mlproj.kubernetes.*`` (``mlproj ci cancel``), with its context."""
+    name, namespace = tags.get('mlproj.kubernetes.job_name'), tags.get('mlproj.kubernetes.namespace')
+    if not name or not namespace:
+        return None
+    api = api_client(tags.get('mlproj.kubernetes.context'))
+    return cancel_job(KubernetesJob(api, name, namespace, ''))

@@ -14,8 +14,9 @@
 * ``cancel()`` has the supervisor forward SIGTERM (or the signal we received) to the command's
   group and to any descendant outside it, waits a grace period (``MLPROJ_KILL_GRACE``, default
   10 s), then has it SIGKILL everything; the run ends KILLED.
-* A monitor thread records the terminal status even if nobody calls ``wait()``, retrying a
-  failing store (``mlproj.tracking.record_terminal_status``); if it still fails,
+* A monitor thread ends the run through ``mlproj.backends.lifecycle`` even if nobody calls
+  ``wait()``: status, retries of a failing store (``mlproj.tracking.record_terminal_status``),
+  the checkout's clean-up; if the store still fails,
   ``tracking_problem`` says so and the CLI exits 70.  While the command runs, a background thread
   ends runs left RUNNING by dead launchers of this host (``mlproj.stale``).
 """
@@ -27,12 +28,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 
-from mlproj.backends import FAILED, FINISHED, KILLED, RUNNING, Launch, SubmittedRun
+from mlproj.backends import FAILED, FINISHED, KILLED, Launch
+from mlproj.backends.lifecycle import JobState, Lifecycle, checked_at_submit
 from mlproj.envs import EnvContext, prepare
-from mlproj.errors import EnvError
+from mlproj.errors import BackendError, EnvError
 
 DEFAULT_GRACE = 10.0
+
+validate = checked_at_submit
 
 
 def _grace() -> float:
@@ -78,20 +83,18 @@ class Supervised:
                 self.ctl = -1
 
 
-class LocalSubmittedRun(SubmittedRun):
+class LocalSubmittedRun(Lifecycle):
+    """The command's supervisor, watched by a monitor thread; the end goes through ``Lifecycle.end``."""
+
+    cancel_overrides_success = True  # a command that exits 0 on our SIGTERM was still cancelled
+
     def __init__(self, launch: Launch, supervised: Supervised, env_tag: str | None) -> None:
-        super().__init__(launch.run_id)
-        self.launch = launch
+        super().__init__(launch)
         self.supervised = supervised
         self.command_proc = supervised.proc    # exits with the command's status
         self.command_pid = supervised.command_pid
         self.child_exit_code: int | None = None
-        self.tracking_problem: str | None = None
-        self._status = RUNNING
-        self._cancel_signal: int | None = None
-        self._done = threading.Event()
         self._cancelled = threading.Event()  # set once a cancel has finished killing the group
-        self._lock = threading.Lock()
         self._sweep_stop, self._sweep_lock = threading.Event(), threading.Lock()
         self._sweeper = _start_sweep(launch, self._sweep_stop, self._sweep_lock)
         self._monitor = threading.Thread(target=self._watch, name=f'mlproj-run-{launch.run_id}', daemon=True)
@@ -109,48 +112,23 @@ class LocalSubmittedRun(SubmittedRun):
             self._sweep_stop.set()
             with self._sweep_lock:
                 pass
-        with self._lock:
-            cancelled = self._cancel_signal is not None
-        if cancelled:
-            status = KILLED
-            self.exit_code = 128 + (self._cancel_signal or signal.SIGTERM)
-        elif code == 0:
-            status = FINISHED
-            self.exit_code = 0
-        else:
-            status = FAILED
-            self.exit_code = code if code > 0 else 128 - code
-        try:
-            self._record(status)
-        finally:
-            self.launch.source.cleanup()
-            self._status = status
-            self._done.set()
+        self.end(JobState(FINISHED if code == 0 else FAILED, self.child_exit_code))
 
-    def _record(self, status: str) -> None:
-        from mlproj.tracking import record_terminal_status
-
-        problem = record_terminal_status(self.launch.tracker, self.run_id, status)
-        if problem:
-            self.tracking_problem = (f"{problem}; the run's command exited with code {self.child_exit_code}"
-                                     + (' (cancelled)' if status == KILLED else ''))
+    def ended_text(self, status: str) -> str:
+        cancelled = ' (cancelled)' if status == KILLED else ''
+        return f"the run's command exited with code {self.child_exit_code}{cancelled}"
 
     def wait(self, timeout: float | None = None) -> bool:
         self._done.wait(timeout)
-        if self._done.is_set() and self._cancel_signal is not None:
+        if self._done.is_set() and self.cancelled:
             self._cancelled.wait(timeout)  # leftovers of the group must be gone before we return
         return self._status == FINISHED
 
-    def get_status(self) -> str:
-        return self._status
-
     # -- cancellation ---------------------------------------------------------------------
     def cancel(self, sig: int = signal.SIGTERM) -> None:
-        if self._done.is_set() and self._cancel_signal is None:
+        if self._done.is_set() and not self.cancelled:
             return
-        with self._lock:
-            if self._cancel_signal is None:
-                self._cancel_signal = sig
+        self.note_cancel(sig, kill_counts_as_term=False)
         try:
             # the supervisor exits once the command and everything it started are gone
             self.supervised.send(sig)
@@ -296,3 +274,26 @@ def submit(launch: Launch) -> LocalSubmittedRun:
     sys.stdout.flush()
     supervised = spawn(launch, argv, env, list(getattr(environment, 'cleanup_argv', None) or []))
     return LocalSubmittedRun(launch, supervised, environment.tag)
+
+
+def cancel_recorded(tags: Mapping[str, str]) -> str | None:
+    """Signal the launcher recorded in ``tags`` (``mlproj.stale``) when it provably still runs on
+    this host: it cancels its run as on Ctrl-C (the command's group, then KILLED).  Waits up to
+    the kill grace period plus 5 s for it to exit."""
+    from mlproj import stale
+
+    if not stale.alive(tags):
+        return None
+    pid = int(tags[stale.PID])
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return None
+    except PermissionError as e:
+        raise BackendError(f'cannot signal the launcher pid {pid}: {e.strerror}') from None
+    deadline = time.monotonic() + _grace() + 5.0
+    while stale.alive(tags) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if stale.alive(tags):
+        return f'sent SIGTERM to launcher pid {pid}, which is still running'
+    return f'stopped launcher pid {pid} (its run ended KILLED)'

@@ -19,6 +19,7 @@ point's own environment (mlproj only) is not seen there: mlproj says so before h
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from mlproj.backends import FAILED, FINISHED, KILLED, RUNNING, SCHEDULED, Launch
@@ -89,8 +90,8 @@ class PluginSubmittedRun(RemoteSubmittedRun):
             state = JobState(KILLED if status == KILLED else FAILED, self.plugin_job.exit_code())
         self._finish(state)
 
-    def _record(self, status: str) -> None:
-        super()._record(status)
+    def record(self, status: str) -> None:
+        super().record(status)
         if self.plugin_run_id:
             from mlproj.tracking import end_run_if_running
 
@@ -107,6 +108,13 @@ class MlflowPluginBackend:
     def __init__(self, name: str, factory: Any) -> None:
         self.name = name
         self.factory = factory
+
+    def validate(self, request: Any, tracking_uri: str, project: Any) -> None:
+        """MLflow plugins check their config themselves, in ``run()``."""
+
+    def cancel_recorded(self, tags: Mapping[str, str]) -> str | None:  # noqa: ARG002
+        """A plugin's job is known only to the process that holds its ``SubmittedRun``."""
+        return None
 
     def submit(self, launch: Launch) -> PluginSubmittedRun:
         try:

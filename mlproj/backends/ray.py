@@ -21,6 +21,7 @@ import os
 import shlex
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from mlproj.backends.remote import (
     JobState,
     Key,
     RemoteSubmittedRun,
+    cancel_job,
+    checked_at_submit,
     is_mapping,
     is_number,
     is_str,
@@ -48,6 +51,9 @@ STATUS_MAP = {
 }
 
 DEFAULT_EXCLUDES = ['.git', 'mlruns', '__pycache__']
+
+
+validate = checked_at_submit
 
 
 def _installer(value: Any) -> str:
@@ -289,3 +295,14 @@ def submit(launch: Launch) -> RemoteSubmittedRun:
     if launch.request.synchronous:
         run.start()
     return run
+
+
+def cancel_recorded(tags: Mapping[str, str]) -> str | None:
+    """Stop the Ray job recorded in ``mlproj.ray.*`` (``mlproj ci cancel``).  The recorded address
+    has no credentials: ``RAY_ADDRESS`` is used instead when it is the same address with them."""
+    submission_id, recorded = tags.get('mlproj.ray.submission_id'), tags.get('mlproj.ray.address')
+    if not submission_id or not recorded:
+        return None
+    env = os.environ.get('RAY_ADDRESS')
+    address = env if env and _redact(env) == recorded else recorded
+    return cancel_job(RayJob(_client(address), submission_id, address))

@@ -1,7 +1,8 @@
 """What every remote backend (Ray, Slurm, Kubernetes, MLflow plugins) shares.
 
-A backend module submits its job, then hands a small ``RemoteJob`` object to ``RemoteSubmittedRun``,
-which owns the run's lifecycle the same way for every engine:
+A backend module submits its job, then hands a small ``RemoteJob`` object (its hooks: ``state``
+to poll, ``follow_logs``, ``stop``/``kill`` to cancel) to ``RemoteSubmittedRun``, which runs the
+shared lifecycle of ``mlproj.backends.lifecycle`` the same way for every engine:
 
 * a monitor thread polls ``job.state()`` (and a second thread follows the job's output) until the
   engine reports a terminal state, then records FINISHED / FAILED / KILLED in MLflow and sets
@@ -21,28 +22,31 @@ from __future__ import annotations
 
 import difflib
 import signal
-import sys
 import threading
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mlproj.backends import FAILED, FINISHED, KILLED, RUNNING, SCHEDULED, TERMINAL, Launch, SubmittedRun
+from mlproj.backends import FAILED, FINISHED, KILLED, SCHEDULED, TERMINAL, Launch
+from mlproj.backends.lifecycle import (  # noqa: F401  (re-exported for the backends)
+    Backoff,
+    JobState,
+    Lifecycle,
+    checked_at_submit,
+    one_line,
+    say,
+    watch,
+)
 from mlproj.errors import EXIT_BACKEND, BackendError
 
 
-@dataclass(frozen=True)
-class JobState:
-    status: str                  # one of RUNNING, SCHEDULED, FINISHED, FAILED, KILLED
-    exit_code: int | None = None  # the job's own exit code when the engine knows it
-    detail: str = ''             # the engine's state name / message, for the final line
-
-
 class RemoteJob(Protocol):
+    """The hooks of one engine's job; ``RemoteSubmittedRun`` does the rest of the lifecycle."""
+
     description: str             # e.g. "Ray job 'mlproj-abc'" (used in messages)
 
-    def state(self) -> JobState: ...
+    def state(self) -> JobState:
+        """Poll the engine once (raises when it cannot be reached)."""
+        ...
 
     def follow_logs(self, ended: threading.Event) -> None:
         """Copy the job's output to our stdout.  ``ended`` is set once the engine reports the job
@@ -64,28 +68,18 @@ def _env_float(name: str) -> float:
     return float(env_value(name))
 
 
-def say(message: str) -> None:
-    """A status line of mlproj itself (stderr, like the local backend's ``=== ... ===`` lines)."""
-    print(message, file=sys.stderr, flush=True)
-
-
-class RemoteSubmittedRun(SubmittedRun):
+class RemoteSubmittedRun(Lifecycle):
     def __init__(self, launch: Launch, job: RemoteJob, *, poll_interval: float = 1.0,
                  follow_logs: bool = True) -> None:
-        super().__init__(launch.run_id)
-        self.launch = launch
+        super().__init__(launch, status=SCHEDULED)
         self.job = job
         self.poll_interval = poll_interval
         self._follow = follow_logs
-        self._status = SCHEDULED
         self._lock = threading.Lock()
-        self._done = threading.Event()
         self._wake = threading.Event()        # set to make the monitor poll right away
         self._ended = threading.Event()       # the engine reported a terminal state
-        self._cancel_signal: int | None = None
         self._monitor: threading.Thread | None = None
         self._log_thread: threading.Thread | None = None
-        self.final: JobState | None = None
 
     # -- watching -------------------------------------------------------------------------
     def start(self, *, logs: bool = True) -> RemoteSubmittedRun:
@@ -104,104 +98,59 @@ class RemoteSubmittedRun(SubmittedRun):
         try:
             self.job.follow_logs(self._ended)
         except Exception as e:  # logs are a convenience; the status is what matters
-            say(f'mlproj: warning: stopped following the output of {self.job.description}: {_one_line(e)}')
+            say(f'mlproj: warning: stopped following the output of {self.job.description}: {one_line(e)}')
         finally:
             self._wake.set()  # the output usually ends when the job does: poll now
 
     def _watch(self) -> None:
-        lost_timeout = _env_float('MLPROJ_LOST_TIMEOUT')
-        failing_since: float | None = None
-        state = JobState(RUNNING)
-        while True:
-            try:
-                state = self.job.state()
-                failing_since = None
-            except Exception as e:
-                now = time.monotonic()
-                if failing_since is None:
-                    failing_since = now
-                    say(f'mlproj: warning: cannot get the state of {self.job.description}: {_one_line(e)}; retrying')
-                if now - failing_since > lost_timeout:
-                    state = JobState(FAILED, EXIT_BACKEND,
-                                     f'lost contact with the engine for {lost_timeout:.0f} s: {_one_line(e)}')
-                    break
-            else:
-                if state.status in TERMINAL:
-                    break
-                if self._status not in TERMINAL:
-                    self._status = state.status
-            self._wake.wait(self.poll_interval)
-            self._wake.clear()
-        self._finish(state)
+        state = watch(self.job.state, lambda s: s.status in TERMINAL, wake=self._wake,
+                      backoff=Backoff(self.poll_interval), done=self._done, on_state=self._on_state,
+                      lost_timeout=_env_float('MLPROJ_LOST_TIMEOUT'), lost=_lost, description=self.job.description)
+        if state is not None:
+            self._finish(state)
+
+    def _on_state(self, state: JobState) -> None:
+        if state.status not in TERMINAL and self._status not in TERMINAL:
+            self._status = state.status
 
     def _finish(self, state: JobState) -> None:
         self._ended.set()
         if self._log_thread is not None and self._log_thread is not threading.current_thread():
             self._log_thread.join(_env_float('MLPROJ_LOG_DRAIN_TIMEOUT'))  # print the tail first
-        with self._lock:
-            if self._done.is_set():
-                return
-            sig = self._cancel_signal
-            status = state.status
-            if sig is not None and status != FINISHED:
-                status, code = KILLED, 128 + sig
-            elif status == FINISHED:
-                code = 0
-            elif status == KILLED:
-                code = 128 + signal.SIGTERM    # cancelled by someone else (scancel, ray job stop, kubectl)
-            else:
-                code = state.exit_code if state.exit_code not in (None, 0) else 1
-            self.exit_code = code
-            self.final = JobState(status, code, state.detail)
-            try:
-                if state.detail and status != FINISHED:
-                    say(f'mlproj: {self.job.description}: {state.detail}')
-                self._record(status)
-            finally:
-                self._status = status
-                try:
-                    self.on_finished(self.final)
-                finally:
-                    self._done.set()  # last: the CLI may exit as soon as wait() returns
+        self.end(state)
 
-    def on_finished(self, state: JobState) -> None:
-        """Clean-up hook of subclasses, run after the status is recorded and before ``wait()`` returns."""
+    def before_record(self, final: JobState, context: Any) -> None:
+        if final.detail and final.status != FINISHED:
+            say(f'mlproj: {self.job.description}: {final.detail}')
 
-    def _record(self, status: str) -> None:
-        from mlproj.tracking import record_terminal_status
-
-        problem = record_terminal_status(self.launch.tracker, self.run_id, status)
-        if problem:
-            self.tracking_problem = f'{problem}; the job ended {status} (exit code {self.exit_code})'
+    def on_finished(self, final: JobState) -> None:
+        """Clean-up hook of subclasses, run after the status is recorded and before ``wait()`` returns
+        (the checkout was cleaned up once the engine had the code)."""
 
     # -- SubmittedRun -----------------------------------------------------------------------
     def wait(self, timeout: float | None = None) -> bool:
         self.start()
-        self._done.wait(timeout)
-        return self._status == FINISHED
+        return super().wait(timeout)
 
     def get_status(self) -> str:
         if self._monitor is None and not self._done.is_set():
             try:
                 return self.job.state().status
             except Exception as e:
-                raise BackendError(f'cannot get the state of {self.job.description}: {_one_line(e)}') from None
+                raise BackendError(f'cannot get the state of {self.job.description}: {one_line(e)}') from None
         return self._status
 
     def cancel(self, sig: int = signal.SIGTERM) -> None:
         if self._done.is_set():
             return
-        with self._lock:
-            first = self._cancel_signal is None
-            if first:
-                self._cancel_signal = sig if sig != signal.SIGKILL else signal.SIGTERM
+        first = self.note_cancel(sig)
         try:
             if first and sig != signal.SIGKILL:
                 self.job.stop()
             else:
                 self.job.kill()
         except Exception as e:
-            say(f'mlproj: warning: could not cancel {self.job.description}: {_one_line(e)}')
+            say(f'mlproj: warning: could not cancel {self.job.description}: {one_line(e)}')
         self.start(logs=False)  # a run submitted with --no-wait: watch it end, don't replay its output
         self._wake.set()
         if not first or sig == signal.SIGKILL:
@@ -213,12 +162,27 @@ class RemoteSubmittedRun(SubmittedRun):
             self._finish(JobState(KILLED, None, 'cancellation not confirmed by the engine'))
 
 
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    return ' '.join(text.split())[:400]
+def cancel_job(job: RemoteJob) -> str:
+    """Stop a job another process submitted (``Backend.cancel_recorded``) through its ``stop``
+    hook, unless the engine says it already ended; one-line BackendError when it refuses."""
+    try:
+        state: JobState | None = job.state()
+    except Exception:
+        state = None  # unknown: try to stop it anyway
+    if state is not None and state.status in TERMINAL:
+        return f'{job.description} already ended {state.status}'
+    try:
+        job.stop()
+    except BackendError:
+        raise
+    except Exception as e:
+        raise BackendError(f'cannot cancel {job.description}: {one_line(e)}') from None
+    return f'cancelled {job.description}'
 
 
-one_line = _one_line
+def _lost(e: BaseException, timeout: float) -> JobState:
+    return JobState(FAILED, EXIT_BACKEND, f'lost contact with the engine for {timeout:.0f} s: {one_line(e)}')
+
 
 
 # --------------------------------------------------------------------------------------------

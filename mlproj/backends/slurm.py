@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ from mlproj.backends.remote import (
     JobState,
     Key,
     RemoteSubmittedRun,
+    cancel_job,
+    checked_at_submit,
     is_bool,
     is_number,
     is_str,
@@ -44,6 +47,8 @@ from mlproj.backends.remote import (
 from mlproj.errors import BackendError
 
 WHERE = 'slurm backend config'
+
+validate = checked_at_submit
 
 
 def _matching(pattern: str, help: str) -> Key:  # noqa: A002
@@ -423,3 +428,11 @@ def submit(launch: Launch) -> SlurmSubmittedRun:
         run.start()
     return run
 
+
+
+def cancel_recorded(tags: Mapping[str, str]) -> str | None:
+    """``scancel`` the job recorded in ``mlproj.slurm.job_id`` (``mlproj ci cancel``)."""
+    job_id = tags.get('mlproj.slurm.job_id', '')
+    if not job_id.isdigit():
+        return None
+    return cancel_job(SlurmJob(job_id, Path(tags.get('mlproj.slurm.output', ''))))

@@ -2,20 +2,25 @@
 
 The run step handles cancellation itself (it is the process the runner signals).  This is the
 second line: a step with ``if: cancelled()`` reads the state file, and if the MLflow run is still
-RUNNING it cancels the Databricks job run recorded in the run's tags (through databricks-sdk)
-and ends the MLflow run KILLED.
+RUNNING it asks the run's backend (the ``mlflow.project.backend`` tag, else the state file's
+``backend``) to stop what the run recorded in its tags -- ``Backend.cancel_recorded``: the
+Databricks job run (through databricks-sdk; its tags win whatever the backend tag says), the Slurm
+job (scancel), the Kubernetes Job (deleted), the Ray job (stopped), the local launcher while it
+provably still runs on this host (SIGTERM: it cancels its own run) -- and ends the MLflow run
+KILLED.  A backend that refuses is one line with exit code 69 and the run is left as it is.
 """
 from __future__ import annotations
 
+from mlproj.backends.databricks import RECORDED_RUN_ID_TAGS, cancel_databricks_run  # noqa: F401
 from mlproj.ci import state
 from mlproj.errors import BackendError
 
-# Tags naming the Databricks job run (mlproj's databricks backend writes MLflow's shellJobRunID).
-DATABRICKS_RUN_ID_TAGS = ('mlflow.databricks.shellJobRunID', 'mlflow.databricks.runID')
+DATABRICKS_RUN_ID_TAGS = RECORDED_RUN_ID_TAGS
 
 
 def cancel_from_state(path: str | None) -> str:
     """Cancel the run recorded in ``path``; returns one line saying what was done."""
+    from mlproj.backends import get_backend
     from mlproj.tracking import get_tracker
 
     st = state.load(path)
@@ -28,23 +33,23 @@ def cancel_from_state(path: str | None) -> str:
         state.update(path, status=record.status)
         return f'run {run_id} already ended {record.status}'
     done = []
-    remote = next((record.tags[t] for t in DATABRICKS_RUN_ID_TAGS if record.tags.get(t)), None)
-    if remote:
-        cancel_databricks_run(remote)
-        done.append(f'cancelled Databricks job run {remote}')
-    tracker.set_status(run_id, 'KILLED')
-    state.update(path, status='KILLED')
-    done.append(f'marked MLflow run {run_id} KILLED')
+    backend = record.tags.get('mlflow.project.backend') or st.get('backend') or 'local'
+    if any(record.tags.get(t) for t in DATABRICKS_RUN_ID_TAGS):
+        backend = 'databricks'
+    try:
+        hooks = get_backend(backend)
+    except BackendError as e:  # e.g. a plugin not installed here: the MLflow run is still ended
+        done.append(f'cannot stop its job ({e})')
+    else:
+        stopped = hooks.cancel_recorded(record.tags)
+        if stopped:
+            done.append(stopped)
+            record = tracker.get_run(run_id)
+    if record.status in ('RUNNING', 'SCHEDULED'):
+        tracker.set_status(run_id, 'KILLED')
+        state.update(path, status='KILLED')
+        done.append(f'marked MLflow run {run_id} KILLED')
+    else:  # the launcher ended it itself
+        state.update(path, status=record.status)
+        done.append(f'run {run_id} ended {record.status}')
     return '; '.join(done)
-
-
-def cancel_databricks_run(run_id: str) -> None:
-    """Cancel a Databricks job run with the SDK's unified auth (env vars, profile, OIDC)."""
-    try:
-        from databricks.sdk import WorkspaceClient
-    except ImportError:
-        raise BackendError('databricks-sdk is not installed (pip install "mlproj[databricks]")') from None
-    try:
-        WorkspaceClient().jobs.cancel_run(int(run_id))
-    except Exception as e:  # the SDK's errors carry no credentials; keep one line
-        raise BackendError(f'cancelling Databricks run {run_id} failed: {" ".join(str(e).split())[:300]}') from None

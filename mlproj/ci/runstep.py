@@ -15,20 +15,21 @@ summary are written whatever the outcome, before the exit status says whether th
 """
 from __future__ import annotations
 
-import inspect
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlproj.backends.signals import Signals
 from mlproj.ci import gha, state
 from mlproj.ci.markdown import render
 from mlproj.ci.runinfo import build_report, default_key, mlflow_run_url
 from mlproj.errors import EXIT_INTERRUPTED, BadArgumentError, MlprojError
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass
@@ -111,47 +112,12 @@ def resolve_source(uri: str, version: str | None, ctx: gha.ActionsContext, cwd: 
     return Source(workspace + subdir, None, f'commit {sha[:12]} is unknown here; running the workspace as checked out')
 
 
-def _cancel(submitted: Any, signum: int) -> None:
-    params: Mapping[str, Any]
-    try:
-        params = inspect.signature(submitted.cancel).parameters
-    except (TypeError, ValueError):
-        params = {}
-    try:
-        if params:
-            submitted.cancel(signum)
-        else:
-            submitted.cancel()
-    except Exception as e:  # the run may have ended meanwhile; never let a thread traceback out
-        gha.log_line(f'mlproj: warning: cancelling the run failed: {e}')
-
-
 def wait_with_signals(submitted: Any, *, ignore_after_cancel: bool = False) -> bool:
-    """Wait for the run; SIGINT/SIGTERM/SIGHUP cancel it, a second signal kills it.
+    """Wait for the run; SIGINT/SIGTERM/SIGHUP cancel it, a second signal kills it
+    (``mlproj.backends.signals``; ``ignore_after_cancel``: see ``execute``)."""
+    from mlproj.backends.signals import wait_with_signals as wait
 
-    With ``ignore_after_cancel`` (the step's own process), once a cancel has started further
-    signals are ignored instead of restoring the previous handlers: the runner's follow-up SIGTERM
-    (7.5 s after SIGINT) must not kill the step while outputs and the summary are written."""
-    received: list[int] = []
-
-    def on_signal(signum: int, frame: Any) -> None:  # noqa: ARG001
-        received.append(signum)
-        if len(received) == 1:
-            name = signal.Signals(signum).name
-            print(f'\nmlproj: {name} received, cancelling run {submitted.run_id}', file=sys.stderr, flush=True)
-            threading.Thread(target=_cancel, args=(submitted, signum), daemon=True).start()
-        else:
-            threading.Thread(target=_cancel, args=(submitted, signal.SIGKILL), daemon=True).start()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    try:
-        ok = submitted.wait()
-        while submitted.get_status() in ('RUNNING', 'SCHEDULED'):  # wait() returned early on a signal
-            ok = submitted.wait()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, signal.SIG_IGN if received and ignore_after_cancel else handler)
-    return bool(ok)
+    return wait(submitted, SIGNALS, ignore_after_cancel=ignore_after_cancel, warn=gha.log_line)
 
 
 def execute(opts: CiRun, *, out: Any = None) -> int:
@@ -185,14 +151,18 @@ def execute(opts: CiRun, *, out: Any = None) -> int:
             env_manager=opts.env_manager, experiment_name=opts.experiment_name, run_name=opts.run_name,
             tracking_uri=opts.tracking_uri, cwd=cwd,
         )
-        with _interrupt_on_term():  # environment preparation can take a while: stay cancellable
+        # From submission (environment preparation can take a while) to the run's end, a signal
+        # cancels; once a cancel started, the runner's follow-up SIGTERM (7.5 s after SIGINT) is
+        # ignored so that the outputs and the summary are still written.
+        with Signals(SIGNALS, ignore_after_cancel=True, warn=gha.log_line) as signals:
             submitted = submit(request)
-        run_id = submitted.run_id
-        launch = getattr(submitted, 'launch', None)
-        tracking_uri = getattr(launch, 'tracking_uri', '') or _tracking_uri(opts.tracking_uri, cwd)
-        experiment_id = str(getattr(launch, 'experiment_id', '') or '')
-        state.update(opts.state_file, run_id=run_id, tracking_uri=tracking_uri, experiment_id=experiment_id or None)
-        ok = wait_with_signals(submitted, ignore_after_cancel=True)
+            run_id = submitted.run_id
+            launch = getattr(submitted, 'launch', None)
+            tracking_uri = getattr(launch, 'tracking_uri', '') or _tracking_uri(opts.tracking_uri, cwd)
+            experiment_id = str(getattr(launch, 'experiment_id', '') or '')
+            state.update(opts.state_file, run_id=run_id, tracking_uri=tracking_uri,
+                         experiment_id=experiment_id or None)
+            ok = signals.wait(submitted)
         status = submitted.get_status()
         code = 0 if ok else (submitted.exit_code if submitted.exit_code not in (None, 0) else 1)
         if status == 'KILLED' and code == 1:
@@ -226,20 +196,6 @@ def execute(opts: CiRun, *, out: Any = None) -> int:
         detail = f': {error}' if error else ''
         gha.annotate('error', f'mlproj run {opts.entry_point} {status}{detail}', title='mlproj', out=out)
     return int(code)
-
-
-class _interrupt_on_term:
-    """SIGTERM/SIGHUP raise KeyboardInterrupt (as SIGINT does) so the runner can clean up."""
-
-    def __enter__(self) -> None:
-        def raise_interrupt(signum: int, frame: Any) -> None:  # noqa: ARG001
-            raise KeyboardInterrupt
-
-        self._previous = {s: signal.signal(s, raise_interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
-
-    def __exit__(self, *exc: object) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
 
 
 def _tracking_uri(explicit: str | None, cwd: str) -> str:

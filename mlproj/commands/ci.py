@@ -3,7 +3,7 @@
 * ``mlproj ci run``      run a project; write ``$GITHUB_OUTPUT`` and ``$GITHUB_STEP_SUMMARY``.
 * ``mlproj ci report``   sticky PR comment, commit status or check run (with lint annotations).
 * ``mlproj ci env-key``  the environment-cache key for ``actions/cache``.
-* ``mlproj ci cancel``   end a run a cancelled job left RUNNING (and its Databricks job run).
+* ``mlproj ci cancel``   end a run a cancelled job left RUNNING (and stop its job through its backend).
 """
 from __future__ import annotations
 
@@ -124,7 +124,7 @@ def env_key(uri: str, version: str | None, env_manager: str | None, entry_point:
 @ci.command('cancel')
 @_state_option
 def cancel(state_file: str | None) -> None:
-    """End the run recorded in the state file if it is still RUNNING (cancels a Databricks job run too)."""
+    """End the run recorded in the state file if it is still RUNNING (and stop its backend's job)."""
     from mlproj.ci.cancel import cancel_from_state
 
     click.echo('mlproj: ' + cancel_from_state(state_file), err=True)

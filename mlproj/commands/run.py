@@ -12,7 +12,6 @@ import json
 import shlex
 import signal
 import sys
-import threading
 
 import click
 
@@ -164,26 +163,19 @@ def _dry_run(request, as_json: bool) -> None:
         p.source.cleanup()
 
 
-class Interrupted(KeyboardInterrupt):
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
 def execute(request) -> int:
-    """Submit, wait with signal forwarding, and return the process exit code."""
+    """Submit, wait with signal forwarding (``mlproj.backends.signals``), return the exit code."""
+    from mlproj.backends.signals import Interrupted, Signals
     from mlproj.color import status as paint
     from mlproj.runner import submit
 
-    def during_submit(signum, frame):  # noqa: ARG001
-        # Preparing a run can take long (environment build, upload): a signal aborts it; the
-        # runner marks an already created run KILLED on the way out.
-        raise Interrupted(signum)
+    def announce(submitted, signum) -> None:  # noqa: ARG001
+        print(paint(f"\n=== Run (ID '{submitted.run_id}') interrupted, cancelling run ==="), file=sys.stderr,
+              flush=True)
 
-    # Handlers stay installed from before submission until the run is over: no window in which
-    # a signal would kill mlproj without cancelling the run.
-    previous = {s: signal.signal(s, during_submit) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    # Preparing a run can take long (environment build, upload): a signal aborts it; the runner
+    # marks an already created run KILLED on the way out.
+    with Signals((signal.SIGINT, signal.SIGTERM)) as signals:
         try:
             submitted = submit(request)
         except Interrupted as e:
@@ -194,26 +186,7 @@ def execute(request) -> int:
         if not request.synchronous:
             click.echo(submitted.run_id)
             return 0
-        received: list[int] = []
-
-        def on_signal(signum, frame):  # noqa: ARG001
-            if received:  # a second signal: no more grace
-                received.append(signum)
-                threading.Thread(target=submitted.cancel, args=(signal.SIGKILL,), daemon=True).start()
-                return
-            received.append(signum)
-            print(paint(f"\n=== Run (ID '{submitted.run_id}') interrupted, cancelling run ==="), file=sys.stderr,
-                  flush=True)
-            threading.Thread(target=submitted.cancel, args=(signum,), daemon=True).start()
-
-        for s in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(s, on_signal)
-        ok = submitted.wait()
-        while submitted.get_status() == 'RUNNING':  # wait() returned early on a signal
-            ok = submitted.wait()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        ok = signals.wait(submitted, announce)
     status = submitted.get_status()
     problem = getattr(submitted, 'tracking_problem', None)
     if problem:  # the run is over but the store does not know: not a success, whatever the command did

@@ -188,3 +188,37 @@ def test_runner_signal_reaches_any_backends_cancel():
     assert wait_with_signals(run) is False
     assert run.cancels == [signal.SIGINT] and run.status == 'KILLED'
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
+@pytest.mark.slow  # a real local run in a subprocess
+def test_cancel_fallback_stops_a_live_local_launcher_which_ends_its_run_killed(tmp_path):
+    from mlproj.tracking import get_tracker
+
+    project = tmp_path / 'sleeper'
+    project.mkdir()
+    (project / 'MLproject').write_text('name: sleeper\nentry_points:\n  main:\n'
+                                       '    command: "echo started; sleep 120; echo never"\n')
+    uri = f'sqlite:///{tmp_path}/mlflow.db'
+    env = {**clean_environ(), 'HOME': str(tmp_path), 'MLPROJ_KILL_GRACE': '2'}
+    proc = subprocess.Popen([MLPROJ, 'run', str(project), '--env-manager', 'local', '--tracking-uri', uri],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == 'started'
+        tracker = get_tracker(uri)
+        [record] = tracker.search_running_with_tag(['0'], 'mlflow.project.backend', 'local')
+        state_file = tmp_path / 'state.json'
+        state.update(str(state_file), run_id=record.run_id, tracking_uri=uri, status='RUNNING', backend='local')
+        got = subprocess.run([MLPROJ, 'ci', 'cancel', '--state-file', str(state_file)], env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert got.returncode == 0, got.stderr
+        assert f'stopped launcher pid {proc.pid} (its run ended KILLED); run {record.run_id} ended KILLED' \
+            in got.stderr
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, err
+    assert 'never' not in out
+    assert tracker.get_run(record.run_id).status == 'KILLED'
+    assert json.loads(state_file.read_text())['status'] == 'KILLED'

@@ -230,3 +230,24 @@ def test_build_tag_push_and_digest_reference(kube, project, run_mlproj, mlflow_c
     assert tags['mlflow.docker.image.id'] == 'sha256:feedface' + '0' * 56
     assert tags['mlflow.project.env'] == 'docker'
     assert os.environ['ENGINE_LOG']
+
+
+def test_ci_cancel_deletes_the_recorded_job_and_ends_the_run_killed(kube, project, run_mlproj, mlflow_client,
+                                                                    tracking_uri, tmp_path):
+    from mlproj.ci import state
+
+    res = run_mlproj('run', str(project(MLPROJECT)), '-e', 'slow', '-b', 'kubernetes', '--no-wait',
+                     '-c', json.dumps(config(kube, **{'kube-context': 'fake'})))
+    assert res.returncode == 0, res.stderr
+    run_id = res.stdout.strip().splitlines()[-1]
+    tags = mlflow_client.get_run(run_id).data.tags
+    assert tags['mlproj.kubernetes.context'] == 'fake'
+    state_file = tmp_path / 'state.json'
+    state.update(str(state_file), run_id=run_id, tracking_uri=tracking_uri, status='RUNNING')
+    got = run_mlproj('ci', 'cancel', '--state-file', str(state_file))
+    assert got.returncode == 0, got.stderr
+    name = tags['mlproj.kubernetes.job_name']
+    assert f"cancelled Kubernetes Job 'mlflow/{name}'; marked MLflow run {run_id} KILLED" in got.stderr
+    assert the_job(kube)['_deleted']
+    assert ('DELETE', f'/apis/batch/v1/namespaces/mlflow/jobs/{name}') in kube.requests
+    assert mlflow_client.get_run(run_id).info.status == 'KILLED'

@@ -188,3 +188,25 @@ def test_a_sweep_submits_one_job_per_point_under_one_parent(slurm, slurm_env, pr
     assert {r.info.status for r in children} == {'FINISHED'}
     jobs = {r.data.tags['mlproj.slurm.job_id'] for r in children}
     assert len(jobs) == 3 and all(slurm.job_field(j, 'JobState') == 'COMPLETED' for j in jobs)
+
+
+def test_ci_cancel_scancels_the_recorded_job_and_ends_the_run_killed(slurm, slurm_env, project, run_mlproj,
+                                                                      mlflow_client, tracking_uri, tmp_path):
+    from mlproj.ci import state
+
+    res = run_mlproj('run', str(project(MLPROJECT)), '-e', 'slow', '-b', 'slurm', '--no-wait')
+    assert res.returncode == 0, res.stderr
+    run_id = res.stdout.strip().splitlines()[-1]
+    job_id = mlflow_client.get_run(run_id).data.tags['mlproj.slurm.job_id']
+    state_file = tmp_path / 'state.json'
+    state.update(str(state_file), run_id=run_id, tracking_uri=tracking_uri, status='RUNNING', backend='slurm')
+    got = run_mlproj('ci', 'cancel', '--state-file', str(state_file))
+    assert got.returncode == 0, got.stderr
+    assert f'cancelled Slurm job {job_id}; marked MLflow run {run_id} KILLED' in got.stderr
+    assert mlflow_client.get_run(run_id).info.status == 'KILLED'
+    deadline = time.monotonic() + 30
+    while slurm.job_field(job_id, 'JobState') != 'CANCELLED' and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert slurm.job_field(job_id, 'JobState') == 'CANCELLED'
+    again = run_mlproj('ci', 'cancel', '--state-file', str(state_file))
+    assert again.returncode == 0 and f'run {run_id} already ended KILLED' in again.stderr
