@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mlproj.errors import SpecError
+from mlproj.errors import SpecError, first_line
 from mlproj.findings import Finding
 from mlproj.rules import RULES
 
@@ -497,23 +497,18 @@ def parse_yaml(text: str) -> tuple[Any, _Doc]:
                 if getattr(loader, 'libyaml', False) else text[:position]
             line = before.count('\n') + 1
             col = len(before) - (before.rfind('\n') + 1) + 1
-        doc.findings.append(Finding('MLP001', f'YAML error: {_first_line(e)}', line, col))
+        doc.findings.append(Finding('MLP001', f'YAML error: {first_line(e, 200)}', line, col))
         return None, doc
     except _TooLarge as e:
         doc.findings.append(Finding('MLP001', f'YAML cannot be read: {e}', 0, 0))
         return None, doc
     except (ValueError, TypeError, OverflowError, RecursionError) as e:
         # e.g. an out-of-range timestamp, or pathological nesting
-        doc.findings.append(Finding('MLP001', f'YAML value cannot be read: {_first_line(e)}', 0, 0))
+        doc.findings.append(Finding('MLP001', f'YAML value cannot be read: {first_line(e, 200)}', 0, 0))
         return None, doc
     finally:
         if loader is not None:
             loader.dispose()
-
-
-def _first_line(e: BaseException) -> str:
-    lines = str(e).splitlines()
-    return lines[0][:200] if lines else type(e).__name__
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mlproj.errors import SourceError
+from mlproj.errors import SourceError, first_line
 from mlproj.source import ResolvedSource
 from mlproj.source.cache import Mirror, Store
 from mlproj.source.credentials import Secrets, make_callbacks
@@ -30,7 +30,6 @@ from mlproj.source.tree import (
     export_commit,
     export_submodules,
     find_commit,
-    first_line,
     has_commit,
 )
 from mlproj.source.uri import ParsedURI, is_full_sha
