@@ -3,7 +3,7 @@
 Every SDK call goes through ``Workspace.call``: 401/403 become one ``BackendError`` line, 5xx are
 retried with backoff within ``retry_timeout_seconds`` (the SDK itself retries 429/503 and
 connection errors within the same bound), and known secrets are replaced by ``***`` in messages.
-``Store`` uploads a file once to DBFS, a Unity Catalog volume (Files API) or workspace files.
+``UploadTarget`` uploads a file once to DBFS, a Unity Catalog volume (Files API) or workspace files.
 """
 from __future__ import annotations
 
@@ -138,7 +138,7 @@ def _describe(e: Any) -> str:
 # uploads
 
 
-class Store:
+class UploadTarget:
     """Where archives go; ``api_path`` is what the Jobs API and the launcher are given."""
 
     def __init__(self, ws: Workspace) -> None:
@@ -158,7 +158,7 @@ class Store:
         return True
 
 
-class DbfsStore(Store):
+class DbfsUpload(UploadTarget):
     @staticmethod
     def _path(api_path: str) -> str:
         return api_path[len('dbfs:'):]
@@ -180,7 +180,7 @@ class DbfsStore(Store):
             self.ws.client.dbfs.upload(self._path(api_path), f, overwrite=True)
 
 
-class VolumeStore(Store):
+class VolumeUpload(UploadTarget):
     def size(self, api_path: str) -> int | None:
         from databricks.sdk import errors
 
@@ -199,7 +199,7 @@ class VolumeStore(Store):
             self.ws.client.files.upload(api_path, f, overwrite=True)
 
 
-class WorkspaceFilesStore(Store):
+class WorkspaceFilesUpload(UploadTarget):
     @staticmethod
     def _path(api_path: str) -> str:
         return api_path[len('/Workspace'):]
@@ -228,12 +228,15 @@ class WorkspaceFilesStore(Store):
             self.ws.client.workspace.upload(path, f, format=ImportFormat.AUTO, overwrite=True)
 
 
-def store_for(ws: Workspace, upload_dir: str) -> Store:
+def upload_target(ws: Workspace, upload_dir: str) -> UploadTarget:
     if upload_dir.startswith('dbfs:'):
-        return DbfsStore(ws)
+        return DbfsUpload(ws)
     if upload_dir.startswith('/Volumes/'):
-        return VolumeStore(ws)
-    return WorkspaceFilesStore(ws)
+        return VolumeUpload(ws)
+    return WorkspaceFilesUpload(ws)
+
+
+store_for = upload_target  # the name backends/databricks.py imports
 
 
 def launcher_source() -> bytes:

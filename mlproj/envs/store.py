@@ -70,7 +70,9 @@ class Entry:
     last_used: float
 
 
-class Store:
+class EnvStore:
+    """The environment store below ``root`` (``env_root()``): lookup, locked builds, publication."""
+
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or env_root()
 

@@ -212,7 +212,9 @@ def lock_file(path: Path, what: str, timeout: float | None = None) -> Iterator[N
         lock.release()
 
 
-class Store:
+class CloneCache:
+    """The clone cache below ``root``: its mirrors (``git/``) and run checkouts (``checkouts/``)."""
+
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or cache_root()
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from mlproj.errors import SourceError, first_line
 from mlproj.source import ResolvedSource
-from mlproj.source.cache import Mirror, Store
+from mlproj.source.cache import CloneCache, Mirror
 from mlproj.source.credentials import Secrets, make_callbacks
 from mlproj.source.redact import redact
 from mlproj.source.tree import (
@@ -73,8 +73,8 @@ def configure_libgit2() -> None:
 class Fetcher:
     """Fetches into mirrors for one resolution (shares the secrets seen, for redaction)."""
 
-    def __init__(self, store: Store | None = None, secrets: Secrets | None = None) -> None:
-        self.store = store or Store()
+    def __init__(self, store: CloneCache | None = None, secrets: Secrets | None = None) -> None:
+        self.store = store or CloneCache()
         self.secrets = secrets or Secrets()
         # user:password given in the top-level URI also serve submodules on the same host
         self.host_credentials: dict[str, tuple[str, str]] = {}

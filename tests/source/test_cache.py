@@ -13,7 +13,7 @@ import pytest
 from mlproj import source
 from mlproj.cli import main
 from mlproj.errors import SourceError
-from mlproj.source.cache import Store, mirror_name
+from mlproj.source.cache import CloneCache, mirror_name
 from tests.source.conftest import (
     MLPROJ,
     assert_worktree,
@@ -216,12 +216,12 @@ def test_cache_list_and_prune(repos, url_for, cache_dir, capsys):
     # the live checkout borrows the mirror's objects (alternates): the mirror stays while it runs
     assert f'removed {url}' not in out and f'removed {kept.root}' in out
     assert not kept.root.exists() and live.root.exists()
-    assert [m.url for m in Store().mirrors()] == [url]
+    assert [m.url for m in CloneCache().mirrors()] == [url]
     assert_worktree(live.root, live.commit)
     live.cleanup()
     assert main(['cache', 'prune']) == 0
     assert f'removed {url}' in capsys.readouterr().out
-    assert Store().mirrors() == []
+    assert CloneCache().mirrors() == []
     assert main(['cache', 'prune', '--older-than', 'soon']) == 64
 
 
