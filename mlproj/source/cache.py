@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from mlproj.cachedir import (
+    FileLock,
     cache_root,  # noqa: F401  (re-exported: mlproj.source.cache.cache_root)
     write_text_atomic,
 )
@@ -172,8 +173,6 @@ def _cache_writes(where: Path) -> Iterator[None]:
     """A read-only, full or foreign-owned cache directory is a one-line SourceError."""
     try:
         yield
-    except TimeoutError:  # filelock.Timeout is one: a lock held by another process, handled by the caller
-        raise
     except OSError as e:
         raise SourceError(f'cannot write the clone cache: {e.strerror or e}; set MLPROJ_CACHE_DIR to a '
                           'writable directory', str(where)) from None
@@ -181,31 +180,23 @@ def _cache_writes(where: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def lock_file(path: Path, what: str, timeout: float | None = None) -> Iterator[None]:
-    import filelock
-
     if timeout is None:
         from mlproj.settings import env_value
 
         timeout = float(env_value('MLPROJ_LOCK_TIMEOUT'))
     with _cache_writes(path.parent):
         path.parent.mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(str(path))
-    if timeout <= 0:
-        try:
-            with _cache_writes(path.parent):
-                lock.acquire(timeout=0)
-        except filelock.Timeout:
-            raise SourceError('the cache entry is in use', str(path)) from None
-    else:
-        try:
-            with _cache_writes(path.parent):
-                lock.acquire(timeout=min(1.0, timeout))
-        except filelock.Timeout:
-            print(f'mlproj: waiting for another mlproj process using the cache of {what}', file=sys.stderr)
-            try:
-                lock.acquire(timeout=max(0.0, timeout - 1.0))
-            except filelock.Timeout:
-                raise SourceError(f'timed out after {timeout:.0f}s waiting for the cache lock', str(path)) from None
+    lock = FileLock(path)
+
+    def waiting() -> None:
+        print(f'mlproj: waiting for another mlproj process using the cache of {what}', file=sys.stderr)
+
+    with _cache_writes(path.parent):
+        acquired = lock.acquire_patiently(timeout, waiting)
+    if not acquired:
+        if timeout <= 0:
+            raise SourceError('the cache entry is in use', str(path))
+        raise SourceError(f'timed out after {timeout:.0f}s waiting for the cache lock', str(path))
     try:
         yield
     finally:
