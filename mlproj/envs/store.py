@@ -1,6 +1,6 @@
 """The environment store: content-hashed names, one lock per name, atomic publication.
 
-Layout under ``MLPROJ_ENV_ROOT`` (default ``<cache dir>/envs``)::
+Layout under ``MLPROJ_ENV_ROOT`` (default ``mlproj.cachedir.cache_root() / 'envs'``)::
 
     uv-<hash>            -> .store/uv-<hash>.<token>   (symlink: the published, ready environment)
     .store/uv-<hash>.<token>/                          (the environment itself; never moved)
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from mlproj.cachedir import FileLock
+from mlproj.cachedir import FileLock, cache_root
 from mlproj.errors import EnvError
 
 MARKER = '.mlproj-env.json'
@@ -43,16 +43,9 @@ RECORDS = '.records'
 FORMAT = 1  # bump when the layout of built environments changes
 
 
-def cache_dir() -> Path:
-    """mlproj's cache directory (``mlproj.cachedir.cache_root``: the one root every cache shares)."""
-    from mlproj.cachedir import cache_root
-
-    return cache_root()
-
-
 def env_root() -> Path:
     explicit = os.environ.get('MLPROJ_ENV_ROOT')
-    return Path(explicit) if explicit else cache_dir() / 'envs'
+    return Path(explicit) if explicit else cache_root() / 'envs'
 
 
 def content_hash(payload: Any) -> str:

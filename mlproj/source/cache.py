@@ -1,7 +1,7 @@
 """The clone cache: one bare mirror per remote, a file lock per mirror, run checkouts.
 
-Layout under ``cache_root()`` (``MLPROJ_CACHE_DIR``, else ``$XDG_CACHE_HOME/mlproj``, else
-``~/.cache/mlproj``)::
+Layout under ``mlproj.cachedir.cache_root()`` (``MLPROJ_CACHE_DIR``, else ``$XDG_CACHE_HOME/mlproj``,
+else ``~/.cache/mlproj``)::
 
     git/<host>-<name>-<hash>/          bare mirror (refs/heads/*, refs/tags/*, HEAD = remote HEAD)
     git/<host>-<name>-<hash>/mlproj-mirror.json   url (no credentials), created, last_used, last_fetch
@@ -34,7 +34,7 @@ from typing import Any
 
 from mlproj.cachedir import (
     FileLock,
-    cache_root,  # noqa: F401  (re-exported: mlproj.source.cache.cache_root)
+    cache_root,
     write_text_atomic,
 )
 from mlproj.errors import SourceError
