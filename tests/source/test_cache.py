@@ -180,14 +180,17 @@ def test_killed_fetches_never_corrupt_the_mirror(repos, big_repo, cache_dir):
 
 
 def test_lock_timeout_is_a_clear_error(repos, url_for, cache_dir, monkeypatch):
-    import filelock
+    from mlproj.cachedir import FileLock
 
     url = url_for('git')
     source.resolve(url).cleanup()
-    lock = filelock.FileLock(str(cache_dir / 'git' / (mirror_name(url) + '.lock')))
-    with lock:
+    lock = FileLock(cache_dir / 'git' / (mirror_name(url) + '.lock'))
+    assert lock.acquire(0)
+    try:
         child = resolve_process(url, None, env={'MLPROJ_LOCK_TIMEOUT': '2'})
         out, err = child.communicate(30)
+    finally:
+        lock.release()
     assert child.returncode != 0
     assert 'waiting for another mlproj process' in err
     assert 'timed out after 2s waiting for the cache lock' in err
