@@ -31,7 +31,7 @@ from mlproj.envs.envfiles import load_conda_env
 from mlproj.envs.store import EnvStore
 from mlproj.envs.venv import announce, run_step, summarize
 from mlproj.errors import EnvError
-from mlproj.spec import Project
+from mlproj.spec_model import Project
 
 MANAGER = 'conda'
 FLAVOURS = ('conda', 'mamba', 'micromamba')

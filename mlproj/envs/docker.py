@@ -38,7 +38,7 @@ from mlproj.envs import EnvContext
 from mlproj.envs.store import EnvStore
 from mlproj.envs.venv import announce, run_step
 from mlproj.errors import EnvError
-from mlproj.spec import Project
+from mlproj.spec_model import Project
 
 MANAGER = 'docker'
 CODE_DIR = '/mlflow/projects/code'

@@ -28,7 +28,9 @@ from typing import Any
 
 from mlproj import safefile
 from mlproj.errors import EnvError
-from mlproj.spec import Finding, Project, parse_yaml
+from mlproj.findings import Finding
+from mlproj.spec_model import Project
+from mlproj.spec_yaml import parse_yaml
 
 RULE = 'MLP017'
 PYTHON_ENV_KEYS = ('python', 'build_dependencies', 'dependencies')

@@ -41,7 +41,7 @@ from mlproj.envs import interpreters as interp
 from mlproj.envs.envfiles import FILE_OPTIONS, PythonEnv, project_python_env
 from mlproj.envs.store import FORMAT, EnvStore, content_hash
 from mlproj.errors import EnvError
-from mlproj.spec import Project
+from mlproj.spec_model import Project
 
 # build_fn(target, spec, interpreter, project_dir, ctx, locked) fills the venv at ``target``
 BuildFn = Callable[[Path, PythonEnv, interp.Interpreter, Path, EnvContext, dict[str, str]], object]
