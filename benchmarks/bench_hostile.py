@@ -67,7 +67,7 @@ def main() -> None:
     args = ap.parse_args()
     rows: list[tuple[str, str, str, str]] = []
     bomb = merge_bomb(args.levels)
-    setup = 'import yaml\nfrom mlproj.spec import _loader_class, parse_yaml\n_loader_class()'
+    setup = 'import yaml\nfrom mlproj.spec_yaml import _loader_class, parse_yaml\n_loader_class()'
     load_pyyaml = f'yaml.load({bomb!r}, Loader=yaml.CSafeLoader)'
     load_mlproj = f'parse_yaml({bomb!r})'
     pythons = [('installed', sys.executable)] + ([('6.0.3', args.old_python)] if args.old_python else [])
@@ -99,7 +99,7 @@ def main() -> None:
     make = ("texts = [f'name: p{i}\\nentry_points:\\n  main:\\n    parameters:\\n      a: {{type: float, "
             "default: 0.{i}}}\\n    command: \\\"python t.py {{a}}\\\"\\npython_env: python_env.yaml\\n' "
             "for i in range(1000)]\n")
-    setup = make + 'import yaml\nfrom mlproj.spec import _loader_class, parse_yaml\nL = _loader_class()'
+    setup = make + 'import yaml\nfrom mlproj.spec_yaml import _loader_class, parse_yaml\nL = _loader_class()'
     compose_c = 'for text in texts:\n    ld = yaml.CSafeLoader(text); ld.get_single_node(); ld.dispose()'
     compose_ours = 'for text in texts:\n    ld = L(text); ld.get_single_node(); ld.dispose()'
     parse_ours = 'for text in texts:\n    assert parse_yaml(text)[0]'

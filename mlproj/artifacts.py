@@ -21,7 +21,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from mlproj.errors import TrackingError
+from mlproj.errors import TrackingError, first_line
 
 MAX_READ_BYTES = 16 << 20
 
@@ -100,7 +100,7 @@ def log_file(tracker: Any, run_id: str, local: Path, artifact_path: str, artifac
         try:
             _client(tracker).log_artifact(run_id, str(copy), artifact_path=directory or None)
         except Exception as e:
-            raise TrackingError(f'logging artifact {artifact_path} failed: {_first_line(e)}',
+            raise TrackingError(f'logging artifact {artifact_path} failed: {first_line(e)}',
                                 redact_uri(tracker.uri)) from None
 
 
@@ -138,13 +138,8 @@ def read_file(tracker: Any, run_id: str, artifact_path: str, artifact_uri: str |
             with open(got, 'rb') as f:
                 return f.read(MAX_READ_BYTES)
     except Exception as e:
-        raise TrackingError(f'reading artifact {artifact_path} failed: {_first_line(e)}',
+        raise TrackingError(f'reading artifact {artifact_path} failed: {first_line(e)}',
                             redact_uri(tracker.uri)) from None
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0][:300]
 
 
 def _client(tracker: Any) -> Any:

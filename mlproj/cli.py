@@ -42,7 +42,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 
 # top-level module -> the extra of mlproj that installs it (pyproject.toml [project.optional-dependencies])
 OPTIONAL_MODULES: dict[str, str] = {
-    'pygit2': 'run', 'mlflow': 'run', 'sqlalchemy': 'run', 'alembic': 'run', 'filelock': 'run',
+    'pygit2': 'run', 'mlflow': 'run', 'sqlalchemy': 'run', 'alembic': 'run',
     'packaging': 'run', 'uv': 'run',
     'databricks': 'databricks', 'github': 'github', 'ray': 'ray', 'kubernetes': 'kubernetes',
     'virtualenv': 'virtualenv',

@@ -20,6 +20,21 @@ EXIT_INTERNAL = 71      # a bug in mlproj (unexpected exception)
 EXIT_INTERRUPTED = 130  # run cancelled by SIGINT (SIGTERM gives 143)
 
 
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """The first line of ``str(e)`` (the exception's type name when it has no text), cut to
+    ``limit`` characters: how a library's exception is quoted inside an ``MlprojError`` message.
+    """
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0][:limit]
+
+
+def one_line(e: BaseException, limit: int = 400) -> str:
+    """All of ``str(e)`` with its whitespace runs (newlines included) collapsed to single spaces,
+    cut to ``limit`` characters: for exceptions whose first line alone says too little."""
+    text = str(e).strip() or type(e).__name__
+    return ' '.join(text.split())[:limit]
+
+
 class MlprojError(Exception):
     """Base of all user-facing errors."""
 

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from mlproj.errors import BadArgumentError, ParamError
-from mlproj.spec import BOOL_WORDS, EntryPoint, _parses_float, _parses_int, default_parses, iter_template
+from mlproj.spec_model import EntryPoint, iter_template
 
 EXTRA_KEY_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.\-]*$')
 
@@ -55,6 +55,58 @@ def parse_key_values(items: list[str] | tuple[str, ...], flag: str = '-P', *, al
     return out
 
 
+# --------------------------------------------------------------------------------------------
+# what a value of each type looks like: -P values (validate) and MLproject defaults (the loader's
+# MLP006) are judged by the same rules
+
+def default_parses(ptype: str, value: Any) -> bool:
+    """Whether a YAML default is acceptable for its declared type."""
+    if value is None:
+        return True
+    if ptype == 'int':
+        if isinstance(value, bool):
+            return False
+        if isinstance(value, int):
+            return True
+        if isinstance(value, float):
+            return value.is_integer()
+        return parses_int(str(value))
+    if ptype == 'float':
+        if isinstance(value, bool):
+            return False
+        if isinstance(value, (int, float)):
+            return True
+        return parses_float(str(value))
+    if ptype == 'bool':
+        return isinstance(value, bool) or str(value).strip().lower() in BOOL_WORDS
+    if isinstance(value, (dict, list)):
+        return False
+    return True
+
+
+BOOL_WORDS = {'true': True, 'false': False, '1': True, '0': False, 'yes': True, 'no': False,
+              'on': True, 'off': False, 'y': True, 'n': False}
+
+
+# ASCII digits only: Python's int()/float() also take Arabic-Indic, fullwidth and other Unicode
+# digits ('١٢٣', '１２'), which a program parsing its argv in another language would not.  float
+# keeps what float() and every common parser accept: exponents, inf / infinity / nan (any case).
+_INT_RE = re.compile(r'[+-]?[0-9]+')
+_FLOAT_RE = re.compile(r'[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)',
+                       re.IGNORECASE)
+_ASCII_SPACE = ' \t\n\r\f\v'
+
+
+def parses_int(text: str) -> bool:
+    """An ASCII integer (surrounding ASCII whitespace allowed)."""
+    return _INT_RE.fullmatch(text.strip(_ASCII_SPACE)) is not None
+
+
+def parses_float(text: str) -> bool:
+    """An ASCII float, ``inf`` or ``nan`` (surrounding ASCII whitespace allowed)."""
+    return _FLOAT_RE.fullmatch(text.strip(_ASCII_SPACE)) is not None
+
+
 def _check_text(name: str, value: str, where: str) -> None:
     if '\x00' in value:
         raise ParamError(f'value of parameter {name!r} contains a NUL byte, which no program argument can carry',
@@ -70,10 +122,10 @@ def validate(ptype: str, name: str, value: str, where: str) -> None:
     """Raise ParamError unless ``value`` is a valid ``ptype``."""
     text = value.strip()
     if ptype == 'int':  # ASCII digits only (int() would take '١٢٣' and '１２'); no '_' separators
-        if not _parses_int(value):
+        if not parses_int(value):
             raise ParamError(f'parameter {name!r} expects an int (ASCII digits), got {value!r}', where)
     elif ptype == 'float':  # ASCII: 1.5, -1e-3, .5, 3, inf, infinity, nan (any case); no '_', no ','
-        if not _parses_float(value):
+        if not parses_float(value):
             raise ParamError(f'parameter {name!r} expects a float (ASCII digits, 1e-3, inf, nan), got {value!r}',
                              where)
     elif ptype == 'bool':

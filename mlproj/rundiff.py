@@ -102,9 +102,9 @@ def _repositories(summaries: list[dict[str, Any]]) -> list[tuple[Any, str]]:
                 out.append((repo, parsed.url))
     import pygit2
 
-    from mlproj.source.cache import Store
+    from mlproj.source.cache import CloneCache
 
-    for mirror in Store().mirrors():
+    for mirror in CloneCache().mirrors():
         try:
             out.append((pygit2.Repository(str(mirror.path)), f'clone cache of {mirror.url}'))
         except pygit2.GitError:

@@ -3,7 +3,7 @@
 Every SDK call goes through ``Workspace.call``: 401/403 become one ``BackendError`` line, 5xx are
 retried with backoff within ``retry_timeout_seconds`` (the SDK itself retries 429/503 and
 connection errors within the same bound), and known secrets are replaced by ``***`` in messages.
-``Store`` uploads a file once to DBFS, a Unity Catalog volume (Files API) or workspace files.
+``UploadTarget`` uploads a file once to DBFS, a Unity Catalog volume (Files API) or workspace files.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mlproj.backends._databricks_config import Settings
-from mlproj.errors import BackendError
+from mlproj.errors import BackendError, first_line
 
 WORKSPACE_IMPORT_LIMIT = 10 * 1024 * 1024
 
@@ -49,12 +49,12 @@ class Workspace:
             except (errors.Unauthenticated, errors.PermissionDenied) as e:
                 code = 401 if isinstance(e, errors.Unauthenticated) else 403
                 verb = 'rejected the credentials' if code == 401 else 'denied permission'
-                raise BackendError(self.scrub(f'Databricks {verb} (HTTP {code}) while {what}: {_first_line(e)}'),
+                raise BackendError(self.scrub(f'Databricks {verb} (HTTP {code}) while {what}: {_error_line(e)}'),
                                    self.host) from None
             except (errors.InternalError, errors.DeadlineExceeded, errors.TemporarilyUnavailable,
                     errors.TooManyRequests) as e:
                 if retry and time.monotonic() + delay < deadline:
-                    print(self.scrub(f'mlproj: warning: {what}: {_first_line(e)}; retrying in {delay:.1f} s'),
+                    print(self.scrub(f'mlproj: warning: {what}: {_error_line(e)}; retrying in {delay:.1f} s'),
                           file=sys.stderr, flush=True)
                     time.sleep(delay)
                     delay = min(delay * 2, 10.0)
@@ -64,9 +64,9 @@ class Workspace:
                 raise BackendError(self.scrub(f'{what} failed: {_describe(e)}'), self.host) from None
             except TimeoutError as e:
                 raise BackendError(self.scrub(f'{what}: no answer after {self.settings.retry_timeout_seconds} s '
-                                              f'of retries ({_first_line(e.__cause__ or e)})'), self.host) from None
+                                              f'of retries ({_error_line(e.__cause__ or e)})'), self.host) from None
             except OSError as e:  # requests' connection errors are OSErrors
-                raise BackendError(self.scrub(f'{what}: cannot reach the workspace: {_first_line(e)}'),
+                raise BackendError(self.scrub(f'{what}: cannot reach the workspace: {_error_line(e)}'),
                                    self.host) from None
 
 
@@ -97,7 +97,7 @@ def _connect(settings: Settings) -> Any:
         config = Config(product='mlproj', product_version=__version__, **kwargs)
         return WorkspaceClient(config=config)
     except Exception as e:
-        text = _first_line(e)
+        text = _error_line(e)
         for secret in _env_secrets():
             text = text.replace(secret, '***')
         where = f'profile {settings.profile}' if settings.profile else None
@@ -119,17 +119,18 @@ def _secrets_of(config: Any) -> list[str]:
     return found
 
 
-def _first_line(e: BaseException) -> str:
+def _error_line(e: BaseException) -> str:
+    """``errors.first_line``, except that urllib3's retry wrapper is reduced to its errno."""
     text = str(e).strip() or type(e).__name__
     errno = re.search(r'\[Errno -?\d+\] [^"\')]+', text)  # urllib3's nested connection errors
     if errno and 'Max retries exceeded' in text:
         return errno.group(0).strip()
-    return text.splitlines()[0][:400]
+    return first_line(e, 400)
 
 
 def _describe(e: Any) -> str:
     code = getattr(e, 'error_code', None)
-    text = _first_line(e)
+    text = _error_line(e)
     return f'{code}: {text}' if code and code not in text else text
 
 
@@ -137,7 +138,7 @@ def _describe(e: Any) -> str:
 # uploads
 
 
-class Store:
+class UploadTarget:
     """Where archives go; ``api_path`` is what the Jobs API and the launcher are given."""
 
     def __init__(self, ws: Workspace) -> None:
@@ -157,7 +158,7 @@ class Store:
         return True
 
 
-class DbfsStore(Store):
+class DbfsUpload(UploadTarget):
     @staticmethod
     def _path(api_path: str) -> str:
         return api_path[len('dbfs:'):]
@@ -179,7 +180,7 @@ class DbfsStore(Store):
             self.ws.client.dbfs.upload(self._path(api_path), f, overwrite=True)
 
 
-class VolumeStore(Store):
+class VolumeUpload(UploadTarget):
     def size(self, api_path: str) -> int | None:
         from databricks.sdk import errors
 
@@ -198,7 +199,7 @@ class VolumeStore(Store):
             self.ws.client.files.upload(api_path, f, overwrite=True)
 
 
-class WorkspaceFilesStore(Store):
+class WorkspaceFilesUpload(UploadTarget):
     @staticmethod
     def _path(api_path: str) -> str:
         return api_path[len('/Workspace'):]
@@ -227,12 +228,15 @@ class WorkspaceFilesStore(Store):
             self.ws.client.workspace.upload(path, f, format=ImportFormat.AUTO, overwrite=True)
 
 
-def store_for(ws: Workspace, upload_dir: str) -> Store:
+def upload_target(ws: Workspace, upload_dir: str) -> UploadTarget:
     if upload_dir.startswith('dbfs:'):
-        return DbfsStore(ws)
+        return DbfsUpload(ws)
     if upload_dir.startswith('/Volumes/'):
-        return VolumeStore(ws)
-    return WorkspaceFilesStore(ws)
+        return VolumeUpload(ws)
+    return WorkspaceFilesUpload(ws)
+
+
+store_for = upload_target  # the name backends/databricks.py imports
 
 
 def launcher_source() -> bytes:

@@ -44,11 +44,10 @@ from mlproj.backends.remote import (
     is_bool,
     is_number,
     is_str,
-    one_line,
     say,
     validate_config,
 )
-from mlproj.errors import BackendError, EnvError
+from mlproj.errors import BackendError, EnvError, one_line
 
 WHERE = 'kubernetes backend config'
 

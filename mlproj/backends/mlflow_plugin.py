@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlproj.backends import FAILED, FINISHED, KILLED, RUNNING, SCHEDULED, Launch
-from mlproj.backends.remote import JobState, RemoteSubmittedRun, one_line, say
-from mlproj.errors import BackendError
+from mlproj.backends.remote import JobState, RemoteSubmittedRun, say
+from mlproj.errors import BackendError, one_line
 
 RUN_ID_KEY = '_mlflow_local_backend_run_id'
 KNOWN = (RUNNING, SCHEDULED, FINISHED, FAILED, KILLED)

@@ -35,12 +35,11 @@ from mlproj.backends.remote import (
     is_mapping,
     is_number,
     is_str,
-    one_line,
     say,
     validate_config,
 )
 from mlproj.envs import envfiles
-from mlproj.errors import BackendError, EnvError
+from mlproj.errors import BackendError, EnvError, one_line
 
 STATUS_MAP = {
     'PENDING': SCHEDULED,

@@ -40,11 +40,10 @@ from mlproj.backends.remote import (
     is_number,
     is_str,
     is_str_list,
-    one_line,
     say,
     validate_config,
 )
-from mlproj.errors import BackendError
+from mlproj.errors import BackendError, one_line
 
 WHERE = 'slurm backend config'
 

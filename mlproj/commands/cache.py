@@ -36,9 +36,9 @@ def cache() -> None:
 @click.option('--json', 'as_json', is_flag=True, help='Print JSON.')
 def list_(as_json: bool) -> None:
     """List cached repositories and run checkouts."""
-    from mlproj.source.cache import Store, dir_size
+    from mlproj.source.cache import CloneCache, dir_size
 
-    store = Store()
+    store = CloneCache()
     now = time.time()
     mirrors: list[dict[str, Any]] = []
     for m in store.mirrors():
@@ -68,10 +68,10 @@ def list_(as_json: bool) -> None:
 @click.option('--dry-run', is_flag=True, help='Show what would be removed.')
 def prune(older_than: str | None, dry_run: bool) -> None:
     """Remove cached repositories and leftover checkouts (all, or those unused for --older-than)."""
-    from mlproj.source.cache import Store, parse_duration
+    from mlproj.source.cache import CloneCache, parse_duration
 
     seconds = parse_duration(older_than) if older_than else None
-    store = Store()
+    store = CloneCache()
     if dry_run:
         cutoff = time.time() - seconds if seconds is not None else None
         for m in store.mirrors():

@@ -41,9 +41,9 @@ def env() -> None:
 @click.option('--json', 'as_json', is_flag=True, help='Print JSON.')
 def list_cmd(as_json: bool) -> None:
     """List cached environments: name, manager, Python, state, last use, path."""
-    from mlproj.envs.store import Store
+    from mlproj.envs.store import EnvStore
 
-    store = Store()
+    store = EnvStore()
     rows = []
     for e in store.entries():
         rows.append({
@@ -80,10 +80,10 @@ def prune(everything: bool, older_than: str | None, dry_run: bool) -> None:
     Environments being built are skipped.  A run still using a removed environment may fail:
     prune when no runs are active.
     """
-    from mlproj.envs.store import Store
+    from mlproj.envs.store import EnvStore
 
     limit = parse_duration(older_than) if older_than else None
-    store = Store()
+    store = EnvStore()
     removed = kept = 0
     now = time.time()
     for e in store.entries():

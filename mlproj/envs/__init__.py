@@ -20,7 +20,7 @@ from mlproj.errors import EnvError
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from mlproj.spec import Project
+    from mlproj.spec_model import Project
 
 # name -> module implementing ``prepare(project, ctx) -> Environment``
 MANAGERS: dict[str, str] = {

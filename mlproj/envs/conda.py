@@ -28,10 +28,10 @@ from pathlib import Path
 from mlproj import childenv, safefile
 from mlproj.envs import EnvContext
 from mlproj.envs.envfiles import load_conda_env
-from mlproj.envs.store import Store
+from mlproj.envs.store import EnvStore
 from mlproj.envs.venv import announce, run_step, summarize
 from mlproj.errors import EnvError
-from mlproj.spec import Project
+from mlproj.spec_model import Project
 
 MANAGER = 'conda'
 FLAVOURS = ('conda', 'mamba', 'micromamba')
@@ -155,7 +155,7 @@ def prepare(project: Project, ctx: EnvContext) -> CondaEnvironment:
         raise EnvError(f'environment file is not UTF-8 text (byte {e.start})', str(path)) from None
     name = env_name(text)
     digest = hashlib.sha256(text.encode('utf-8')).hexdigest()
-    store = Store()
+    store = EnvStore()
     record_name = f'conda-{name}'
 
     def ready() -> Path | None:

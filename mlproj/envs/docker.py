@@ -35,10 +35,10 @@ from typing import Any
 
 from mlproj import safefile
 from mlproj.envs import EnvContext
-from mlproj.envs.store import Store
+from mlproj.envs.store import EnvStore
 from mlproj.envs.venv import announce, run_step
 from mlproj.errors import EnvError
-from mlproj.spec import Project
+from mlproj.spec_model import Project
 
 MANAGER = 'docker'
 CODE_DIR = '/mlflow/projects/code'
@@ -211,7 +211,7 @@ def build_image(engine: str, project: Project, base: str, base_id: str, ctx: Env
     existing = image_id(engine, tag)
     if existing:
         return tag, existing, digest
-    store = Store()
+    store = EnvStore()
     with store.locked(f'docker-{digest[:24]}', ctx.log):
         existing = image_id(engine, tag)
         if existing:

@@ -1,4 +1,4 @@
-"""``python_env.yaml`` and ``conda.yaml``: parsing with positions, validation, conda -> PyPI mapping.
+"""``python_env.yaml`` and ``conda.yaml``: parsing with positions, validation, conda -> PyPI (``conda_pypi``).
 
 This is the only module that reads env files: every env manager and every backend asks it.
 ``project_python_env`` is a project's environment as a python_env spec (its conda.yaml mapped
@@ -27,14 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from mlproj import safefile
+from mlproj.envs.conda_pypi import Mapped, map_conda_dep
 from mlproj.errors import EnvError
-from mlproj.spec import Finding, Project, parse_yaml
+from mlproj.findings import Finding
+from mlproj.spec_model import Project
+from mlproj.spec_yaml import parse_yaml
 
 RULE = 'MLP017'
 PYTHON_ENV_KEYS = ('python', 'build_dependencies', 'dependencies')
 # pip options that name a file, relative to the project directory
 FILE_OPTIONS = ('-r', '--requirement', '-c', '--constraint')
-BUILD_PACKAGES = ('pip', 'setuptools', 'wheel')
 
 
 @dataclass(frozen=True)
@@ -303,112 +305,7 @@ def load_conda_env(path: str | os.PathLike[str], root: str | os.PathLike[str] | 
 
 
 # --------------------------------------------------------------------------------------------
-# conda -> PyPI
-
-# conda package names whose PyPI distribution has another name
-CONDA_TO_PYPI = {
-    'pytorch': 'torch',
-    'pytorch-cpu': 'torch',
-    'py-xgboost': 'xgboost',
-    'py-xgboost-cpu': 'xgboost',
-    'py-lightgbm': 'lightgbm',
-    'py-catboost': 'catboost',
-    'py-opencv': 'opencv-python',
-    'opencv': 'opencv-python',
-    'msgpack-python': 'msgpack',
-    'matplotlib-base': 'matplotlib',
-    'numpy-base': 'numpy',
-    'pytables': 'tables',
-    'ruamel_yaml': 'ruamel.yaml',
-    'python-graphviz': 'graphviz',
-    'tensorflow-gpu': 'tensorflow',
-    'tensorflow-base': 'tensorflow',
-    'pyqt': 'PyQt5',
-    'typing_extensions': 'typing-extensions',
-    'importlib_metadata': 'importlib-metadata',
-    'py-spy': 'py-spy',
-    'pillow-simd': 'pillow',
-    'scikit-learn-intelex': 'scikit-learn-intelex',
-    'mlflow-skinny': 'mlflow-skinny',
-}
-# conda packages that are native libraries / tools with no PyPI equivalent
-CONDA_ONLY = {
-    'cudatoolkit', 'cudnn', 'cuda', 'cuda-toolkit', 'cuda-nvcc', 'cuda-version', 'pytorch-cuda', 'cpuonly',
-    'mkl', 'mkl-include', 'nomkl', 'blas', 'openblas', 'openssl', 'ca-certificates', 'zlib', 'xz', 'bzip2',
-    'sqlite', 'tk', 'readline', 'ncurses', 'git', 'make', 'gcc', 'gxx', 'gfortran', 'compilers', 'cxx-compiler',
-    'c-compiler', 'fortran-compiler', 'nodejs', 'openjdk', 'ffmpeg', 'graphviz', 'jpeg', 'libpng', 'freetype',
-    'hdf5', 'arrow-cpp', 'libarrow', 'libprotobuf', 'r', 'r-base', 'boost', 'boost-cpp', 'icu', 'openmpi',
-    'mpich', 'nccl', 'tbb', 'intel-openmp', 'llvm-openmp', 'conda', 'conda-build', 'mamba', 'yaml', 'expat',
-    'zstd', 'lz4-c', 'snappy', 'gdal', 'proj', 'geos', 'libgdal', 'poppler', 'cairo', 'pango', 'glib', 'dbus',
-}
-_CONDA_ONLY_RE = re.compile(r'^(_|r-|lib(gcc|stdcxx|gfortran|blas|cblas|lapack|ffi|uuid|zlib|xml2|curl|ssh2|iconv'
-                            r'|sodium|edit|nsl|sqlite|openblas|cu|npp|nvjpeg|jpeg|png|tiff|gomp|std)|cuda-'
-                            r'|ld_impl|sysroot_|kernel-headers)')
-_CONDA_SPEC_RE = re.compile(r'^(?:(?P<channel>[^\s:]+)::)?(?P<name>[A-Za-z0-9][A-Za-z0-9_.\-]*)\s*(?P<rest>.*)$')
-_PY_VERSION_RE = re.compile(r'^\d+(\.\d+){0,2}(\.\*)?$')
-
-
-class _Mapped:
-    def __init__(self) -> None:
-        self.python: str | None = None
-        self.build: list[str] = []
-        self.deps: list[str] = []
-        self.unmappable: list[str] = []
-
-
-def _conda_version(rest: str) -> str | None:
-    """A conda version constraint as a PEP 508 specifier ('' = any, None = cannot be mapped)."""
-    rest = rest.strip()
-    if not rest:
-        return ''
-    if '|' in rest:
-        return None
-    if rest.startswith('=') and not rest.startswith('=='):
-        parts = rest[1:].split('=')          # name=1.2=build -> fuzzy 1.2, build dropped
-        version = parts[0].strip()
-        if not version:
-            return None
-        if version.endswith('*') or version.count('.') >= 2:
-            return f'=={version}'
-        return f'=={version}.*'
-    if rest.startswith('=='):
-        version = rest[2:].split('=')[0].strip()
-        return f'=={version}' if version else None
-    if rest[0] in '<>!~':
-        return rest.replace(' ', '')
-    words = rest.split()                     # conda's "name 1.2.*" / "name >=1.2 build" forms
-    version = words[0]
-    if version[0] in '<>=!~':
-        return _conda_version(version)
-    return f'=={version}'
-
-
-def _map_conda_dep(spec: str, where: str, out: _Mapped) -> None:
-    m = _CONDA_SPEC_RE.match(spec)
-    if not m:
-        out.unmappable.append(f'{spec} ({where})')
-        return
-    name = m.group('name').lower()
-    rest = m.group('rest')
-    version = _conda_version(rest)
-    if name == 'python':
-        if version is None:
-            out.unmappable.append(f'{spec} ({where})')
-            return
-        text = version
-        if text.startswith('=='):
-            text = text[2:]
-            text = text[:-2] if text.endswith('.*') else text
-            if not _PY_VERSION_RE.match(text):
-                out.unmappable.append(f'{spec} ({where})')
-                return
-        out.python = text or None
-        return
-    if name in CONDA_ONLY or _CONDA_ONLY_RE.match(name) or version is None:
-        out.unmappable.append(f'{spec} ({where})')
-        return
-    pypi = CONDA_TO_PYPI.get(name, name)
-    (out.build if pypi in BUILD_PACKAGES else out.deps).append(pypi + version)
+# conda -> PyPI (the per-package mapping: conda_pypi.py)
 
 
 def conda_to_python_env(env: CondaEnv) -> PythonEnv:
@@ -416,11 +313,11 @@ def conda_to_python_env(env: CondaEnv) -> PythonEnv:
 
     Raises ``EnvError`` listing every conda package that has no PyPI equivalent.
     """
-    out = _Mapped()
+    out = Mapped()
     python_where = env.source
     for spec, where in env.dependencies:
         before = out.python
-        _map_conda_dep(spec, where, out)
+        map_conda_dep(spec, where, out)
         if out.python != before:
             python_where = where
     if out.unmappable:

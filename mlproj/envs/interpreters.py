@@ -172,7 +172,7 @@ def discover(cache_file: Path | None = None, *, probe_path: bool = True) -> list
 
     ``probe_path=False`` skips the interpreters on PATH (whose version may need a subprocess).
     """
-    from mlproj.envs.store import cache_dir
+    from mlproj.cachedir import cache_root
 
     found: list[Interpreter] = [launcher()]
     found += sorted(_pyenv_candidates(), key=lambda i: i.version, reverse=True)
@@ -180,7 +180,7 @@ def discover(cache_file: Path | None = None, *, probe_path: bool = True) -> list
     if not probe_path:
         return found
     seen = {i.path for i in found}
-    cache = _ProbeCache(cache_file or cache_dir() / 'interpreters.json')
+    cache = _ProbeCache(cache_file or cache_root() / 'interpreters.json')
     for exe in _path_executables():
         if exe in seen:
             continue

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlproj.envs import EnvContext
-from mlproj.spec import Project
+from mlproj.spec_model import Project
 
 
 @dataclass(frozen=True)

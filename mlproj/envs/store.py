@@ -1,6 +1,6 @@
 """The environment store: content-hashed names, one lock per name, atomic publication.
 
-Layout under ``MLPROJ_ENV_ROOT`` (default ``<cache dir>/envs``)::
+Layout under ``MLPROJ_ENV_ROOT`` (default ``mlproj.cachedir.cache_root() / 'envs'``)::
 
     uv-<hash>            -> .store/uv-<hash>.<token>   (symlink: the published, ready environment)
     .store/uv-<hash>.<token>/                          (the environment itself; never moved)
@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from mlproj.cachedir import FileLock, cache_root
 from mlproj.errors import EnvError
 
 MARKER = '.mlproj-env.json'
@@ -42,16 +43,9 @@ RECORDS = '.records'
 FORMAT = 1  # bump when the layout of built environments changes
 
 
-def cache_dir() -> Path:
-    """mlproj's cache directory (``mlproj.cachedir.cache_root``: the one root every cache shares)."""
-    from mlproj.cachedir import cache_root
-
-    return cache_root()
-
-
 def env_root() -> Path:
     explicit = os.environ.get('MLPROJ_ENV_ROOT')
-    return Path(explicit) if explicit else cache_dir() / 'envs'
+    return Path(explicit) if explicit else cache_root() / 'envs'
 
 
 def content_hash(payload: Any) -> str:
@@ -70,7 +64,9 @@ class Entry:
     last_used: float
 
 
-class Store:
+class EnvStore:
+    """The environment store below ``root`` (``env_root()``): lookup, locked builds, publication."""
+
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or env_root()
 
@@ -105,10 +101,13 @@ class Store:
         except OSError as e:
             raise EnvError(f'cannot create the environment store: {e.strerror}', str(self.root)) from None
         lock = FileLock(locks / f'{name}.lock')
-        if not lock.acquire(timeout=1.0):
+
+        def waiting() -> None:
             print(f'=== Waiting for another mlproj process to finish building environment {name} ===',
                   file=log or sys.stderr, flush=True)
-            lock.acquire(timeout=None)
+
+        with _store_writes(lock.path.parent):
+            lock.acquire_patiently(None, waiting)
         try:
             yield
         finally:
@@ -236,8 +235,9 @@ class Store:
         """Remove one entry unless someone holds its lock (a build in progress).  True if removed."""
         (self.root / LOCKS).mkdir(parents=True, exist_ok=True)
         lock = FileLock(self.root / LOCKS / f'{entry.name}.lock')
-        if not lock.acquire(timeout=0):
-            return False
+        with _store_writes(lock.path.parent):
+            if not lock.acquire(timeout=0):
+                return False
         try:
             link = self.root / entry.name
             if entry.meta.get('kind') == 'record':
@@ -251,45 +251,14 @@ class Store:
             lock.release()
 
 
-class FileLock:
-    """An exclusive ``flock`` on a file: released by the kernel when the holder dies, even by SIGKILL.
-
-    (The ``filelock`` package does the same but costs ~0.1 s to import; this is on every run's path.)
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fd: int | None = None
-
-    def acquire(self, timeout: float | None) -> bool:
-        import fcntl
-
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:  # a read-only or foreign-owned cache directory
-            raise EnvError(f'cannot write the environment store: {e.strerror}; set MLPROJ_CACHE_DIR or '
-                           'MLPROJ_ENV_ROOT to a writable directory', str(self.path.parent)) from None
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.005
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self.fd = fd
-                return True
-            except BlockingIOError:
-                if deadline is not None and time.monotonic() >= deadline:
-                    os.close(fd)
-                    return False
-                time.sleep(delay)
-                delay = min(delay * 2, 0.1)
-
-    def release(self) -> None:
-        import fcntl
-
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
+@contextlib.contextmanager
+def _store_writes(where: Path) -> Iterator[None]:
+    """A lock file that cannot be opened (read-only or foreign-owned store) is a one-line EnvError."""
+    try:
+        yield
+    except OSError as e:
+        raise EnvError(f'cannot write the environment store: {e.strerror}; set MLPROJ_CACHE_DIR or '
+                       'MLPROJ_ENV_ROOT to a writable directory', str(where)) from None
 
 
 def _write_json(path: Path, data: dict) -> None:

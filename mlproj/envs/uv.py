@@ -42,7 +42,7 @@ from mlproj.envs.venv import (
     run_step,
 )
 from mlproj.errors import EnvError
-from mlproj.spec import Project
+from mlproj.spec_model import Project
 
 MANAGER = 'uv'
 

@@ -39,9 +39,9 @@ from mlproj import safefile
 from mlproj.envs import EnvContext
 from mlproj.envs import interpreters as interp
 from mlproj.envs.envfiles import FILE_OPTIONS, PythonEnv, project_python_env
-from mlproj.envs.store import FORMAT, Store, content_hash
+from mlproj.envs.store import FORMAT, EnvStore, content_hash
 from mlproj.errors import EnvError
-from mlproj.spec import Project
+from mlproj.spec_model import Project
 
 # build_fn(target, spec, interpreter, project_dir, ctx, locked) fills the venv at ``target``
 BuildFn = Callable[[Path, PythonEnv, interp.Interpreter, Path, EnvContext, dict[str, str]], object]
@@ -293,7 +293,7 @@ def venv_key(project: Project, manager: str, spec: PythonEnv, interpreter: inter
 
 def prepare_venv(project: Project, ctx: EnvContext, manager: str, *, build_fn: BuildFn,
                  installer: Callable[[str | None], str | None] | None, locked: dict[str, str] | None = None,
-                 store: Store | None = None) -> VenvEnvironment:
+                 store: EnvStore | None = None) -> VenvEnvironment:
     """Find or build the venv for ``project`` with ``build_fn`` (shared by uv and virtualenv).
 
     ``installer(version) -> reason | None`` may install a missing interpreter (uv); ``locked`` is
@@ -310,7 +310,7 @@ def prepare_venv(project: Project, ctx: EnvContext, manager: str, *, build_fn: B
     project_dir = project.directory
     locked = locked or {}
     digest, name = venv_key(project, manager, spec, interpreter, locked)
-    store = store or Store()
+    store = store or EnvStore()
 
     def do_build(target: Path) -> dict:
         announce(ctx, f'Creating {manager} environment {name} (Python {interpreter.version_text})')
@@ -346,7 +346,7 @@ def _record_lock(env_dir: Path, interpreter: interp.Interpreter, ctx: EnvContext
 
 def prepare_from_lock(project: Project, ctx: EnvContext, manager: str, *,
                       installer: Callable[[str | None], str | None] | None,
-                      store: Store | None = None) -> VenvEnvironment:
+                      store: EnvStore | None = None) -> VenvEnvironment:
     """Build (or reuse) the venv that holds exactly the set of ``ctx.env_lock``.
 
     The interpreter is the recorded version (X.Y.Z) when installed (or installable by uv), else
@@ -376,7 +376,7 @@ def prepare_from_lock(project: Project, ctx: EnvContext, manager: str, *,
                'platform': platform_tag(), 'bytecode': 'compiled'}
     digest = content_hash(payload)
     name = f'{manager}-{digest[:24]}'
-    store = store or Store()
+    store = store or EnvStore()
     env = base_env(ctx.pass_env)
 
     def do_build(target: Path) -> dict:

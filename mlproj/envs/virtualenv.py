@@ -18,7 +18,7 @@ from mlproj.envs import EnvContext
 from mlproj.envs.envfiles import PythonEnv
 from mlproj.envs.interpreters import Interpreter
 from mlproj.envs.venv import VenvEnvironment, base_env, prepare_venv, requirement_args, run_step
-from mlproj.spec import Project
+from mlproj.spec_model import Project
 
 MANAGER = 'virtualenv'
 

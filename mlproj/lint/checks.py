@@ -13,7 +13,9 @@ import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
-from mlproj.spec import ENV_KEYS, DockerSpec, EntryPoint, Finding, Project, iter_template, locate_in_value
+from mlproj.findings import Finding
+from mlproj.spec_model import ENV_KEYS, DockerSpec, EntryPoint, Project, iter_template
+from mlproj.spec_yaml import locate_in_value
 
 _INTERPRETERS = re.compile(r'^(python(\d+(\.\d+)?)?|bash|sh|zsh|dash|Rscript)$')
 _SCRIPT_EXT = ('.py', '.sh', '.R')

@@ -26,9 +26,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from mlproj.findings import Finding
 from mlproj.lint.config import LintConfig
 from mlproj.safefile import Refused, find_root, max_bytes, read_bytes
-from mlproj.spec import MISNAMED_RE, Finding, analyse_mlproject
+from mlproj.spec_loader import analyse_mlproject
+from mlproj.spec_model import MISNAMED_RE
 
 # Never walked into, whatever the configuration says.
 VCS_DIRS = frozenset({'.git', '.hg', '.svn', '.bzr'})
@@ -337,7 +339,7 @@ def _refine(finding: Finding, doc: Any, text: str, label: str) -> Finding:
         if m:
             import ast
 
-            from mlproj.spec import locate_in_value
+            from mlproj.spec_yaml import locate_in_value
 
             try:
                 ep = ast.literal_eval(m.group('ep'))

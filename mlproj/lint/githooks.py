@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, NamedTuple
 
 from mlproj.errors import BadArgumentError, SourceError
-from mlproj.spec import MISNAMED_RE
+from mlproj.spec_model import MISNAMED_RE
 
 HOOK_NAMES = ('pre-commit', 'pre-push')
 ZERO = '0' * 40

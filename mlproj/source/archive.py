@@ -102,12 +102,12 @@ def _reason(e: BaseException) -> str:
 
 
 def resolve_zip(parsed: ParsedURI, rev: str | None, *, keep_checkout: bool = False) -> ResolvedSource:
-    from mlproj.source.cache import Store
+    from mlproj.source.cache import CloneCache
     from mlproj.source.tree import contained_subdirectory
 
     if rev is not None:
         raise SourceError('--version is only supported for Git sources, not for a zip archive', parsed.display)
-    store = Store()
+    store = CloneCache()
     checkout = store.new_checkout('archive-zip', parsed.display, keep_checkout)
     try:
         if parsed.is_remote:

@@ -1,7 +1,7 @@
 """The clone cache: one bare mirror per remote, a file lock per mirror, run checkouts.
 
-Layout under ``cache_root()`` (``MLPROJ_CACHE_DIR``, else ``$XDG_CACHE_HOME/mlproj``, else
-``~/.cache/mlproj``)::
+Layout under ``mlproj.cachedir.cache_root()`` (``MLPROJ_CACHE_DIR``, else ``$XDG_CACHE_HOME/mlproj``,
+else ``~/.cache/mlproj``)::
 
     git/<host>-<name>-<hash>/          bare mirror (refs/heads/*, refs/tags/*, HEAD = remote HEAD)
     git/<host>-<name>-<hash>/mlproj-mirror.json   url (no credentials), created, last_used, last_fetch
@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from mlproj.cachedir import (
-    cache_root,  # noqa: F401  (re-exported: mlproj.source.cache.cache_root)
+    FileLock,
+    cache_root,
     write_text_atomic,
 )
 from mlproj.errors import SourceError
@@ -172,8 +173,6 @@ def _cache_writes(where: Path) -> Iterator[None]:
     """A read-only, full or foreign-owned cache directory is a one-line SourceError."""
     try:
         yield
-    except TimeoutError:  # filelock.Timeout is one: a lock held by another process, handled by the caller
-        raise
     except OSError as e:
         raise SourceError(f'cannot write the clone cache: {e.strerror or e}; set MLPROJ_CACHE_DIR to a '
                           'writable directory', str(where)) from None
@@ -181,38 +180,32 @@ def _cache_writes(where: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def lock_file(path: Path, what: str, timeout: float | None = None) -> Iterator[None]:
-    import filelock
-
     if timeout is None:
         from mlproj.settings import env_value
 
         timeout = float(env_value('MLPROJ_LOCK_TIMEOUT'))
     with _cache_writes(path.parent):
         path.parent.mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(str(path))
-    if timeout <= 0:
-        try:
-            with _cache_writes(path.parent):
-                lock.acquire(timeout=0)
-        except filelock.Timeout:
-            raise SourceError('the cache entry is in use', str(path)) from None
-    else:
-        try:
-            with _cache_writes(path.parent):
-                lock.acquire(timeout=min(1.0, timeout))
-        except filelock.Timeout:
-            print(f'mlproj: waiting for another mlproj process using the cache of {what}', file=sys.stderr)
-            try:
-                lock.acquire(timeout=max(0.0, timeout - 1.0))
-            except filelock.Timeout:
-                raise SourceError(f'timed out after {timeout:.0f}s waiting for the cache lock', str(path)) from None
+    lock = FileLock(path)
+
+    def waiting() -> None:
+        print(f'mlproj: waiting for another mlproj process using the cache of {what}', file=sys.stderr)
+
+    with _cache_writes(path.parent):
+        acquired = lock.acquire_patiently(timeout, waiting)
+    if not acquired:
+        if timeout <= 0:
+            raise SourceError('the cache entry is in use', str(path))
+        raise SourceError(f'timed out after {timeout:.0f}s waiting for the cache lock', str(path))
     try:
         yield
     finally:
         lock.release()
 
 
-class Store:
+class CloneCache:
+    """The clone cache below ``root``: its mirrors (``git/``) and run checkouts (``checkouts/``)."""
+
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or cache_root()
 

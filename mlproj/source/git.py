@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mlproj.errors import SourceError
+from mlproj.errors import SourceError, first_line
 from mlproj.source import ResolvedSource
-from mlproj.source.cache import Mirror, Store
+from mlproj.source.cache import CloneCache, Mirror
 from mlproj.source.credentials import Secrets, make_callbacks
 from mlproj.source.redact import redact
 from mlproj.source.tree import (
@@ -30,7 +30,6 @@ from mlproj.source.tree import (
     export_commit,
     export_submodules,
     find_commit,
-    first_line,
     has_commit,
 )
 from mlproj.source.uri import ParsedURI, is_full_sha
@@ -74,8 +73,8 @@ def configure_libgit2() -> None:
 class Fetcher:
     """Fetches into mirrors for one resolution (shares the secrets seen, for redaction)."""
 
-    def __init__(self, store: Store | None = None, secrets: Secrets | None = None) -> None:
-        self.store = store or Store()
+    def __init__(self, store: CloneCache | None = None, secrets: Secrets | None = None) -> None:
+        self.store = store or CloneCache()
         self.secrets = secrets or Secrets()
         # user:password given in the top-level URI also serve submodules on the same host
         self.host_credentials: dict[str, tuple[str, str]] = {}

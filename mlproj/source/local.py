@@ -151,7 +151,7 @@ def resolve_local(parsed: ParsedURI, rev: str | None, *, require_clean: bool = F
 
 
 def _export_local(repo: Any, path: Path, parsed: ParsedURI, rev: str | None, keep_checkout: bool) -> ResolvedSource:
-    from mlproj.source.cache import Store
+    from mlproj.source.cache import CloneCache
     from mlproj.source.git import Fetcher, export_submodules_from
     from mlproj.source.tree import find_commit
     from mlproj.source.worktree import make_worktree
@@ -171,7 +171,7 @@ def _export_local(repo: Any, path: Path, parsed: ParsedURI, rev: str | None, kee
     subdir = normalize_subdirectory('/'.join(p for p in (base_rel, parsed.subdirectory) if p))
     where = root.as_uri()
     revision = find_commit(repo, rev, where)
-    store = Store()
+    store = CloneCache()
     checkout = store.new_checkout(revision.commit, where, keep_checkout)
     try:
         make_worktree(repo, revision.commit, checkout, origin_url=_remote_url(repo), cone=[subdir] if subdir else None)

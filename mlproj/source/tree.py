@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from mlproj.errors import SourceError
+from mlproj.errors import SourceError, first_line
 from mlproj.source.redact import redact
 from mlproj.source.uri import is_full_sha, normalize_subdirectory
 
@@ -36,11 +36,6 @@ def contained_subdirectory(root: Path, sub: str, uri: str) -> Path:
     if not target.is_dir():
         raise SourceError(f'subdirectory {sub!r} does not exist', uri)
     return target
-
-
-def first_line(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0][:300]
 
 
 def find_commit(repo: Any, rev: str | None, where: str, secrets: Any = ()) -> Revision:

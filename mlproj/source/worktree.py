@@ -41,7 +41,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from mlproj.errors import SourceError
+from mlproj.errors import SourceError, first_line
 from mlproj.source.tree import write_blob
 
 GITLINK = 0o160000
@@ -98,8 +98,6 @@ def make_worktree(repo: Any, sha: str, dest: Path, *, origin_url: str | None = N
     except OSError as e:
         raise SourceError(f'cannot check out commit {sha[:12]}: {e.strerror} ({e.filename})', str(dest)) from None
     except pygit2.GitError as e:
-        from mlproj.source.tree import first_line
-
         raise SourceError(f'cannot check out commit {sha[:12]}: {first_line(e)}', str(dest)) from None
 
 

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from mlproj.envs import EnvContext, prepare, select_manager
-from mlproj.envs.store import Store
+from mlproj.envs.store import EnvStore
 from mlproj.errors import EnvError
 from mlproj.spec import load_project
 from tests.envs.conftest import py_version, write_project
@@ -70,7 +70,7 @@ def test_create_then_reuse_without_subprocess(tmp_path, offline_index, monkeypat
     assert (again.path, again.hash) == (env.path, env.hash)
     assert log2 == ''
     # published as a symlink onto a directory that is never moved
-    link = Store().root / f'uv-{env.hash[:24]}'
+    link = EnvStore().root / f'uv-{env.hash[:24]}'
     assert link.is_symlink() and Path(os.path.realpath(link)) == env.path
 
 
@@ -109,7 +109,7 @@ def test_unresolvable_dependency_fails_and_publishes_nothing(tmp_path, offline_i
     msg = str(e.value)
     assert msg.startswith('installing dependencies failed:')
     assert 'mlproj-tiny-a' in msg and '\n' not in msg
-    root = Store().root
+    root = EnvStore().root
     assert [p.name for p in root.iterdir() if not p.name.startswith('.')] == []
     assert list((root / '.store').iterdir()) == []
 
@@ -194,7 +194,7 @@ def test_eight_concurrent_runs_build_once(tmp_path, offline_index, manager):
     paths = {r[0] for r in results}
     assert len(paths) == 1
     assert sorted(r[1] for r in results) == ['built'] + ['reused'] * 7
-    assert len(list((Store().root / '.store').iterdir())) == 1
+    assert len(list((EnvStore().root / '.store').iterdir())) == 1
 
 
 INTERRUPTED = '''
@@ -217,7 +217,7 @@ def test_interrupted_build_leaves_nothing_reusable(tmp_path, hanging_index, whee
     assert hits, 'the build never reached the package index'
     os.killpg(p.pid, signal.SIGKILL)  # no cleanup handler runs: the worst case
     p.wait()
-    store = Store()
+    store = EnvStore()
     leftovers = list((store.root / '.store').iterdir())
     assert len(leftovers) == 1 and not (leftovers[0] / '.mlproj-env.json').exists()
     assert [p.name for p in store.root.iterdir() if not p.name.startswith('.')] == []
@@ -241,7 +241,7 @@ def _env_cli():
 def test_env_list_and_prune(tmp_path, offline_index):
     proj = make(tmp_path, ['mlproj-tiny-a'])
     env, _ = prep(proj)
-    store = Store()
+    store = EnvStore()
     (store.root / '.store' / 'uv-deadbeef.0000').mkdir()  # an interrupted build
     runner = CliRunner()
     listed = json.loads(runner.invoke(_env_cli(), ['list', '--json']).output)['environments']

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from mlproj.envs.store import Store
+from mlproj.envs.store import EnvStore
 from mlproj.errors import EnvError
 from tests.envs.test_uv import make, prep, run_in
 
@@ -46,7 +46,7 @@ def test_unresolvable_dependency(tmp_path, offline_index):
         prep(proj, 'virtualenv')
     assert str(e.value).startswith('installing dependencies failed:')
     assert 'mlproj-tiny-a==9.9' in str(e.value)
-    assert list((Store().root / '.store').iterdir()) == []
+    assert list((EnvStore().root / '.store').iterdir()) == []
 
 
 def test_malformed_python_env(tmp_path):

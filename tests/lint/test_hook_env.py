@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow  # builds a hook virtualenv from PyPI
 PRE_COMMIT = str(Path(sys.executable).with_name('pre-commit'))
 # What the hook environment may hold: mlproj, its base dependencies, and what virtualenv seeds.
 ALLOWED = {'mlproj', 'click', 'pyyaml', 'pathspec', 'tomli', 'pip', 'setuptools', 'wheel'}
-RUN_ONLY = {'mlflow', 'mlflow-skinny', 'sqlalchemy', 'alembic', 'pygit2', 'uv', 'filelock', 'packaging'}
+RUN_ONLY = {'mlflow', 'mlflow-skinny', 'sqlalchemy', 'alembic', 'pygit2', 'uv', 'packaging'}
 
 
 def _git(args, cwd, env):

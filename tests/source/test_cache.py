@@ -13,7 +13,7 @@ import pytest
 from mlproj import source
 from mlproj.cli import main
 from mlproj.errors import SourceError
-from mlproj.source.cache import Store, mirror_name
+from mlproj.source.cache import CloneCache, mirror_name
 from tests.source.conftest import (
     MLPROJ,
     assert_worktree,
@@ -180,14 +180,17 @@ def test_killed_fetches_never_corrupt_the_mirror(repos, big_repo, cache_dir):
 
 
 def test_lock_timeout_is_a_clear_error(repos, url_for, cache_dir, monkeypatch):
-    import filelock
+    from mlproj.cachedir import FileLock
 
     url = url_for('git')
     source.resolve(url).cleanup()
-    lock = filelock.FileLock(str(cache_dir / 'git' / (mirror_name(url) + '.lock')))
-    with lock:
+    lock = FileLock(cache_dir / 'git' / (mirror_name(url) + '.lock'))
+    assert lock.acquire(0)
+    try:
         child = resolve_process(url, None, env={'MLPROJ_LOCK_TIMEOUT': '2'})
         out, err = child.communicate(30)
+    finally:
+        lock.release()
     assert child.returncode != 0
     assert 'waiting for another mlproj process' in err
     assert 'timed out after 2s waiting for the cache lock' in err
@@ -216,12 +219,12 @@ def test_cache_list_and_prune(repos, url_for, cache_dir, capsys):
     # the live checkout borrows the mirror's objects (alternates): the mirror stays while it runs
     assert f'removed {url}' not in out and f'removed {kept.root}' in out
     assert not kept.root.exists() and live.root.exists()
-    assert [m.url for m in Store().mirrors()] == [url]
+    assert [m.url for m in CloneCache().mirrors()] == [url]
     assert_worktree(live.root, live.commit)
     live.cleanup()
     assert main(['cache', 'prune']) == 0
     assert f'removed {url}' in capsys.readouterr().out
-    assert Store().mirrors() == []
+    assert CloneCache().mirrors() == []
     assert main(['cache', 'prune', '--older-than', 'soon']) == 64
 
 

@@ -109,8 +109,8 @@ def test_consumer_type_checks_strictly(tmp_path, mypy_cache):
         'Revealed type is "bool"',
         'Revealed type is "str"',
         'Revealed type is "int | None"',
-        'Revealed type is "mlproj.spec.Project"',
-        'Revealed type is "mlproj.spec.EntryPoint"',
+        'Revealed type is "mlproj.spec_model.Project"',
+        'Revealed type is "mlproj.spec_model.EntryPoint"',
     ], r.stdout
     assert r.returncode == 0, r.stdout + r.stderr  # reveal_type notes are not errors
 
