@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from mlproj.errors import BadArgumentError, TrackingError
+from mlproj.errors import BadArgumentError, TrackingError, first_line
 
 RUN_STATUSES = ('RUNNING', 'SCHEDULED', 'FINISHED', 'FAILED', 'KILLED')
 
@@ -182,7 +182,8 @@ class ClientTracker:
             except ModuleNotFoundError:
                 raise  # not the store's fault: the CLI names the extra to install
             except Exception as e:
-                raise TrackingError(f'cannot open MLflow tracking store: {_first_line(e)}', redact_uri(self.uri)) from e
+                raise TrackingError(f'cannot open MLflow tracking store: {first_line(e, 500)}',
+                                    redact_uri(self.uri)) from e
         return self._client
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -191,7 +192,7 @@ class ClientTracker:
         except TrackingError:
             raise
         except Exception as e:
-            raise TrackingError(f'{what} failed: {_first_line(e)}', redact_uri(self.uri)) from e
+            raise TrackingError(f'{what} failed: {first_line(e, 500)}', redact_uri(self.uri)) from e
 
     def resolve_experiment(self, name: str | None, experiment_id: str | None) -> str:
         client = self.client
@@ -284,11 +285,6 @@ def _get_experiment_or_none(client: Any, experiment_id: str) -> Any:
         if 'RESOURCE_DOES_NOT_EXIST' in str(e) or 'does not exist' in str(e) or 'No Experiment' in str(e):
             return None
         raise
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0][:500]
 
 
 # --------------------------------------------------------------------------------------------

@@ -236,7 +236,6 @@ def upload_target(ws: Workspace, upload_dir: str) -> UploadTarget:
     return WorkspaceFilesUpload(ws)
 
 
-store_for = upload_target  # the name backends/databricks.py imports
 
 
 def launcher_source() -> bytes:

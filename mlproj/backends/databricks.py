@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mlproj.backends import FAILED, FINISHED, KILLED, RUNNING, SCHEDULED, Launch
-from mlproj.backends._databricks_api import Workspace, launcher_source, store_for
+from mlproj.backends._databricks_api import Workspace, launcher_source, upload_target
 from mlproj.backends._databricks_config import (  # noqa: F401  (re-exported for callers and tests)
     Settings,
     cluster_tracking_uri,
@@ -178,7 +178,7 @@ def submit(launch: Launch) -> DatabricksSubmittedRun:
         launcher.write_bytes(launcher_source())
 
         ws = Workspace(settings)
-        store = store_for(ws, settings.upload_dir)
+        store = upload_target(ws, settings.upload_dir)
         root = settings.upload_dir
         launcher_path = f'{root}/launchers/{sha256_file(launcher)}.py'
         archive_path = f'{root}/projects/{archive.name}'

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mlproj.backends import FAILED, FINISHED, KILLED, RUNNING, SubmittedRun
+from mlproj.errors import one_line
 
 if TYPE_CHECKING:
     from mlproj.backends import Launch
@@ -61,11 +62,6 @@ def settle(status: str, exit_code: int | None, cancel_signal: int | None, *,
     if status == KILLED:  # cancelled by someone else (scancel, ray job stop, kubectl, the Databricks UI)
         return KILLED, 128 + signal.SIGTERM
     return FAILED, exit_code if exit_code not in (None, 0) else 1
-
-
-def one_line(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    return ' '.join(text.split())[:400]
 
 
 def say(message: str) -> None:

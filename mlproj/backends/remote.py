@@ -32,11 +32,10 @@ from mlproj.backends.lifecycle import (  # noqa: F401  (re-exported for the back
     JobState,
     Lifecycle,
     checked_at_submit,
-    one_line,
     say,
     watch,
 )
-from mlproj.errors import EXIT_BACKEND, BackendError
+from mlproj.errors import EXIT_BACKEND, BackendError, one_line
 
 
 class RemoteJob(Protocol):
