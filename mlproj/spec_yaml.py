@@ -5,7 +5,7 @@ key and value, duplicate keys reported, and a node budget that stops hostile doc
 keys (MLP003) and documents that expand past the budget become ``Finding``s (MLP001) on the
 returned ``Doc``.  The loader of MLproject files (``mlproj.spec_loader``), the env-file readers
 (``mlproj.envs.envfiles``) and the linter read YAML only through here.  PyYAML is imported on
-first use.
+first use, and not at all for a document parsed before (``mlproj.yamlcache``).
 """
 from __future__ import annotations
 
@@ -210,7 +210,19 @@ def _loader_class() -> Any:
 
 
 def parse_yaml(text: str) -> tuple[Any, Doc]:
-    """Parse one YAML document keeping positions; syntax errors become an MLP001 finding."""
+    """Parse one YAML document keeping positions; syntax errors become an MLP001 finding.
+    A clean parse of the same text is remembered (``mlproj.yamlcache``): PyYAML is then not loaded."""
+    from mlproj import yamlcache
+
+    known = yamlcache.load(text)
+    if known is not None:
+        return known
+    data, doc = _parse(text)
+    yamlcache.store(text, data, doc)
+    return data, doc
+
+
+def _parse(text: str) -> tuple[Any, Doc]:
     import yaml
 
     doc = Doc()
