@@ -93,7 +93,7 @@ def test_lock_recorded_on_a_real_server(which, request, tmp_path, offline_index,
 
     import mlproj
     from mlproj.artifacts import read_file
-    from mlproj.tracking import RestTracker
+    from mlproj.tracking_rest import RestTracker
 
     if which == 'proxied':
         uri, store = request.getfixturevalue('proxy_server')

@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from mlproj.errors import TrackingError
-from mlproj.tracking import RestTracker
+from mlproj.tracking_rest import RestTracker
 from tests.helpers import mlproj_bin, write_project
 
 pytestmark = pytest.mark.slow
@@ -243,7 +243,7 @@ def test_misbehaving_servers_get_one_line_errors(hostile_server, monkeypatch):
 
 
 def test_an_oversized_answer_is_refused_without_reading_it_all(hostile_server, monkeypatch):
-    from mlproj import tracking
+    from mlproj import tracking_rest as tracking
 
     uri, state = hostile_server
     for k in [k for k in os.environ if k.lower().endswith('_proxy')]:

@@ -63,7 +63,8 @@ def test_missing_package_is_named(output):
 
 def test_artifact_urls_and_local_copy(tmp_path):
     from mlproj import artifacts
-    from mlproj.tracking import RestTracker, RunRecord
+    from mlproj.tracking import RunRecord
+    from mlproj.tracking_rest import RestTracker
 
     rest = RestTracker('http://127.0.0.1:5000/prefix')
     assert artifacts._proxy_url(rest, 'mlflow-artifacts:/1/abc/artifacts', 'mlproj/requirements.lock.txt') == \
