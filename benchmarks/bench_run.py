@@ -101,8 +101,11 @@ for i in range(int(sys.argv[2]) + 1):
 print(statistics.median(samples[1:]))
 '''
 
+# what a run of an unchanged project imports: PyYAML and pygit2 are not among them once the
+# project's parse and clean work tree are remembered (mlproj.yamlcache, mlproj.source.gitstate)
 RUN_PATH_IMPORTS = ('import mlproj.cli, mlproj.commands.run, mlproj.runner, mlproj.spec, mlproj.params, '
-                    'mlproj.backends.local, mlproj.envs.local, mlproj.source.local, mlproj.tracking, yaml')
+                    'mlproj.backends.local, mlproj.envs.local, mlproj.source.local, mlproj.tracking, '
+                    'mlproj.yamlcache, mlproj.source.gitstate')
 
 
 def tracker_ops(uri: str, env: dict[str, str], repeat: int) -> float:
@@ -216,7 +219,7 @@ def main() -> None:
     imports = {
         'sqlite': median([sys.executable, '-c', RUN_PATH_IMPORTS + ', mlproj.tracking_sqlite'], work, plain,
                          args.repeat),
-        'http': median([sys.executable, '-c', RUN_PATH_IMPORTS + ', urllib.request'], work, plain, args.repeat),
+        'http': median([sys.executable, '-c', RUN_PATH_IMPORTS + ', mlproj.tracking_rest, http.client'], work, plain, args.repeat),
     }
     shutil.rmtree(work, ignore_errors=True)
     load_after = ', '.join(f'{x:.1f}' for x in os.getloadavg())
