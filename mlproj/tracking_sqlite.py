@@ -17,9 +17,11 @@ exactly as MLflow does):
   and holds MLflow's tables; a missing or empty file goes to MLflow, which creates its schema
   once (mlproj says so: ``creating MLflow store ./mlflow.db``);
 * the schema: the store's alembic revision (``alembic_version``) must be in ``VERIFIED_REVISIONS``
-  (the heads of the oldest and newest MLflow versions the differential test runs against, CI
-  installs both), must be the head revision of the MLflow installed here (otherwise MLflow itself
-  would refuse the store as out of date), and every table and column touched here must exist;
+  (the heads of the MLflow versions the differential test runs against: the oldest supported, the
+  newest, and the release before it; CI installs all three at pinned versions, ``.ci/constraints-*``),
+  must be the head revision of the MLflow installed here (otherwise MLflow itself would refuse the
+  store as out of date), and every table and column touched here must exist.  A newer MLflow release
+  therefore runs on ``MlflowClient`` (correct, slower) until its revision is verified and added;
 * the environment: no workspaces (``MLFLOW_ENABLE_WORKSPACES``) and no server artifact root
   override, both of which change what MLflow writes;
 * each call: only values MLflow accepts without question (keys of letters, digits, ``_ - . /``,
@@ -35,7 +37,7 @@ concurrent runs) wait for each other instead of failing.
 
 ``tests/tracking/test_sqlite_fast_path.py`` runs the same operations through this module and through
 ``MlflowClient`` on two copies of a store and compares them row by row and through MLflow's reads,
-for the newest MLflow (the dev venv) and the oldest supported one (a second venv, ``.ci/setup``).
+for the newest MLflow (the dev venv), the one before it and the oldest supported one (``.ci/setup``).
 """
 from __future__ import annotations
 
@@ -55,6 +57,7 @@ from mlproj.errors import TrackingError
 VERIFIED_REVISIONS = {
     'acf3f17fdcc7': 'mlflow 2.10',
     'dc11669786a5': 'mlflow 3.17',
+    'f4a9b2c7d1e6': 'mlflow 3.18',  # 3.17 -> 3.18 adds skill-registry/issue/MCP tables, none touched here
 }
 
 # tables and columns read or written here (present in every verified revision)

@@ -2,8 +2,8 @@
 
 * differential: the same operations through the fast path and through MlflowClient, on two copies
   of a store MLflow created, compared row by row and through MLflow's own reads, for the newest
-  MLflow (the dev venv) and the oldest supported one (pyproject's lower bound, in the venv that
-  .ci/setup creates);
+  MLflow (the dev venv), the full MLflow of the `mlflow server` venv (the release before it) and
+  the oldest supported one (pyproject's lower bound); .ci/setup pins all three;
 * guards: an unknown revision, a revision that is not the installed MLflow's head, a missing
   column, workspaces, a missing store all go to MlflowClient; calls outside the verified bounds
   are answered by MLflow (its validation, its messages);
@@ -27,7 +27,7 @@ import pytest
 from mlproj import tracking_sqlite
 from mlproj.errors import TrackingError
 from mlproj.tracking_sqlite import SqliteTracker
-from tests.helpers import REPO, mlproj_bin, write_project
+from tests.helpers import MLFLOW_SERVER_VENV, REPO, mlproj_bin, write_project
 
 OPS = Path(__file__).with_name('mlflow_ops.py')
 OLDEST_VENV = Path(os.environ.get('MLPROJ_TEST_MLFLOW_OLDEST_VENV', '/tmp/mlproj-test-mlflow-oldest-venv'))
@@ -68,10 +68,20 @@ def _oldest_python() -> str:
     return str(python)
 
 
-@pytest.mark.parametrize('which', ['newest', 'oldest'])
+def _server_python() -> str:
+    python = MLFLOW_SERVER_VENV / 'bin' / 'python'
+    assert python.exists(), f'{python} missing: .ci/setup installs the full mlflow package there'
+    return str(python)
+
+
+def _python(which: str) -> str:
+    return {'newest': sys.executable, 'server': _server_python(), 'oldest': _oldest_python()}[which]
+
+
+@pytest.mark.parametrize('which', ['newest', 'server', 'oldest'])
 @pytest.mark.slow
 def test_fast_path_writes_what_mlflow_writes(which, tmp_path):
-    python = sys.executable if which == 'newest' else _oldest_python()
+    python = _python(which)
     if which == 'oldest':
         lower = re.search(r'"mlflow-skinny>=([0-9.]+)"', (REPO / 'pyproject.toml').read_text()).group(1)
         assert _mlflow_version(python).startswith(lower + '.'), 'the oldest venv must hold the supported lower bound'
@@ -108,7 +118,7 @@ def test_fast_path_writes_what_mlflow_writes(which, tmp_path):
 def test_verified_revisions_are_the_tested_ones():
     """Every allow-listed revision is the head of a venv the differential test runs."""
     heads = set()
-    for python in (sys.executable, _oldest_python()):
+    for python in map(_python, ('newest', 'server', 'oldest')):
         mlflow_dir = subprocess.run([python, '-c', 'import importlib.util as u; '
                                      'print(list(u.find_spec("mlflow").submodule_search_locations)[0])'],
                                     capture_output=True, text=True, check=True).stdout.strip()
