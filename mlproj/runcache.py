@@ -32,7 +32,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-KEY_TAG = 'mlproj.cache_key'
+from mlproj.tags import CACHE_KEY, FINISHED
+
 KEY_VERSION = 1          # bump when the key's document changes: old keys then never match
 MAX_FILES = 100_000
 MAX_BYTES = 64 * 1024 ** 3
@@ -175,7 +176,7 @@ def cache_key(plan: Any) -> tuple[str | None, str | None]:
 
 def find_reusable(tracker: Any, experiment_id: str, key: str) -> Any:
     """The newest FINISHED run of the experiment carrying ``key``, or None."""
-    found = tracker.search_with_tag([str(experiment_id)], KEY_TAG, key, 'FINISHED')
+    found = tracker.search_with_tag([str(experiment_id)], CACHE_KEY, key, FINISHED)
     return found[0] if found else None
 
 

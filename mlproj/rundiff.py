@@ -29,6 +29,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mlproj.tags import ENV_HASH, ENV_LOCK_SHA256, GIT_COMMIT, GIT_DIRTY, PROJECT_ENTRY_POINT
+
 LIMIT = 15
 
 
@@ -42,25 +44,24 @@ def _changes(a: dict[str, str], b: dict[str, str]) -> dict[str, Any]:
 
 def _summary(record: Any) -> dict[str, Any]:
     from mlproj.commands.reproduce import _candidate_uris, _env_manager, _subdirectory
-    from mlproj.envs.lock import TAG
 
     tags = record.tags
     uris = _candidate_uris(tags)
     return {
         'run_id': record.run_id, 'experiment_id': record.experiment_id, 'status': record.status,
-        'source': uris[0] if uris else None, 'commit': tags.get('mlflow.source.git.commit'),
-        'dirty': tags.get('mlflow.source.git.dirty') == 'true', 'subdirectory': _subdirectory(tags),
-        'entry_point': tags.get('mlflow.project.entryPoint'), 'env_manager': _env_manager(tags),
-        'env_hash': tags.get('mlproj.env.hash'), 'lock_sha256': tags.get(TAG),
+        'source': uris[0] if uris else None, 'commit': tags.get(GIT_COMMIT),
+        'dirty': tags.get(GIT_DIRTY) == 'true', 'subdirectory': _subdirectory(tags),
+        'entry_point': tags.get(PROJECT_ENTRY_POINT), 'env_manager': _env_manager(tags),
+        'env_hash': tags.get(ENV_HASH), 'lock_sha256': tags.get(ENV_LOCK_SHA256),
     }
 
 
 def _lock(tracker: Any, record: Any, label: str, notes: list[str]) -> Any:
     from mlproj.artifacts import read_file
-    from mlproj.envs.lock import ARTIFACT_PATH, TAG, parse
+    from mlproj.envs.lock import ARTIFACT_PATH, parse
     from mlproj.errors import MlprojError
 
-    digest = record.tags.get(TAG)
+    digest = record.tags.get(ENV_LOCK_SHA256)
     if not digest:
         notes.append(f'run {label} recorded no environment lock')
         return None
@@ -73,7 +74,7 @@ def _lock(tracker: Any, record: Any, label: str, notes: list[str]) -> Any:
         notes.append(f'the lock artifact of run {label} is gone')
         return None
     if hashlib.sha256(data).hexdigest() != digest:
-        notes.append(f'the lock artifact of run {label} does not match its tag {TAG}')
+        notes.append(f'the lock artifact of run {label} does not match its tag {ENV_LOCK_SHA256}')
         return None
     try:
         return parse(data, ARTIFACT_PATH)

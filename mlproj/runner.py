@@ -15,6 +15,20 @@ from typing import Any
 
 from mlproj.errors import BackendError, EnvError, TrackingError
 from mlproj.request import ENV_MANAGERS, RunRequest
+from mlproj.tags import (
+    CACHE_KEY,
+    ENV_MANAGER,
+    FAILED,
+    FINISHED,
+    KILLED,
+    PARENT_RUN_ID,
+    PROJECT_BACKEND,
+    PROJECT_ENTRY_POINT,
+    RUN_NAME,
+    RUNNING,
+    SCHEDULED,
+    USER,
+)
 
 # Backends whose commands see this machine's filesystem, so `path` parameters are made absolute.
 LOCAL_FILESYSTEM_BACKENDS = ('local', 'slurm')
@@ -135,21 +149,21 @@ def plan_point(request: RunRequest, src: Any, project: Any, *, warn: Any = None)
     # backend config, tracking URI, project kind: before any run exists
     backends.get_backend(request.backend).validate(request, tracking_uri, project)
     tags = {
-        'mlflow.user': _user(),
+        USER: _user(),
         **src.tags(),
-        'mlflow.project.entryPoint': request.entry_point,
-        'mlflow.project.backend': request.backend,
-        'mlproj.env_manager': manager,
+        PROJECT_ENTRY_POINT: request.entry_point,
+        PROJECT_BACKEND: request.backend,
+        ENV_MANAGER: manager,
         **dict(request.extra_tags),
     }
     if request.run_name:
-        tags['mlflow.runName'] = request.run_name
+        tags[RUN_NAME] = request.run_name
     p = Plan(request, src, project, entry_point, bound, command, manager, tracking_uri, tags)
     from mlproj import runcache
 
     p.cache_key, p.cache_miss_reason = runcache.cache_key(p)
     if p.cache_key:
-        p.tags[runcache.KEY_TAG] = p.cache_key
+        p.tags[CACHE_KEY] = p.cache_key
     return p
 
 
@@ -215,7 +229,7 @@ class ReusedRun:
         return True
 
     def get_status(self) -> str:
-        return 'FINISHED'
+        return FINISHED
 
     def cancel(self, sig: int = 0) -> None:  # noqa: ARG002
         return None
@@ -240,7 +254,7 @@ def launch(p: Plan, *, tracker: Any = None, experiment_id: str | None = None, pa
         tracker = tracker or tracking.get_tracker(p.tracking_uri)
         if request.run_id:
             record = tracker.get_run(request.run_id)
-            if record.status not in ('RUNNING', 'SCHEDULED'):
+            if record.status not in (RUNNING, SCHEDULED):
                 raise TrackingError(f'run {request.run_id} has status {record.status}; only a RUNNING or '
                                     'SCHEDULED run can be resumed with --run-id')
             run_id, experiment_id = record.run_id, record.experiment_id
@@ -261,7 +275,7 @@ def launch(p: Plan, *, tracker: Any = None, experiment_id: str | None = None, pa
             tags = {**p.tags, **_launcher_tags(request)}
             parent = parent_run_id or _parent_run_id()
             if parent:
-                tags['mlflow.parentRunId'] = parent
+                tags[PARENT_RUN_ID] = parent
             run_id = tracker.create_run(experiment_id, tags, request.run_name)
             resumed_params = {}
             _relabel_nested_at_end(p.source, tracker, str(experiment_id), run_id)
@@ -283,7 +297,7 @@ def launch(p: Plan, *, tracker: Any = None, experiment_id: str | None = None, pa
         )
         submitted = backend.submit(launch)
     except BaseException as e:
-        status = 'KILLED' if isinstance(e, KeyboardInterrupt) else 'FAILED'
+        status = KILLED if isinstance(e, KeyboardInterrupt) else FAILED
         try:
             tracker.set_status(run_id, status)
         except Exception as inner:

@@ -32,9 +32,10 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-PREFIX = 'mlproj.launcher.'
+from mlproj.tags import FAILED, LAUNCHER_PREFIX, RUNNING, STALE_REASON
+
+PREFIX = LAUNCHER_PREFIX
 HOST, PID, START, BOOT, PIDNS = (PREFIX + k for k in ('host', 'pid', 'start', 'boot_id', 'pidns'))
-REASON_TAG = 'mlproj.stale'
 
 
 def _read(path: str) -> str:
@@ -131,7 +132,7 @@ def sweep(tracker, experiment_ids: list[str], *, exclude: str | None = None, dry
         return []
     ended: list[Ended] = []
     for record in tracker.search_running_with_tag(experiment_ids, HOST, hostname()):
-        if record.run_id == exclude or record.status != 'RUNNING':
+        if record.run_id == exclude or record.status != RUNNING:
             continue
         reason = why_dead(record.tags)
         if reason is None:
@@ -140,8 +141,8 @@ def sweep(tracker, experiment_ids: list[str], *, exclude: str | None = None, dry
             with write_lock if write_lock is not None else contextlib.nullcontext():
                 if stop is not None and stop.is_set():
                     break
-                tracker.set_tags(record.run_id, {REASON_TAG: f'ended FAILED by mlproj: {reason}'})
-                tracker.set_status(record.run_id, 'FAILED')
+                tracker.set_tags(record.run_id, {STALE_REASON: f'ended FAILED by mlproj: {reason}'})
+                tracker.set_status(record.run_id, FAILED)
         ended.append(Ended(record.run_id, record.experiment_id, reason))
     return ended
 

@@ -40,9 +40,22 @@ from typing import Any
 from mlproj.backends.signals import Interrupted
 from mlproj.color import status as paint
 from mlproj.errors import BadArgumentError
+from mlproj.tags import (
+    CACHE_KEY,
+    FAILED,
+    FINISHED,
+    KILLED,
+    LAUNCHER_PREFIX,
+    RUN_NAME,
+    RUNNING,
+    SWEEP,
+    SWEEP_MAX_PARALLEL,
+    SWEEP_METRIC,
+    SWEEP_POINTS,
+    SWEEP_SWEPT,
+)
 
 MAX_POINTS = 10_000
-SWEEP_TAG = 'mlproj.sweep'
 
 
 # -- points -------------------------------------------------------------------------------------
@@ -203,7 +216,7 @@ class SweepResult:
     def exit_code(self) -> int:
         if self.signum:
             return 128 + self.signum
-        return 0 if self.status == 'FINISHED' else 1
+        return 0 if self.status == FINISHED else 1
 
 
 def run_sweep(request: Any, points_params: list[dict[str, str]], constants: dict[str, str], swept: list[str], *,
@@ -230,19 +243,19 @@ def run_sweep(request: Any, points_params: list[dict[str, str]], constants: dict
         exp_name, exp_id = tracking.resolve_experiment_args(request.experiment_name, request.experiment_id)
         experiment_id = str(tracker.resolve_experiment(exp_name, exp_id))
         parent_tags = {k: v for k, v in first.tags.items()
-                       if k not in ('mlflow.runName', 'mlproj.cache_key') and not k.startswith('mlproj.launcher.')}
-        parent_tags.update({SWEEP_TAG: 'true', 'mlproj.sweep.points': str(len(points)),
-                            'mlproj.sweep.swept': ','.join(swept), 'mlproj.sweep.max_parallel': str(max_parallel)})
+                       if k not in (RUN_NAME, CACHE_KEY) and not k.startswith(LAUNCHER_PREFIX)}
+        parent_tags.update({SWEEP: 'true', SWEEP_POINTS: str(len(points)),
+                            SWEEP_SWEPT: ','.join(swept), SWEEP_MAX_PARALLEL: str(max_parallel)})
         if metric:
-            parent_tags['mlproj.sweep.metric'] = f'{metric}:{goal}'
+            parent_tags[SWEEP_METRIC] = f'{metric}:{goal}'
         parent_tags.update(runner._launcher_tags(request))
         parent_name = request.run_name or f'sweep-{first.entry_point.name}'
-        parent_tags['mlflow.runName'] = parent_name
+        parent_tags[RUN_NAME] = parent_name
         parent_id = tracker.create_run(experiment_id, parent_tags, parent_name)
     except BaseException:
         src.cleanup()
         raise
-    result = SweepResult(parent_id, 'RUNNING', points, swept, metric)
+    result = SweepResult(parent_id, RUNNING, points, swept, metric)
     print(paint(f"=== Sweep of {len(points)} point(s) in parent run with ID '{parent_id}' "
                 f"(at most {max_parallel} at once) ===", log, 'plain'), file=log, flush=True)
     try:
@@ -251,12 +264,12 @@ def run_sweep(request: Any, points_params: list[dict[str, str]], constants: dict
             _schedule(result, tracker, experiment_id, max_parallel, fail_fast, log)
         except BaseException as e:
             if isinstance(e, KeyboardInterrupt):
-                result.status = 'KILLED'
+                result.status = KILLED
             else:
-                result.status = 'FAILED'
+                result.status = FAILED
             raise
         finally:
-            if result.status == 'RUNNING':
+            if result.status == RUNNING:
                 result.status = _overall(points)
             problem = tracking.record_terminal_status(tracker, parent_id, result.status)
             if problem:
@@ -275,11 +288,11 @@ def _point_name(base: str | None, i: int, values: dict[str, str], swept: list[st
 
 def _overall(points: list[Point]) -> str:
     statuses = {p.status for p in points}
-    if statuses <= {'FINISHED', 'REUSED'}:
-        return 'FINISHED'
-    if 'KILLED' in statuses and not statuses & {'FAILED', 'ERROR'}:
-        return 'KILLED'
-    return 'FAILED'
+    if statuses <= {FINISHED, 'REUSED'}:
+        return FINISHED
+    if KILLED in statuses and not statuses & {FAILED, 'ERROR'}:
+        return KILLED
+    return FAILED
 
 
 def _schedule(result: SweepResult, tracker: Any, experiment_id: str, max_parallel: int, fail_fast: bool,
@@ -317,15 +330,15 @@ def _schedule(result: SweepResult, tracker: Any, experiment_id: str, max_paralle
     def watch(p: Point) -> None:
         try:
             ok = p.submitted.wait()
-            while p.submitted.get_status() == 'RUNNING':
+            while p.submitted.get_status() == RUNNING:
                 ok = p.submitted.wait()
         except BaseException as e:  # a backend's wait failing ends that point, not the sweep
             p.error = str(e).splitlines()[0] if str(e) else type(e).__name__
             ok = False
         p.ended = time.monotonic()
-        p.status = 'FINISHED' if ok else p.submitted.get_status()
-        if p.status not in ('FINISHED', 'FAILED', 'KILLED'):
-            p.status = 'FAILED'
+        p.status = FINISHED if ok else p.submitted.get_status()
+        if p.status not in (FINISHED, FAILED, KILLED):
+            p.status = FAILED
         p.exit_code = getattr(p.submitted, 'exit_code', None)
         done.put(p)
 
@@ -336,7 +349,7 @@ def _schedule(result: SweepResult, tracker: Any, experiment_id: str, max_paralle
             while pending and len(running) < max_parallel and not stopping.is_set():
                 p = pending.pop(0)
                 p.started = time.monotonic()
-                p.status = 'RUNNING'
+                p.status = RUNNING
                 running[p.index] = p
                 submitting.set()
                 try:
@@ -346,7 +359,7 @@ def _schedule(result: SweepResult, tracker: Any, experiment_id: str, max_paralle
                                                                                   file=log, flush=True))
                 except Interrupted as e:
                     submitting.clear()
-                    p.status, p.ended = 'KILLED', time.monotonic()
+                    p.status, p.ended = KILLED, time.monotonic()
                     del running[p.index]
                     if len(received) == 1:
                         print(paint(f'\n=== Sweep interrupted by signal {e.signum} while starting point '
@@ -359,7 +372,7 @@ def _schedule(result: SweepResult, tracker: Any, experiment_id: str, max_paralle
                     submitting.clear()
                     if not isinstance(e, MlprojError):
                         raise
-                    p.status, p.ended, p.error = 'FAILED', time.monotonic(), str(e)
+                    p.status, p.ended, p.error = FAILED, time.monotonic(), str(e)
                     del running[p.index]
                     print(f'mlproj: error: point {p.index}: {p.error}', file=log, flush=True)
                     if fail_fast:
@@ -386,8 +399,8 @@ def _schedule(result: SweepResult, tracker: Any, experiment_id: str, max_paralle
                 continue
             running.pop(p.index, None)
             print(paint(f"=== Point {p.index} (run '{p.run_id}') {p.status.lower()} ===", log,
-                        'ok' if p.status == 'FINISHED' else 'bad'), file=log, flush=True)
-            if p.status == 'FAILED' and fail_fast and not stopping.is_set():
+                        'ok' if p.status == FINISHED else 'bad'), file=log, flush=True)
+            if p.status == FAILED and fail_fast and not stopping.is_set():
                 print(paint('=== --fail-fast: cancelling the other points ===', log, 'bad'), file=log, flush=True)
                 stopping.set()
                 cancel_all(signal.SIGTERM)
@@ -398,7 +411,7 @@ def _schedule(result: SweepResult, tracker: Any, experiment_id: str, max_paralle
         p.status = 'SKIPPED'
     if received:
         result.signum = received[0]
-        result.status = 'KILLED'
+        result.status = KILLED
 
 
 def _fill_metric(result: SweepResult, tracker: Any, metric: str) -> None:

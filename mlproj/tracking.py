@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mlproj.errors import BadArgumentError, TrackingError, first_line
-
-RUN_STATUSES = ('RUNNING', 'SCHEDULED', 'FINISHED', 'FAILED', 'KILLED')
+from mlproj.tags import FINISHED, RUNNING, SCHEDULED
 
 
 @dataclass
@@ -51,7 +50,7 @@ class Tracker(Protocol):
     def get_run(self, run_id: str) -> RunRecord: ...
     def set_status(self, run_id: str, status: str) -> None: ...
     # searches: the stale-run check (RUNNING), the run cache (FINISHED), `runs gc`, nested runs
-    def search_with_tag(self, experiment_ids: list[str], key: str, value: str, status: str = 'RUNNING'
+    def search_with_tag(self, experiment_ids: list[str], key: str, value: str, status: str = RUNNING
                         ) -> list[RunRecord]: ...
     def search_running_with_tag(self, experiment_ids: list[str], key: str, value: str) -> list[RunRecord]: ...
     def list_experiment_ids(self) -> list[str]: ...
@@ -230,7 +229,7 @@ class ClientTracker:
         return [(r.info.run_id, dict(r.data.tags)) for r in runs]
 
     # -- searching (stale runs, mlproj.stale): kept apart from the run's hot path --------------
-    def search_with_tag(self, experiment_ids: list[str], key: str, value: str, status: str = 'RUNNING'
+    def search_with_tag(self, experiment_ids: list[str], key: str, value: str, status: str = RUNNING
                         ) -> list[RunRecord]:
         """Runs of ``experiment_ids`` with ``status`` whose tag ``key`` equals ``value``, newest first."""
         flt = f"attributes.status = '{status}' and tags.`{key}` = '{value}'"
@@ -247,7 +246,7 @@ class ClientTracker:
         return out
 
     def search_running_with_tag(self, experiment_ids: list[str], key: str, value: str) -> list[RunRecord]:
-        return self.search_with_tag(experiment_ids, key, value, 'RUNNING')
+        return self.search_with_tag(experiment_ids, key, value, RUNNING)
 
     def list_experiment_ids(self) -> list[str]:
         """Ids of every active experiment."""
@@ -277,8 +276,8 @@ def end_run_if_running(tracker: Tracker, run_id: str, status: str) -> None:
     try:
         current = tracker.get_run(run_id).status
     except TrackingError:
-        current = 'RUNNING'
-    if current in ('RUNNING', 'SCHEDULED'):
+        current = RUNNING
+    if current in (RUNNING, SCHEDULED):
         tracker.set_status(run_id, status)
 
 
@@ -307,7 +306,7 @@ def record_terminal_status(tracker: Tracker, run_id: str, status: str, *, retry_
     delay = 0.5
     while True:
         try:
-            if status == 'FINISHED':
+            if status == FINISHED:
                 end_run_if_running(tracker, run_id, status)
             else:
                 tracker.set_status(run_id, status)

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from mlproj.errors import TrackingError
+from mlproj.tags import RUNNING, USER
 from mlproj.tracking import RunRecord, _user, redact_uri
 
 
@@ -198,7 +199,7 @@ class RestTracker:
     def create_run(self, experiment_id: str, tags: dict[str, str], run_name: str | None) -> str:
         body: dict[str, Any] = {
             'experiment_id': experiment_id,
-            'user_id': tags.get('mlflow.user', _user()),
+            'user_id': tags.get(USER, _user()),
             'start_time': int(time.time() * 1000),
             'tags': [{'key': k, 'value': v} for k, v in tags.items()],
         }
@@ -251,7 +252,7 @@ class RestTracker:
                 for r in got.get('runs', [])]
 
     # -- searching (stale runs, mlproj.stale): kept apart from the run's hot path --------------
-    def search_with_tag(self, experiment_ids: list[str], key: str, value: str, status: str = 'RUNNING'
+    def search_with_tag(self, experiment_ids: list[str], key: str, value: str, status: str = RUNNING
                         ) -> list[RunRecord]:
         """Runs of ``experiment_ids`` with ``status`` whose tag ``key`` equals ``value``, newest first."""
         body: dict[str, Any] = {'experiment_ids': list(experiment_ids), 'max_results': 1000,
@@ -271,7 +272,7 @@ class RestTracker:
         return out
 
     def search_running_with_tag(self, experiment_ids: list[str], key: str, value: str) -> list[RunRecord]:
-        return self.search_with_tag(experiment_ids, key, value, 'RUNNING')
+        return self.search_with_tag(experiment_ids, key, value, RUNNING)
 
     def list_experiment_ids(self) -> list[str]:
         """Ids of every active experiment."""

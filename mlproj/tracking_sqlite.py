@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from mlproj.errors import TrackingError
+from mlproj.tags import FAILED, FINISHED, KILLED, RUN_NAME, RUN_STATUSES, RUNNING, SCHEDULED, USER
 
 # alembic head revision -> the MLflow release whose store the differential test verified.
 VERIFIED_REVISIONS = {
@@ -74,8 +75,6 @@ REQUIRED_COLUMNS = {
 }
 
 BUSY_TIMEOUT_S = 20.0  # MLflow's own: PRAGMA busy_timeout = 20000
-RUN_NAME_TAG = 'mlflow.runName'
-USER_TAG = 'mlflow.user'
 
 # Conservative bounds: inside what every supported MLflow accepts (2.10: tag values 5000, param
 # values 6000, keys 250, 100 params or tags per batch).  Outside them MlflowClient decides.
@@ -84,7 +83,6 @@ MAX_TAG_VALUE = 5000
 MAX_PARAM_VALUE = 6000
 MAX_PER_CALL = 100
 MAX_EXPERIMENT_NAME = 250
-_STATUSES = ('RUNNING', 'SCHEDULED', 'FINISHED', 'FAILED', 'KILLED')
 
 
 class Unsupported(Exception):
@@ -336,7 +334,7 @@ class SqliteStore:
 
     def create_run(self, experiment_id: str, tags: dict[str, str], run_name: str | None) -> str:
         self._check_tags(tags)
-        name_tag = tags.get(RUN_NAME_TAG)
+        name_tag = tags.get(RUN_NAME)
         if run_name and name_tag and run_name != name_tag:
             raise Unsupported('run name and mlflow.runName differ')  # MLflow's error
         if run_name is not None and (not isinstance(run_name, str) or len(run_name) > 250):
@@ -346,7 +344,7 @@ class SqliteStore:
         name = run_name or name_tag or generate_run_name()
         rows = dict(tags)
         if not name_tag:
-            rows[RUN_NAME_TAG] = name
+            rows[RUN_NAME] = name
         run_id = uuid.uuid4().hex
         start_time = _now_ms()
 
@@ -359,7 +357,7 @@ class SqliteStore:
                 'INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, status, '
                 'start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id, deleted_time) '
                 'VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, NULL)',
-                (run_id, name, 'UNKNOWN', '', '', tags.get(USER_TAG, 'unknown'), 'RUNNING', start_time, '',
+                (run_id, name, 'UNKNOWN', '', '', tags.get(USER, 'unknown'), RUNNING, start_time, '',
                  'active', _append_path(exp[0], run_id, 'artifacts'), int(experiment_id)))
             conn.executemany('INSERT INTO tags (key, value, run_uuid) VALUES (?, ?, ?)',
                              [(k, v, run_id) for k, v in rows.items()])
@@ -398,7 +396,7 @@ class SqliteStore:
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         self._check_tags(tags)
-        if RUN_NAME_TAG in tags:
+        if RUN_NAME in tags:
             raise Unsupported('renaming a run')  # MLflow also updates runs.name
 
         def upsert(conn: sqlite3.Connection) -> None:
@@ -410,7 +408,7 @@ class SqliteStore:
         self._write(upsert)
 
     def set_status(self, run_id: str, status: str) -> None:
-        if status not in ('RUNNING', 'SCHEDULED', 'FINISHED', 'FAILED', 'KILLED'):
+        if status not in (RUNNING, SCHEDULED, FINISHED, FAILED, KILLED):
             raise Unsupported('unknown status')
         end_time = _now_ms()
 
@@ -442,12 +440,12 @@ class SqliteStore:
                 'tags': tags, 'params': params, 'metrics': metrics}
 
 
-    def search_with_tag(self, experiment_ids: list[str], key: str, value: str, status: str = 'RUNNING'
+    def search_with_tag(self, experiment_ids: list[str], key: str, value: str, status: str = RUNNING
                         ) -> list[dict[str, Any]]:
         """What ``search_runs(experiment_ids, "attributes.status = '<status>' and tags.`key` = 'value'")``
         answers with MLflow's defaults (active runs only), newest first: the stale-run check's query
         (RUNNING) and the run cache's (FINISHED)."""
-        if not experiment_ids or len(experiment_ids) > 100 or not _key_ok(key) or status not in _STATUSES:
+        if not experiment_ids or len(experiment_ids) > 100 or not _key_ok(key) or status not in RUN_STATUSES:
             raise Unsupported('search outside the verified bounds')
         ids = [int(e) for e in experiment_ids if str(e).isdigit()]
         if len(ids) != len(experiment_ids):
@@ -609,7 +607,7 @@ class SqliteTracker:
 
         return self._run(f'reading run {run_id}', fast, lambda: self._fallback.get_run(run_id))
 
-    def search_with_tag(self, experiment_ids: list[str], key: str, value: str, status: str = 'RUNNING'
+    def search_with_tag(self, experiment_ids: list[str], key: str, value: str, status: str = RUNNING
                         ) -> list[Any]:
         from mlproj.tracking import RunRecord
 
@@ -622,7 +620,7 @@ class SqliteTracker:
                          lambda: self._fallback.search_with_tag(experiment_ids, key, value, status))
 
     def search_running_with_tag(self, experiment_ids: list[str], key: str, value: str) -> list[Any]:
-        return self.search_with_tag(experiment_ids, key, value, 'RUNNING')
+        return self.search_with_tag(experiment_ids, key, value, RUNNING)
 
     def set_status(self, run_id: str, status: str) -> None:
         self._run('ending run', lambda s: s.set_status(run_id, status),

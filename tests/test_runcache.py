@@ -89,7 +89,7 @@ def test_a_directory_that_is_not_a_git_checkout_has_no_key(tmp_path):
     d = write_project(tmp_path / 'plain', MLPROJECT, {'data.csv': '1\n', 'python_env.yaml': 'dependencies: []\n'})
     p = runner.plan(RunRequest(uri=str(d), cwd=str(d), env_manager='local'), warn=lambda m: None)
     assert p.cache_key is None and 'not a Git checkout' in p.cache_miss_reason
-    assert runcache.KEY_TAG not in p.tags
+    assert runcache.CACHE_KEY not in p.tags
 
 
 def test_a_path_too_large_to_fingerprint_has_no_key(repo, tmp_path, monkeypatch):

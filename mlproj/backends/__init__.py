@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mlproj.errors import BackendError
+from mlproj.tags import FAILED, FINISHED, KILLED, RUNNING, SCHEDULED  # noqa: F401  (backends import statuses from here)
 
 if TYPE_CHECKING:
     from mlproj.params import BoundParams
@@ -38,7 +39,6 @@ BACKENDS: dict[str, str] = {
     'kubernetes': 'mlproj.backends.kubernetes',
 }
 
-RUNNING, FINISHED, FAILED, KILLED, SCHEDULED = 'RUNNING', 'FINISHED', 'FAILED', 'KILLED', 'SCHEDULED'
 TERMINAL = (FINISHED, FAILED, KILLED)
 
 

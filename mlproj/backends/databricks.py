@@ -43,14 +43,17 @@ from mlproj.backends._databricks_config import (  # noqa: F401  (re-exported for
 )
 from mlproj.backends.lifecycle import Backoff, JobState, Lifecycle, watch
 from mlproj.errors import BackendError
+from mlproj.tags import (
+    DATABRICKS_ARCHIVE,
+    DATABRICKS_RUN_ID,
+    DATABRICKS_RUN_URL,
+    DATABRICKS_SHELL_JOB_ID,
+    DATABRICKS_SHELL_JOB_RUN_ID,
+    DATABRICKS_WEBAPP_URL,
+)
 
-TAG_RUN_URL = 'mlflow.databricks.runURL'
-TAG_RUN_ID = 'mlflow.databricks.shellJobRunID'
-TAG_JOB_ID = 'mlflow.databricks.shellJobID'
-TAG_WEBAPP_URL = 'mlflow.databricks.webappURL'
-TAG_ARCHIVE = 'mlproj.databricks.archive'
 # the tags naming the Databricks job run of an MLflow run (``cancel_recorded``)
-RECORDED_RUN_ID_TAGS = (TAG_RUN_ID, 'mlflow.databricks.runID')
+RECORDED_RUN_ID_TAGS = (DATABRICKS_SHELL_JOB_RUN_ID, DATABRICKS_RUN_ID)
 
 POLL_FIRST = 1.0
 POLL_GROWTH = 1.5
@@ -282,11 +285,12 @@ class DatabricksSubmittedRun(Lifecycle):
         state = self.fetch()
         self._last = state
         self.run_page_url = state.page_url
-        tags = {TAG_RUN_ID: str(self.databricks_run_id), TAG_WEBAPP_URL: self.ws.host, TAG_ARCHIVE: archive_path}
+        tags = {DATABRICKS_SHELL_JOB_RUN_ID: str(self.databricks_run_id), DATABRICKS_WEBAPP_URL: self.ws.host,
+                DATABRICKS_ARCHIVE: archive_path}
         if state.page_url:
-            tags[TAG_RUN_URL] = state.page_url
+            tags[DATABRICKS_RUN_URL] = state.page_url
         if state.job_id is not None:
-            tags[TAG_JOB_ID] = str(state.job_id)
+            tags[DATABRICKS_SHELL_JOB_ID] = str(state.job_id)
         tracker = self.launch.tracker
         tracker.set_tags(self.run_id, tags)
         try:

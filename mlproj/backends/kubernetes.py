@@ -48,6 +48,14 @@ from mlproj.backends.remote import (
     validate_config,
 )
 from mlproj.errors import BackendError, EnvError, one_line
+from mlproj.tags import (
+    DOCKER_IMAGE_ID,
+    DOCKER_IMAGE_URI,
+    KUBERNETES_CONTEXT,
+    KUBERNETES_JOB_NAME,
+    KUBERNETES_NAMESPACE,
+    PROJECT_ENV,
+)
 
 WHERE = 'kubernetes backend config'
 
@@ -392,18 +400,18 @@ def submit(launch: Launch) -> RemoteSubmittedRun:
     tags: dict[str, str] = {}
     if build:
         image, image_id = build_and_push(launch, config['repository-uri'], config.get('push-image', True))
-        tags.update({'mlflow.project.env': 'docker', 'mlflow.docker.image.uri': image.split('@', 1)[0],
-                     'mlflow.docker.image.id': image_id})
+        tags.update({PROJECT_ENV: 'docker', DOCKER_IMAGE_URI: image.split('@', 1)[0],
+                     DOCKER_IMAGE_ID: image_id})
     else:
         image = config.get('image') or config['repository-uri']
-        tags['mlflow.docker.image.uri'] = image
+        tags[DOCKER_IMAGE_URI] = image
     name_base = _dns_label(launch.project.name or launch.project_dir.name or 'mlproj', 40)
     job_name = f"{name_base}-{time.strftime('%Y%m%d-%H%M%S')}-{launch.run_id[:6]}"
     body = render_job(template, job_name=job_name, container_name=_dns_label(name_base, 63), image=image,
                       command=launch.command, env=env, namespace=namespace, run_id=launch.run_id)
-    tags.update({'mlproj.kubernetes.job_name': job_name, 'mlproj.kubernetes.namespace': namespace})
+    tags.update({KUBERNETES_JOB_NAME: job_name, KUBERNETES_NAMESPACE: namespace})
     if context:
-        tags['mlproj.kubernetes.context'] = context
+        tags[KUBERNETES_CONTEXT] = context
     launch.tracker.set_tags(launch.run_id, tags)
     job = KubernetesJob(api, job_name, namespace, launch.run_id)
     try:
@@ -420,8 +428,8 @@ def submit(launch: Launch) -> RemoteSubmittedRun:
 
 def cancel_recorded(tags: Mapping[str, str]) -> str | None:
     """Delete the Job recorded in ``mlproj.kubernetes.*`` (``mlproj ci cancel``), with its context."""
-    name, namespace = tags.get('mlproj.kubernetes.job_name'), tags.get('mlproj.kubernetes.namespace')
+    name, namespace = tags.get(KUBERNETES_JOB_NAME), tags.get(KUBERNETES_NAMESPACE)
     if not name or not namespace:
         return None
-    api = api_client(tags.get('mlproj.kubernetes.context'))
+    api = api_client(tags.get(KUBERNETES_CONTEXT))
     return cancel_job(KubernetesJob(api, name, namespace, ''))

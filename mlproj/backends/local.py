@@ -34,6 +34,7 @@ from mlproj.backends import FAILED, FINISHED, KILLED, Launch
 from mlproj.backends.lifecycle import JobState, Lifecycle, checked_at_submit
 from mlproj.envs import EnvContext, prepare
 from mlproj.errors import BackendError, EnvError
+from mlproj.tags import ENV_HASH, PROJECT_ENV
 
 DEFAULT_GRACE = 10.0
 
@@ -259,9 +260,9 @@ def submit(launch: Launch) -> LocalSubmittedRun:
             memo[launch.env_manager] = environment
     tags = {}
     if environment.tag:
-        tags['mlflow.project.env'] = environment.tag
+        tags[PROJECT_ENV] = environment.tag
     if environment.hash:
-        tags['mlproj.env.hash'] = environment.hash
+        tags[ENV_HASH] = environment.hash
     tags.update(getattr(environment, 'extra_tags', None) or {})  # e.g. docker image uri/id
     if tags:
         launch.tracker.set_tags(launch.run_id, tags)

@@ -25,6 +25,7 @@ from typing import Any
 from mlproj.backends import FAILED, FINISHED, KILLED, RUNNING, SCHEDULED, Launch
 from mlproj.backends.remote import JobState, RemoteSubmittedRun, say
 from mlproj.errors import BackendError, one_line
+from mlproj.tags import PLUGIN_RUN_ID, PROJECT_BACKEND
 
 RUN_ID_KEY = '_mlflow_local_backend_run_id'
 KNOWN = (RUNNING, SCHEDULED, FINISHED, FAILED, KILLED)
@@ -161,9 +162,9 @@ class MlflowPluginBackend:
         if plugin_run_id:
             say(f'mlproj: warning: backend plugin {self.name!r} created its own run {plugin_run_id}; '
                 f'run {launch.run_id} is tagged with it')
-            launch.tracker.set_tags(launch.run_id, {'mlproj.plugin.run_id': plugin_run_id})
+            launch.tracker.set_tags(launch.run_id, {PLUGIN_RUN_ID: plugin_run_id})
             try:
-                launch.tracker.set_tags(plugin_run_id, {'mlflow.project.backend': self.name})
+                launch.tracker.set_tags(plugin_run_id, {PROJECT_BACKEND: self.name})
             except Exception:
                 pass
         run = PluginSubmittedRun(launch, PluginJob(self.name, submitted), plugin_run_id=plugin_run_id)

@@ -40,6 +40,7 @@ from mlproj.backends.remote import (
 )
 from mlproj.envs import envfiles
 from mlproj.errors import BackendError, EnvError, one_line
+from mlproj.tags import RAY_ADDRESS, RAY_RUNTIME_ENV, RAY_SUBMISSION_ID
 
 STATUS_MAP = {
     'PENDING': SCHEDULED,
@@ -277,7 +278,7 @@ def submit(launch: Launch) -> RemoteSubmittedRun:
     launch.tracker.set_tags(launch.run_id, {
         'mlproj.ray.submission_id': submission_id,
         'mlproj.ray.address': _redact(address),
-        'mlproj.ray.runtime_env': label,
+        RAY_RUNTIME_ENV: label,
     })
     say(f"=== Submitting Ray job '{submission_id}' to {_redact(address)} for run with ID '{launch.run_id}' ===")
     kwargs = {k: config[k] for k in ('entrypoint_num_cpus', 'entrypoint_num_gpus', 'entrypoint_memory',
@@ -299,7 +300,7 @@ def submit(launch: Launch) -> RemoteSubmittedRun:
 def cancel_recorded(tags: Mapping[str, str]) -> str | None:
     """Stop the Ray job recorded in ``mlproj.ray.*`` (``mlproj ci cancel``).  The recorded address
     has no credentials: ``RAY_ADDRESS`` is used instead when it is the same address with them."""
-    submission_id, recorded = tags.get('mlproj.ray.submission_id'), tags.get('mlproj.ray.address')
+    submission_id, recorded = tags.get(RAY_SUBMISSION_ID), tags.get(RAY_ADDRESS)
     if not submission_id or not recorded:
         return None
     env = os.environ.get('RAY_ADDRESS')

@@ -25,7 +25,9 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-ACTIVE = ('RUNNING', 'SCHEDULED')
+from mlproj.tags import RUNNING, SCHEDULED
+
+ACTIVE = (RUNNING, SCHEDULED)
 
 
 class Interrupted(KeyboardInterrupt):

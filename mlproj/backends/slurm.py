@@ -44,6 +44,7 @@ from mlproj.backends.remote import (
     validate_config,
 )
 from mlproj.errors import BackendError, one_line
+from mlproj.tags import ENV_HASH, PROJECT_ENV, SLURM_JOB_ID, SLURM_OUTPUT, SLURM_SCRIPT
 
 WHERE = 'slurm backend config'
 
@@ -395,11 +396,11 @@ def submit(launch: Launch) -> SlurmSubmittedRun:
                                run_id=launch.run_id, source=launch.source.source_name or launch.source.uri)
         script_path = job_dir / 'job.sbatch'
         script_path.write_text(script, encoding='utf-8')
-        tags = {'mlproj.slurm.script': str(script_path)}
+        tags = {SLURM_SCRIPT: str(script_path)}
         if environment.tag:
-            tags['mlflow.project.env'] = environment.tag
+            tags[PROJECT_ENV] = environment.tag
         if environment.hash:
-            tags['mlproj.env.hash'] = environment.hash
+            tags[ENV_HASH] = environment.hash
         say(f"=== Submitting {script_path} to Slurm for run with ID '{launch.run_id}' ===")
         proc = _call([sbatch, '--parsable', str(script_path)], timeout=120, env=base)
         if proc.returncode != 0:
@@ -431,7 +432,7 @@ def submit(launch: Launch) -> SlurmSubmittedRun:
 
 def cancel_recorded(tags: Mapping[str, str]) -> str | None:
     """``scancel`` the job recorded in ``mlproj.slurm.job_id`` (``mlproj ci cancel``)."""
-    job_id = tags.get('mlproj.slurm.job_id', '')
+    job_id = tags.get(SLURM_JOB_ID, '')
     if not job_id.isdigit():
         return None
-    return cancel_job(SlurmJob(job_id, Path(tags.get('mlproj.slurm.output', ''))))
+    return cancel_job(SlurmJob(job_id, Path(tags.get(SLURM_OUTPUT, ''))))

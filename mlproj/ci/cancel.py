@@ -14,6 +14,7 @@ from __future__ import annotations
 from mlproj.backends.databricks import RECORDED_RUN_ID_TAGS, cancel_databricks_run  # noqa: F401
 from mlproj.ci import state
 from mlproj.errors import BackendError
+from mlproj.tags import KILLED, PROJECT_BACKEND, RUNNING, SCHEDULED
 
 DATABRICKS_RUN_ID_TAGS = RECORDED_RUN_ID_TAGS
 
@@ -29,11 +30,11 @@ def cancel_from_state(path: str | None) -> str:
         return 'no run was started; nothing to cancel'
     tracker = get_tracker(tracking_uri)
     record = tracker.get_run(run_id)
-    if record.status not in ('RUNNING', 'SCHEDULED'):
+    if record.status not in (RUNNING, SCHEDULED):
         state.update(path, status=record.status)
         return f'run {run_id} already ended {record.status}'
     done = []
-    backend = record.tags.get('mlflow.project.backend') or st.get('backend') or 'local'
+    backend = record.tags.get(PROJECT_BACKEND) or st.get('backend') or 'local'
     if any(record.tags.get(t) for t in DATABRICKS_RUN_ID_TAGS):
         backend = 'databricks'
     try:
@@ -45,9 +46,9 @@ def cancel_from_state(path: str | None) -> str:
         if stopped:
             done.append(stopped)
             record = tracker.get_run(run_id)
-    if record.status in ('RUNNING', 'SCHEDULED'):
-        tracker.set_status(run_id, 'KILLED')
-        state.update(path, status='KILLED')
+    if record.status in (RUNNING, SCHEDULED):
+        tracker.set_status(run_id, KILLED)
+        state.update(path, status=KILLED)
         done.append(f'marked MLflow run {run_id} KILLED')
     else:  # the launcher ended it itself
         state.update(path, status=record.status)

@@ -10,8 +10,10 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from mlproj.tags import FAILED, FINISHED, KILLED, RUNNING, SCHEDULED
+
 STATUS_ICON = {
-    'FINISHED': '✅', 'FAILED': '❌', 'KILLED': '⏹️', 'ERROR': '❌', 'RUNNING': '⏳', 'SCHEDULED': '⏳',
+    FINISHED: '✅', FAILED: '❌', KILLED: '⏹️', 'ERROR': '❌', RUNNING: '⏳', SCHEDULED: '⏳',
     'SKIPPED': '➖',
 }
 COMMENT_CAP = 65_000        # GitHub rejects issue comments over 65,536 characters
@@ -63,11 +65,11 @@ class Report:
     @property
     def ok(self) -> bool:
         lint_ok = self.lint is None or self.lint.errors == 0
-        return lint_ok and self.status in ('FINISHED', 'SKIPPED', '')
+        return lint_ok and self.status in (FINISHED, 'SKIPPED', '')
 
     @property
     def finished(self) -> bool:
-        return self.status not in ('RUNNING', 'SCHEDULED')
+        return self.status not in (RUNNING, SCHEDULED)
 
 
 def marker(key: str) -> str:
@@ -185,7 +187,7 @@ def description(report: Report) -> str:
         text = f'{report.entry_point}: {report.status}'
         if report.status == 'ERROR' and report.error:
             text += f' ({report.error})'
-        if report.duration_s is not None and report.status in ('FINISHED', 'FAILED', 'KILLED'):
+        if report.duration_s is not None and report.status in (FINISHED, FAILED, KILLED):
             text += f' in {report.duration_s:.0f}s'
         if report.metrics:
             text += ' · ' + ', '.join(f'{k}={format_metric(v)}' for k, v in sorted(report.metrics.items()))
@@ -204,6 +206,6 @@ def commit_state(report: Report) -> str:
 
 
 def conclusion(report: Report) -> str:
-    if report.status == 'KILLED':
+    if report.status == KILLED:
         return 'cancelled'
     return 'success' if report.ok else 'failure'

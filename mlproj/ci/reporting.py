@@ -16,6 +16,7 @@ from mlproj.ci import gha, state
 from mlproj.ci.markdown import Report
 from mlproj.ci.runinfo import build_report
 from mlproj.errors import MlprojError
+from mlproj.tags import RUNNING
 
 
 @dataclass
@@ -66,7 +67,7 @@ def _load_report(opts: ReportOptions, ctx: gha.ActionsContext) -> tuple[Report, 
     lint = ann.summarize(found) if linted else None
     record = None
     if opts.start:
-        st['status'] = 'RUNNING'
+        st['status'] = RUNNING
     elif run_id:
         try:
             record = get_tracker(st['tracking_uri']).get_run(run_id)
@@ -75,7 +76,7 @@ def _load_report(opts: ReportOptions, ctx: gha.ActionsContext) -> tuple[Report, 
         if record is None and not st.get('status'):
             st['status'] = 'ERROR'
             st['error'] = f'run {run_id} could not be read back'
-    elif st.get('status') == 'RUNNING':  # the run step ended without recording a run
+    elif st.get('status') == RUNNING:  # the run step ended without recording a run
         st['status'] = 'ERROR'
         st['error'] = st.get('error') or 'the run step ended before a run was created'
     return build_report(st, record, ctx, lint), found

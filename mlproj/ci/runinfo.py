@@ -6,6 +6,15 @@ from typing import Any
 
 from mlproj.ci.gha import ActionsContext
 from mlproj.ci.markdown import LintSummary, Report
+from mlproj.tags import (
+    DATABRICKS_RUN_URL,
+    ENV_MANAGER,
+    GIT_COMMIT,
+    GIT_REPO_URL,
+    PROJECT_BACKEND,
+    PROJECT_ENTRY_POINT,
+    RUNNING,
+)
 
 
 def default_key(uri: str | None, entry_point: str) -> str:
@@ -54,16 +63,16 @@ def build_report(state: dict[str, Any], record: Any | None, ctx: ActionsContext,
     )
     if record is not None:
         tags = record.tags
-        report.status = record.status if report.status in ('', 'RUNNING') else report.status
-        report.entry_point = tags.get('mlflow.project.entryPoint', report.entry_point)
-        report.backend = tags.get('mlflow.project.backend', report.backend)
-        report.env_manager = tags.get('mlproj.env_manager', '')
-        report.commit = tags.get('mlflow.source.git.commit', '')
-        report.databricks_url = tags.get('mlflow.databricks.runURL', '')
+        report.status = record.status if report.status in ('', RUNNING) else report.status
+        report.entry_point = tags.get(PROJECT_ENTRY_POINT, report.entry_point)
+        report.backend = tags.get(PROJECT_BACKEND, report.backend)
+        report.env_manager = tags.get(ENV_MANAGER, '')
+        report.commit = tags.get(GIT_COMMIT, '')
+        report.databricks_url = tags.get(DATABRICKS_RUN_URL, '')
         report.params = dict(sorted(record.params.items()))
         report.metrics = dict(record.metrics)
         report.experiment_id = str(record.experiment_id)
-        repo_url = tags.get('mlflow.source.git.repoURL', '')
+        repo_url = tags.get(GIT_REPO_URL, '')
         if report.commit and ctx.repository and (not repo_url or _same_repo(repo_url, ctx)):
             report.commit_url = f'{ctx.repo_url}/commit/{report.commit}'
         if not report.run_url and state.get('tracking_uri'):

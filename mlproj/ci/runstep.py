@@ -28,6 +28,7 @@ from mlproj.ci import gha, state
 from mlproj.ci.markdown import render
 from mlproj.ci.runinfo import build_report, default_key, mlflow_run_url
 from mlproj.errors import EXIT_INTERRUPTED, BadArgumentError, MlprojError
+from mlproj.tags import KILLED, RUNNING
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -138,7 +139,7 @@ def execute(opts: CiRun, *, out: Any = None) -> int:
     shown_uri = opts.uri or '.'
     key = opts.key or default_key(shown_uri, opts.entry_point)
     gha.annotate('notice', src.note, title='mlproj source')
-    state.update(opts.state_file, status='RUNNING', entry_point=opts.entry_point, uri=shown_uri,
+    state.update(opts.state_file, status=RUNNING, entry_point=opts.entry_point, uri=shown_uri,
                  version=src.version, key=key, backend=opts.backend)
     started = time.monotonic()
     record = None
@@ -165,7 +166,7 @@ def execute(opts: CiRun, *, out: Any = None) -> int:
             ok = signals.wait(submitted)
         status = submitted.get_status()
         code = 0 if ok else (submitted.exit_code if submitted.exit_code not in (None, 0) else 1)
-        if status == 'KILLED' and code == 1:
+        if status == KILLED and code == 1:
             code = EXIT_INTERRUPTED
         problem = getattr(submitted, 'tracking_problem', None)
         if problem:  # the store does not know the run ended: the step fails with the tracking code
@@ -177,7 +178,7 @@ def execute(opts: CiRun, *, out: Any = None) -> int:
         error, code = str(e), e.exit_code or 1
         gha.log_line(f'mlproj: error: {e}')
     except KeyboardInterrupt:
-        error, code, status = 'interrupted before the run started', EXIT_INTERRUPTED, 'KILLED' if run_id else 'ERROR'
+        error, code, status = 'interrupted before the run started', EXIT_INTERRUPTED, KILLED if run_id else 'ERROR'
     duration = round(time.monotonic() - started, 1)
     if run_id:
         record = _read_run(tracking_uri, run_id)

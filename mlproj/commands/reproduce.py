@@ -23,6 +23,21 @@ from typing import Any
 import click
 
 from mlproj.request import ENV_MANAGERS
+from mlproj.tags import (
+    ENV_LOCK_SHA256,
+    ENV_MANAGER,
+    GIT_COMMIT,
+    GIT_DIRTY,
+    GIT_REPO_URL,
+    GIT_REPO_URL_LEGACY,
+    MLPROJ_PREFIX,
+    PROJECT_ENTRY_POINT,
+    PROJECT_ENV,
+    REPRODUCED_FROM,
+    SOURCE_NAME,
+    SOURCE_SUBDIRECTORY,
+    SOURCE_URI,
+)
 
 
 def _candidate_uris(tags: dict[str, str]) -> list[str]:
@@ -32,10 +47,10 @@ def _candidate_uris(tags: dict[str, str]) -> list[str]:
     from mlproj.source.uri import split_subdirectory
 
     out: list[str] = []
-    origin = tags.get('mlproj.source.uri')
+    origin = tags.get(SOURCE_URI)
     if origin:
         out.append(origin)
-    name = tags.get('mlflow.source.name') or ''
+    name = tags.get(SOURCE_NAME) or ''
     if name:
         try:
             base, _sub = split_subdirectory(name)
@@ -43,7 +58,7 @@ def _candidate_uris(tags: dict[str, str]) -> list[str]:
             base = ''
         if base:
             out.append(strip_credentials(base))
-    for key in ('mlflow.source.git.repoURL', 'mlflow.gitRepoURL'):
+    for key in (GIT_REPO_URL, GIT_REPO_URL_LEGACY):
         if tags.get(key):
             out.append(strip_credentials(tags[key]))
     seen: list[str] = []
@@ -68,9 +83,9 @@ def _usable(uri: str) -> bool:
 def _subdirectory(tags: dict[str, str]) -> str:
     from mlproj.source.uri import split_subdirectory
 
-    if 'mlproj.source.subdirectory' in tags:
-        return tags['mlproj.source.subdirectory']
-    name = tags.get('mlflow.source.name', '')
+    if SOURCE_SUBDIRECTORY in tags:
+        return tags[SOURCE_SUBDIRECTORY]
+    name = tags.get(SOURCE_NAME, '')
     if '#' in name:
         try:
             return split_subdirectory(name)[1]
@@ -80,13 +95,13 @@ def _subdirectory(tags: dict[str, str]) -> str:
 
 
 def _env_manager(tags: dict[str, str]) -> str | None:
-    manager = tags.get('mlproj.env_manager')
+    manager = tags.get(ENV_MANAGER)
     if manager in ENV_MANAGERS:
         return manager
-    env = tags.get('mlflow.project.env')
+    env = tags.get(PROJECT_ENV)
     if env in ENV_MANAGERS:
         return env
-    if env is None and not any(k.startswith('mlproj.') for k in tags):
+    if env is None and not any(k.startswith(MLPROJ_PREFIX) for k in tags):
         return 'local'  # a run made by `mlflow run --env-manager local` carries no env tag
     return None
 
@@ -96,10 +111,10 @@ def recorded_lock(tracker: Any, record: Any) -> tuple[bytes | None, str | None]:
     import hashlib
 
     from mlproj.artifacts import read_file
-    from mlproj.envs.lock import ARTIFACT_PATH, TAG
+    from mlproj.envs.lock import ARTIFACT_PATH
     from mlproj.errors import EnvError
 
-    digest = record.tags.get(TAG)
+    digest = record.tags.get(ENV_LOCK_SHA256)
     if not digest:
         return None, None
     data = read_file(tracker, record.run_id, ARTIFACT_PATH, record.artifact_uri or None)
@@ -107,7 +122,7 @@ def recorded_lock(tracker: Any, record: Any) -> tuple[bytes | None, str | None]:
         return None, (f'run {record.run_id} recorded an environment lock ({digest[:12]}) but its artifact '
                       f'{ARTIFACT_PATH} is gone; rebuilding the environment from the project\'s spec')
     if hashlib.sha256(data).hexdigest() != digest:
-        raise EnvError(f'the artifact {ARTIFACT_PATH} of run {record.run_id} does not match its tag {TAG} '
+        raise EnvError(f'the artifact {ARTIFACT_PATH} of run {record.run_id} does not match its tag {ENV_LOCK_SHA256} '
                        f'({digest[:12]}); use --no-lock to rebuild from the project\'s spec')
     return data, None
 
@@ -124,7 +139,7 @@ def build_request(run_id: str, record: Any, *, tracking_uri: str | None, env_man
 
     tags = dict(record.tags)
     warnings: list[str] = []
-    commit = tags.get('mlflow.source.git.commit')
+    commit = tags.get(GIT_COMMIT)
     if not commit:
         raise SourceError(f'run {run_id} has no recorded commit (mlflow.source.git.commit); '
                           'only runs of Git sources can be reproduced')
@@ -137,7 +152,7 @@ def build_request(run_id: str, record: Any, *, tracking_uri: str | None, env_man
     subdir = _subdirectory(tags)
     if subdir:
         uri = f'{uri}#{subdir}'
-    if tags.get('mlflow.source.git.dirty') == 'true':
+    if tags.get(GIT_DIRTY) == 'true':
         digest = tags.get('mlproj.source.git.diff_sha256', '')
         warnings.append(f'run {run_id} was made from a working tree with uncommitted changes'
                         f'{" (diff sha256 " + digest[:12] + ")" if digest else ""}; reproducing commit {commit[:12]}')
@@ -150,10 +165,10 @@ def build_request(run_id: str, record: Any, *, tracking_uri: str | None, env_man
         if problem:
             warnings.append(problem)
     request = RunRequest(
-        uri=uri, entry_point=tags.get('mlflow.project.entryPoint') or 'main', version=commit,
+        uri=uri, entry_point=tags.get(PROJECT_ENTRY_POINT) or 'main', version=commit,
         parameters=dict(record.params), experiment_name=experiment_name, experiment_id=experiment_id,
         env_manager=manager, tracking_uri=tracking_uri, keep_checkout=keep_checkout,
-        dry_run=dry_run, extra_tags={'mlproj.reproduced_from': run_id},
+        dry_run=dry_run, extra_tags={REPRODUCED_FROM: run_id},
         run_name=None, env_lock=env_lock,
     )
     return request, warnings
@@ -204,7 +219,7 @@ def _show(request: Any, as_json: bool) -> None:
     try:
         info = p.as_dict()
         info['version'] = request.version
-        info['reproduced_from'] = dict(request.extra_tags).get('mlproj.reproduced_from')
+        info['reproduced_from'] = dict(request.extra_tags).get(REPRODUCED_FROM)
         info['env_lock'] = None
         if request.env_lock is not None:
             from mlproj.envs.lock import parse

@@ -39,6 +39,7 @@ from mlproj.envs.store import EnvStore
 from mlproj.envs.venv import announce, run_step
 from mlproj.errors import EnvError
 from mlproj.spec_model import Project
+from mlproj.tags import DOCKER_IMAGE_ID, DOCKER_IMAGE_URI
 
 MANAGER = 'docker'
 CODE_DIR = '/mlflow/projects/code'
@@ -371,4 +372,4 @@ def prepare(project: Project, ctx: EnvContext) -> DockerEnvironment:
                   f'processes (see "The project\'s environment" in the README); pass it with --pass-env {n}',
                   file=ctx.log, flush=True)
     return DockerEnvironment(MANAGER, MANAGER, digest, engine, image, built_id, name, tuple(run_args), values,
-                             {'mlflow.docker.image.uri': image, 'mlflow.docker.image.id': built_id})
+                             {DOCKER_IMAGE_URI: image, DOCKER_IMAGE_ID: built_id})

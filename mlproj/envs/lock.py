@@ -49,7 +49,6 @@ from mlproj.errors import EnvError
 FORMAT_LINE = '# mlproj environment lock 1'
 LOCK_FILE = '.mlproj-lock.txt'          # inside the environment's store entry
 ARTIFACT_PATH = 'mlproj/requirements.lock.txt'
-TAG = 'mlproj.env.lock_sha256'
 _PIN = re.compile(r'^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s;\\]+)')
 
 

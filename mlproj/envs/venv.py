@@ -61,9 +61,9 @@ class VenvEnvironment:
 
     @property
     def extra_tags(self) -> dict[str, str]:
-        from mlproj.envs.lock import TAG
+        from mlproj.tags import ENV_LOCK_SHA256
 
-        return {TAG: self.lock_sha256} if self.lock_sha256 else {}
+        return {ENV_LOCK_SHA256: self.lock_sha256} if self.lock_sha256 else {}
 
     @property
     def artifacts(self) -> dict[str, Path]:

@@ -16,6 +16,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlproj.tags import (
+    GIT_BRANCH,
+    GIT_COMMIT,
+    GIT_DIRTY,
+    GIT_REPO_URL,
+    GIT_REPO_URL_LEGACY,
+    SOURCE_NAME,
+    SOURCE_SUBDIRECTORY,
+    SOURCE_TYPE,
+    SOURCE_URI,
+    SOURCE_VERSION,
+)
+
 
 @dataclass
 class ResolvedSource:
@@ -59,24 +72,24 @@ class ResolvedSource:
 
     def tags(self) -> dict[str, str]:
         """MLflow's source tags (plus mlproj's own) for this source."""
-        tags = {'mlflow.source.name': self.source_name, 'mlflow.source.type': 'PROJECT'}
+        tags = {SOURCE_NAME: self.source_name, SOURCE_TYPE: 'PROJECT'}
         if self.commit:
-            tags['mlflow.source.git.commit'] = self.commit
+            tags[GIT_COMMIT] = self.commit
         if self.repo_url:
-            tags['mlflow.source.git.repoURL'] = self.repo_url
-            tags['mlflow.gitRepoURL'] = self.repo_url
+            tags[GIT_REPO_URL] = self.repo_url
+            tags[GIT_REPO_URL_LEGACY] = self.repo_url
         if self.branch:
-            tags['mlflow.source.git.branch'] = self.branch
+            tags[GIT_BRANCH] = self.branch
         if self.subdirectory:
-            tags['mlproj.source.subdirectory'] = self.subdirectory
+            tags[SOURCE_SUBDIRECTORY] = self.subdirectory
         if self.version:
-            tags['mlproj.source.version'] = self.version
+            tags[SOURCE_VERSION] = self.version
         if self.commit:
-            tags['mlflow.source.git.dirty'] = 'true' if self.dirty else 'false'
+            tags[GIT_DIRTY] = 'true' if self.dirty else 'false'
         if self.diff_hash:
             tags['mlproj.source.git.diff_sha256'] = self.diff_hash
         if self.origin_uri:
-            tags['mlproj.source.uri'] = self.origin_uri
+            tags[SOURCE_URI] = self.origin_uri
         return tags
 
 

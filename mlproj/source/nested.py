@@ -16,6 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mlproj.tags import SOURCE_NAME
+
 MAX_RUNS = 1000
 
 
@@ -36,11 +38,11 @@ def relabel_nested_runs(tracker: Any, experiment_id: str, run_id: str, checkout:
                 continue
             seen.add(child_id)
             queue.append(child_id)
-            name = tags.get('mlflow.source.name', '')
+            name = tags.get(SOURCE_NAME, '')
             for prefix in prefixes:
                 if name == prefix or name.startswith(prefix + '#') or name.startswith(prefix + '/'):
                     rest = name[len(prefix):].lstrip('/#')
-                    tracker.set_tags(child_id, {'mlflow.source.name': origin_uri + (f'#{rest}' if rest else '')})
+                    tracker.set_tags(child_id, {SOURCE_NAME: origin_uri + (f'#{rest}' if rest else '')})
                     done += 1
                     break
     return done
