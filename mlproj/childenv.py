@@ -77,8 +77,9 @@ OWN_PROCESS_KEEPS = frozenset({'ACTIONS_ID_TOKEN_REQUEST_URL', 'ACTIONS_ID_TOKEN
 
 def passed_names(extra: Iterable[str] = (), environ: Mapping[str, str] | None = None) -> frozenset[str]:
     """Names the user passes explicitly: ``MLPROJ_PASS_ENV`` (comma separated) plus ``extra``."""
-    env = os.environ if environ is None else environ
-    names = {n.strip() for n in env.get('MLPROJ_PASS_ENV', '').split(',')}
+    from mlproj.settings import env_value
+
+    names = {n.strip() for n in str(env_value('MLPROJ_PASS_ENV', environ)).split(',')}
     names.update(n.strip() for n in extra)
     names.discard('')
     return frozenset(names)

@@ -190,10 +190,10 @@ def _inherited_env_manager() -> str | None:
     child), a nested run without ``--env-manager`` uses the parent's manager."""
     import os
 
-    inherited = os.environ.get('MLPROJ_ENV_MANAGER')
-    if os.environ.get('MLFLOW_RUN_ID') and inherited in ENV_MANAGERS:
-        return inherited
-    return None
+    from mlproj.settings import env_value
+
+    inherited: str | None = env_value('MLPROJ_ENV_MANAGER')  # None unless one of ENV_MANAGERS
+    return inherited if os.environ.get('MLFLOW_RUN_ID') else None
 
 
 def _relabel_nested_at_end(src: Any, tracker: Any, experiment_id: str, run_id: str) -> None:

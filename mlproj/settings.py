@@ -26,9 +26,9 @@ naming the file and line.  A Git URI's checkout is never read for settings at al
 have to clone before knowing its own options, and nothing in a remote repository is trusted to.
 
 Variables without a config key (timeouts, size bounds, credentials, ...) are read through
-:func:`env_value`; the ones in ``mlproj/envs/``, ``mlproj/source/credentials.py``,
-``mlproj/childenv.py`` and the Databricks launcher (a standalone script) are listed here but still
-read where they are used.
+:func:`env_value` everywhere (``tests/unit/test_settings.py`` fails on a direct ``os.environ`` read
+of an ``MLPROJ_*`` name), except in the Databricks launcher, a standalone script that runs where
+mlproj may not be installed.
 
 Stdlib only and cheap to import; config files are parsed on first use (``tomllib``, ``tomli`` on
 Python 3.10) and cached by path, size and mtime.  A bad config file is one line naming

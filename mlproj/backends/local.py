@@ -172,7 +172,9 @@ def _start_sweep(launch: Launch, stop: threading.Event, write_lock: threading.Lo
                                      write_lock=write_lock):
                 print(f'mlproj: ended stale run {ended.run_id} FAILED: {ended.reason}', file=sys.stderr, flush=True)
         except Exception as e:  # housekeeping must never disturb the run
-            if os.environ.get('MLPROJ_DEBUG'):
+            from mlproj.settings import env_value
+
+            if env_value('MLPROJ_DEBUG'):
                 print(f'mlproj: debug: stale-run check failed: {e}', file=sys.stderr)
 
     t = threading.Thread(target=sweep, name='mlproj-stale-sweep', daemon=True)

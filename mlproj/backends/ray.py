@@ -233,7 +233,9 @@ def _client(address: str) -> Any:
         raise BackendError('the ray backend needs Ray: pip install "mlproj[ray]"') from None
     import logging
 
-    if not os.environ.get('MLPROJ_DEBUG'):  # Ray's INFO chatter ("Uploading package", "WebSocket closed")
+    from mlproj.settings import env_value
+
+    if not env_value('MLPROJ_DEBUG'):  # Ray's INFO chatter ("Uploading package", "WebSocket closed")
         for name in list(logging.root.manager.loggerDict):
             if name == 'ray' or name.startswith('ray.'):
                 logging.getLogger(name).setLevel(logging.WARNING)

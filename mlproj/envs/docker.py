@@ -52,7 +52,9 @@ DATABRICKS_VARS = ('DATABRICKS_HOST', 'DATABRICKS_TOKEN', 'DATABRICKS_USERNAME',
 
 
 def find_engine() -> str:
-    chosen = os.environ.get('MLPROJ_CONTAINER_ENGINE')
+    from mlproj.settings import env_value
+
+    chosen = env_value('MLPROJ_CONTAINER_ENGINE')
     if chosen:
         found = shutil.which(chosen)
         if not found:
@@ -344,7 +346,9 @@ def prepare(project: Project, ctx: EnvContext) -> DockerEnvironment:
     args = dict(ctx.docker_args)
     name = str(args.pop('name', '') or '') or f'mlproj-{ctx.run_id or secrets.token_hex(8)}'
     run_args: list[str] = ['--name', name]
-    if os.environ.get('MLPROJ_CONTAINER_INIT', '1') != '0':
+    from mlproj.settings import env_value
+
+    if str(env_value('MLPROJ_CONTAINER_INIT')).strip() != '0':
         run_args.append('--init')
     if ctx.build_image:
         image, built_id, digest = build_image(engine, project, spec.image, base_id, ctx)

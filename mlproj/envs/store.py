@@ -44,7 +44,9 @@ FORMAT = 1  # bump when the layout of built environments changes
 
 
 def env_root() -> Path:
-    explicit = os.environ.get('MLPROJ_ENV_ROOT')
+    from mlproj.settings import env_value
+
+    explicit = env_value('MLPROJ_ENV_ROOT')
     return Path(explicit) if explicit else cache_root() / 'envs'
 
 

@@ -48,7 +48,9 @@ MANAGER = 'uv'
 
 
 def uv_bin() -> str:
-    explicit = os.environ.get('MLPROJ_UV')
+    from mlproj.settings import env_value
+
+    explicit: str | None = env_value('MLPROJ_UV')
     if explicit:
         return explicit
     try:

@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mlproj.errors import SourceError
+from mlproj.settings import env_value
 from mlproj.source.uri import ParsedURI
 
 HELPER_TIMEOUT = 30.0
@@ -153,7 +154,7 @@ def make_callbacks(parsed: ParsedURI, secrets: Secrets, config: Any = None, prog
                 return True
             name = host.decode('utf-8', 'replace') if isinstance(host, bytes) else str(host)
             if parsed.scheme == 'ssh':
-                if os.environ.get('MLPROJ_SSH_STRICT_HOST_KEY_CHECKING', '').lower() in ('no', 'off', 'false', '0'):
+                if not env_value('MLPROJ_SSH_STRICT_HOST_KEY_CHECKING'):
                     return True
                 raise SourceError(f'SSH host key of {name} is not in ~/.ssh/known_hosts; add it (ssh-keyscan) or '
                                   'set MLPROJ_SSH_STRICT_HOST_KEY_CHECKING=no', parsed.display)
@@ -253,8 +254,8 @@ def _candidates(parsed: ParsedURI, username_from_url: str | None, allowed: Any, 
     user = username_from_url or parsed.username
     if allowed & ct.SSH_KEY:
         ssh_user = user or _default_ssh_user()
-        key = os.environ.get('MLPROJ_SSH_KEY')
-        passphrase = os.environ.get('MLPROJ_SSH_KEY_PASSPHRASE', '')
+        key = env_value('MLPROJ_SSH_KEY')
+        passphrase = env_value('MLPROJ_SSH_KEY_PASSPHRASE') or ''
         if key:
             key = os.path.expanduser(key)
             if not os.path.isfile(key):
@@ -280,8 +281,8 @@ def _candidates(parsed: ParsedURI, username_from_url: str | None, allowed: Any, 
             secrets.add(parsed.password)
             out.append(('credentials in the URI', pygit2.UserPass(parsed.username, parsed.password)))
         if parsed.scheme in ('http', 'https'):
-            token = os.environ.get('MLPROJ_GIT_TOKEN')
-            token_user = os.environ.get('MLPROJ_GIT_USERNAME') or user or 'x-access-token'
+            token = env_value('MLPROJ_GIT_TOKEN')
+            token_user = env_value('MLPROJ_GIT_USERNAME') or user or 'x-access-token'
             if token:
                 out.append(('MLPROJ_GIT_TOKEN', pygit2.UserPass(token_user, token)))
             gh = os.environ.get('GITHUB_TOKEN')

@@ -22,13 +22,40 @@ def test_readme_table_matches_the_settings_table():
 
 
 def test_every_mlproj_variable_read_outside_the_action_is_in_the_table():
-    names = set()
+    names: set[str] = set()
     for path in (REPO / 'mlproj').rglob('*.py'):
         names |= set(re.findall(r"""['"](MLPROJ_[A-Z0-9_]+)['"]""", path.read_text(encoding='utf-8')))
     internal = {'MLPROJ_SECRETS', 'MLPROJ_PYTHON',  # a constant's name; the hook script's interpreter
                 'MLPROJ_DATABRICKS_TOKEN'}  # only listed as a secret to withhold
     missing = names - set(settings.BY_ENV) - internal
     assert not missing
+
+
+def _direct_reads(source: str) -> list[str]:
+    """MLPROJ_* names read straight from the environment: environ.get('X'), getenv('X'), environ['X']."""
+    import ast
+
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        arg = None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ('get', 'getenv') \
+                and node.args:
+            arg = node.args[0]
+        elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
+            arg = node.slice
+        if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and arg.value.startswith('MLPROJ_'):
+            out.append(arg.value)
+    return out
+
+
+def test_mlproj_variables_are_read_through_the_settings_module():
+    """One place parses them (types, defaults): anywhere else a variable would be read its own way.
+    The Databricks launcher is a standalone script run where mlproj may not be installed."""
+    standalone = {'backends/_databricks_launcher.py', 'settings.py'}
+    found = {str(p.relative_to(REPO / 'mlproj')): _direct_reads(p.read_text(encoding='utf-8'))
+             for p in (REPO / 'mlproj').rglob('*.py')}
+    assert {k: v for k, v in found.items() if v and k not in standalone} == {}
+    assert _direct_reads("import os\nos.environ.get('MLPROJ_X')\nos.environ['MLPROJ_Y']\n") == ['MLPROJ_X', 'MLPROJ_Y']
 
 
 def test_module_defaults_are_the_table_defaults():
