@@ -401,7 +401,7 @@ def load_project(directory: str | os.PathLike[str], *, strict: bool = True,
         project = parse_mlproject(text, directory, str(mlproject), root=root)
         findings = project.findings
         if 'mlproj:' in text and project.warnings:  # `# mlproj: disable=...` comments silence warnings
-            from mlproj.lint.suppress import parse_suppressions
+            from mlproj.suppress import parse_suppressions
 
             suppressions = parse_suppressions(text, str(mlproject))
             findings = tuple(f for f in findings if not suppressions.covers(f))

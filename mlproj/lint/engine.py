@@ -316,7 +316,7 @@ def _misnamed(label: str, name: str) -> Finding:
 def lint_text(text: str, directory: Path, label: str) -> list[Finding]:
     """All findings of one MLproject text (unfiltered by the selection, suppressions applied)."""
     from mlproj.lint.checks import lint_only
-    from mlproj.lint.suppress import parse_suppressions
+    from mlproj.suppress import parse_suppressions
 
     project, doc = analyse_mlproject(text, directory, label)
     findings = [_refine(f, doc, text, label) for f in project.findings]

@@ -121,3 +121,17 @@ def test_the_graph_holds_known_edges() -> None:
 def test_mlproj_has_no_import_cycles() -> None:
     cycle = find_cycle(import_graph())
     assert cycle is None, 'import cycle: ' + ' -> '.join(cycle or ())
+
+
+def test_loading_a_project_does_not_load_the_linter(tmp_path) -> None:
+    """spec and its loader own the model; lint builds on them, never the other way round (the
+    suppression comments a run honours live in mlproj/suppress.py, outside the lint package)."""
+    import subprocess
+    import sys
+
+    (tmp_path / 'MLproject').write_text('name: p\nentry_points:\n  main:\n    parameters: {a: {default: 1}}\n'
+                                        '    command: "echo hi"  # mlproj: disable=MLP016\n')
+    code = ('import sys; from mlproj.spec import load_project; p = load_project(sys.argv[1]); '
+            'print(sorted(p.entry_points), sorted(m for m in sys.modules if m.startswith("mlproj.lint")))')
+    out = subprocess.run([sys.executable, '-c', code, str(tmp_path)], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["['main']", '[]'], out.stderr
