@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from mlproj import tracking_sqlite
+from mlproj import mlflow_schema, tracking_sqlite
 from mlproj.errors import TrackingError
 from mlproj.tracking_sqlite import SqliteTracker
 from tests.helpers import MLFLOW_SERVER_VENV, REPO, mlproj_bin, write_project
@@ -88,7 +88,7 @@ def test_fast_path_writes_what_mlflow_writes(which, tmp_path):
     # the same cwd for both: MLflow derives new experiments' artifact locations from it
     _ops(python, 'init', str(tmp_path / 'base.db'), cwd=tmp_path)
     revision = sqlite3.connect(tmp_path / 'base.db').execute('SELECT version_num FROM alembic_version').fetchone()[0]
-    assert revision in tracking_sqlite.VERIFIED_REVISIONS
+    assert revision in mlflow_schema.VERIFIED_REVISIONS
     for mode in ('fast', 'client'):
         shutil.copy(tmp_path / 'base.db', tmp_path / f'{mode}.db')
     _ops(python, 'both', str(tmp_path / 'fast.db'), str(tmp_path / 'fast.json'), str(tmp_path / 'client.db'),
@@ -122,8 +122,8 @@ def test_verified_revisions_are_the_tested_ones():
         mlflow_dir = subprocess.run([python, '-c', 'import importlib.util as u; '
                                      'print(list(u.find_spec("mlflow").submodule_search_locations)[0])'],
                                     capture_output=True, text=True, check=True).stdout.strip()
-        heads.add(tracking_sqlite.installed_head_revision(Path(mlflow_dir)))
-    assert heads == set(tracking_sqlite.VERIFIED_REVISIONS)
+        heads.add(mlflow_schema.installed_head_revision(Path(mlflow_dir)))
+    assert heads == set(mlflow_schema.VERIFIED_REVISIONS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -389,13 +389,13 @@ def test_head_revision_record_follows_the_migrations_directory(tmp_path, monkeyp
     versions = fake / 'store' / 'db_migrations' / 'versions'
     versions.mkdir(parents=True)
     (versions / 'aaaaaaaaaaaa_first.py').write_text("revision = 'aaaaaaaaaaaa'\ndown_revision = None\n")
-    assert tracking_sqlite.installed_head_revision(fake) == 'aaaaaaaaaaaa'
+    assert mlflow_schema.installed_head_revision(fake) == 'aaaaaaaaaaaa'
     record = tmp_path / 'cache' / 'facts' / 'mlflow-sqlite-head'
     assert record.read_text().endswith('\0aaaaaaaaaaaa')
     (versions / 'bbbbbbbbbbbb_second.py').write_text("revision = 'bbbbbbbbbbbb'\ndown_revision = 'aaaaaaaaaaaa'\n")
-    assert tracking_sqlite.installed_head_revision(fake) == 'bbbbbbbbbbbb'
+    assert mlflow_schema.installed_head_revision(fake) == 'bbbbbbbbbbbb'
     record.write_text('garbage')                       # a damaged record is recomputed
-    assert tracking_sqlite.installed_head_revision(fake) == 'bbbbbbbbbbbb'
-    real = tracking_sqlite._mlflow_package_dir()
-    assert tracking_sqlite.installed_head_revision(real) == tracking_sqlite._scan_head_revision(real)
-    assert tracking_sqlite.installed_head_revision(real) == tracking_sqlite.installed_head_revision(real)
+    assert mlflow_schema.installed_head_revision(fake) == 'bbbbbbbbbbbb'
+    real = mlflow_schema.mlflow_package_dir()
+    assert mlflow_schema.installed_head_revision(real) == mlflow_schema._scan_head_revision(real)
+    assert mlflow_schema.installed_head_revision(real) == mlflow_schema.installed_head_revision(real)
