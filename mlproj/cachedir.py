@@ -19,6 +19,7 @@ import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 PATIENCE = 1.0  # seconds a lock is tried quietly before the caller's "waiting for ..." is shown
 
@@ -49,6 +50,21 @@ def write_text_atomic(path: Path, text: str) -> None:
         except OSError:
             pass
         raise
+
+
+def read_json_bounded(path: Path, limit: int) -> Any:
+    """The JSON document in ``path``, or None when it is missing, unreadable, larger than ``limit``
+    bytes or not JSON: a cache record that cannot be trusted is recomputed, never an error."""
+    import json
+
+    try:
+        with open(path, 'rb') as f:
+            raw = f.read(limit + 1)
+        if len(raw) > limit:
+            return None
+        return json.loads(raw)
+    except (OSError, ValueError):
+        return None
 
 
 class FileLock:

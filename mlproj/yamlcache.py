@@ -26,6 +26,8 @@ import math
 import os
 from typing import Any
 
+from mlproj.cachedir import read_json_bounded
+
 FORMAT = 1
 MAX_ENTRY_BYTES = 4 << 20
 MAX_TEXT_CHARS = 1 << 20  # larger documents are parsed every time (an MLproject is a few KB)
@@ -87,23 +89,15 @@ def _positions_plain(positions: dict) -> bool:
 
 def load(text: str) -> tuple[Any, Any] | None:
     """The remembered ``(data, Doc)`` of ``text``, or None."""
-    import json
 
     from mlproj.spec_yaml import Doc
 
     if len(text) > MAX_TEXT_CHARS:
         return None
-    try:
-        path = _entry_path(text)
-        if path is None:
-            return None
-        with open(path, 'rb') as f:
-            raw = f.read(MAX_ENTRY_BYTES + 1)
-        if len(raw) > MAX_ENTRY_BYTES:
-            return None
-        entry = json.loads(raw)
-    except (OSError, ValueError):
+    path = _entry_path(text)
+    if path is None:
         return None
+    entry = read_json_bounded(path, MAX_ENTRY_BYTES)
     try:
         if entry['format'] != FORMAT:
             return None

@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mlproj.cachedir import read_json_bounded
+
 FORMAT = 1
 MAX_TRACKED = 20_000
 RACY_SECONDS = 2.0
@@ -108,7 +110,6 @@ def _usable_environment() -> bool:
 def lookup(path: Path) -> dict[str, Any] | None:
     """``source.local.git_info``'s answer for the clean work tree containing ``path`` when
     nothing has changed since pygit2 last gave it; None means "ask pygit2"."""
-    import json
 
     if not _usable_environment():
         return None
@@ -118,14 +119,9 @@ def lookup(path: Path) -> dict[str, Any] | None:
     try:
         if os.stat(root / '.git').st_uid != os.geteuid():
             return None
-        entry_file = _entry_path(root)
-        with open(entry_file, 'rb') as f:
-            raw = f.read(MAX_ENTRY_BYTES + 1)
-        if len(raw) > MAX_ENTRY_BYTES:
-            return None
-        entry = json.loads(raw)
-    except (OSError, ValueError):
+    except OSError:
         return None
+    entry = read_json_bounded(_entry_path(root), MAX_ENTRY_BYTES)
     if not isinstance(entry, dict) or entry.get('format') != FORMAT or entry.get('root') != str(root):
         return None
     current = _git_files(root)
