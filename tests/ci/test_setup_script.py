@@ -5,21 +5,25 @@ The full install from the action's own checkout is exercised by every act test.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from tests.ci.conftest import BIN, MLPROJ, REPO, clean_environ, read_outputs
 
 SETUP = REPO / 'mlproj' / 'ci' / 'action' / 'setup.sh'
+PY = f'{sys.version_info[0]}.{sys.version_info[1]}'
 
 
-def _setup(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, dict[str, str]]:
+def _setup(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.CompletedProcess, dict[str, str]]:
     out = tmp_path / 'output'
-    out.touch()
+    out.write_text('')
     full = {**clean_environ(), 'RUNNER_TEMP': str(tmp_path / 'runner-temp'), 'GITHUB_OUTPUT': str(out),
             'GITHUB_ACTION_PATH': str(REPO), **env}
     (tmp_path / 'runner-temp').mkdir(exist_ok=True)
-    got = subprocess.run(['bash', '--noprofile', '--norc', '-eo', 'pipefail', str(SETUP)], env=full,
+    got = subprocess.run(['bash', '--noprofile', '--norc', '-eo', 'pipefail', str(SETUP), *args], env=full,
                          capture_output=True, text=True, timeout=300)
     return got, read_outputs(out)
 
@@ -49,3 +53,67 @@ def test_python_too_old_or_missing_is_an_error(tmp_path):
     old.chmod(0o755)
     got, _ = _setup(tmp_path, MLPROJ_PYTHON=str(old), PATH=f'{fake}{os.pathsep}{BIN}{os.pathsep}/usr/bin:/bin')
     assert got.returncode == 1 and 'missing or older than 3.10' in got.stdout
+
+
+def _action_copy(dest: Path) -> Path:
+    """The files of the action's own checkout that setup.sh hashes (pyproject.toml + mlproj/)."""
+    dest.mkdir()
+    shutil.copy(REPO / 'pyproject.toml', dest / 'pyproject.toml')
+    shutil.copytree(REPO / 'mlproj', dest / 'mlproj', ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+    return dest
+
+
+def test_plan_names_the_venv_and_a_key_that_follows_the_sources(tmp_path):
+    action = _action_copy(tmp_path / 'action')
+    got, out = _setup(tmp_path, 'plan', GITHUB_ACTION_PATH=str(action), RUNNER_OS='Linux', RUNNER_ARCH='X64')
+    assert got.returncode == 0, got.stderr
+    root = tmp_path / 'runner-temp' / 'mlproj-action'
+    venv = Path(out['venv'])
+    assert out['cache'] == 'true' and venv.parent == root and venv.name.startswith('venv-')
+    assert out['uv-cache'] == str(root / 'uv-cache')
+    assert out['restore-prefix'] == f'mlproj-action-Linux-X64-py{PY}-{venv.name[5:]}-'
+    assert out['key'].startswith(out['restore-prefix']) and len(out['key']) == len(out['restore-prefix']) + 24
+    assert not venv.exists() and 'state-dir' not in out  # plan installs nothing
+    # same sources -> same key; an edited source file -> same venv path, another key
+    assert _setup(tmp_path, 'plan', GITHUB_ACTION_PATH=str(action), RUNNER_OS='Linux', RUNNER_ARCH='X64')[1] == out
+    (action / 'mlproj' / 'cli.py').write_text((action / 'mlproj' / 'cli.py').read_text() + '\n')
+    edited = _setup(tmp_path, 'plan', GITHUB_ACTION_PATH=str(action), RUNNER_OS='Linux', RUNNER_ARCH='X64')[1]
+    assert edited['venv'] == out['venv'] and edited['key'] != out['key']
+    assert edited['restore-prefix'] == out['restore-prefix']
+    # another install spec -> another venv
+    other = _setup(tmp_path, 'plan', MLPROJ_VERSION='0.1.0')[1]
+    assert other['venv'] != out['venv']
+
+
+def test_plan_with_installed_mlproj_caches_nothing(tmp_path):
+    got, out = _setup(tmp_path, 'plan', MLPROJ_VERSION='installed')
+    assert got.returncode == 0 and out == {'cache': 'false'}
+
+
+def _seconds(stdout: str, verb: str) -> float:
+    m = re.search(rf'^mlproj: {verb} .* in ([0-9.]+) s$', stdout, re.M)
+    assert m, stdout
+    return float(m.group(1))
+
+
+def test_install_reuse_and_rebuild(tmp_path):
+    """A venv is reused only when its stamp matches the key and its interpreter still runs."""
+    got, out = _setup(tmp_path)
+    assert got.returncode == 0, got.stdout + got.stderr
+    _seconds(got.stdout, 'installed')
+    venv = Path(out['mlproj']).parent.parent
+    assert (venv / '.mlproj-action-key').read_text().strip() == _setup(tmp_path, 'plan')[1]['key']
+    again, out2 = _setup(tmp_path)
+    assert again.returncode == 0 and out2['mlproj'] == out['mlproj']
+    assert _seconds(again.stdout, 'reused') < 5
+    # a restored venv whose base interpreter is gone (e.g. another toolcache path): rebuilt
+    python = venv / 'bin' / 'python'
+    python.unlink()
+    python.symlink_to(tmp_path / 'no-such-python')
+    broken, _ = _setup(tmp_path)
+    assert broken.returncode == 0, broken.stdout + broken.stderr
+    _seconds(broken.stdout, 'installed')
+    # a venv built for another key (the sources moved on, restored through restore-keys): rebuilt
+    (venv / '.mlproj-action-key').write_text('mlproj-action-old\n')
+    stale, _ = _setup(tmp_path)
+    assert stale.returncode == 0 and 'mlproj: installed ' in stale.stdout
