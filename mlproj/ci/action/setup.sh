@@ -14,7 +14,9 @@
 #   MLPROJ_PYTHON    interpreter for the venv (default python3; must be >= 3.10).
 #   MLPROJ_BACKEND   'databricks' adds the databricks extra (the run and github extras are always in).
 #   MLPROJ_EXTRA     whitespace-separated extra requirements (backend plugins), installed as given.
-# uv's cache is $RUNNER_TEMP/mlproj-action/uv-cache (UV_CACHE_DIR), so actions/cache can save it.
+#   MLPROJ_ACTION_DIR  where venvs, uv's cache and state live (default $RUNNER_TEMP/mlproj-action,
+#                    the same path in every job on GitHub-hosted runners; act's RUNNER_TEMP is not).
+# uv's cache is $MLPROJ_ACTION_DIR/uv-cache (UV_CACHE_DIR), so actions/cache can save it.
 # Plan outputs: cache (true/false), venv, uv-cache, key, restore-prefix.
 # Install outputs: mlproj (the executable), state-dir (a fresh directory for this invocation's state).
 set -euo pipefail
@@ -27,7 +29,7 @@ started="$(now)"
 elapsed() { awk -v a="$started" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 mode="${1:-install}"
-root="${RUNNER_TEMP:-${TMPDIR:-/tmp}}/mlproj-action"
+root="${MLPROJ_ACTION_DIR:-${RUNNER_TEMP:-${TMPDIR:-/tmp}}/mlproj-action}"
 mkdir -p "$root"
 python="${MLPROJ_PYTHON:-python3}"
 version="${MLPROJ_VERSION:-}"
@@ -53,12 +55,14 @@ if [ "$version" = "installed" ]; then
   fi
 else
   source_dir=""
+  identity=""
   case "$version" in
     "")
       action_path="${GITHUB_ACTION_PATH:?GITHUB_ACTION_PATH is not set}"
       if [ -f "$action_path/pyproject.toml" ]; then
         source_dir="$action_path"
         spec="${action_path}[$extras]"
+        identity="action-checkout[$extras]"  # its files, not its path, go into the key
       else
         spec="mlproj[$extras]==${MLPROJ_PINNED_VERSION:-$pinned_version}"
       fi
@@ -79,7 +83,7 @@ else
   # is), so a venv restored by actions/cache is found here.  The key adds what the spec does not
   # pin: the source files when installing from the action's own checkout.
   # (hashed with Python: macOS runners have no sha256sum)
-  hashes="$(printf '%s\n' "$spec" "${extra[@]}" | "$python" -c '
+  hashes="$(printf '%s\n' "${identity:-$spec}" "${extra[@]}" | "$python" -c '
 import hashlib, os, sys
 pyver = "%d.%d" % sys.version_info[:2]
 what = sys.stdin.buffer.read() + pyver.encode()
