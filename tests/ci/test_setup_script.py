@@ -97,10 +97,11 @@ def _seconds(stdout: str, verb: str) -> float:
 
 
 def test_install_reuse_and_rebuild(tmp_path):
-    """A venv is reused only when its stamp matches the key and its interpreter still runs."""
+    """From the action's checkout (pyproject.toml beside action.yml); a venv is reused only when its stamp matches the key and its interpreter still runs."""
     got, out = _setup(tmp_path)
     assert got.returncode == 0, got.stdout + got.stderr
     _seconds(got.stdout, 'installed')
+    assert f'mlproj: installed {REPO}[run,github] into ' in got.stdout  # the action's own checkout
     venv = Path(out['mlproj']).parent.parent
     assert (venv / '.mlproj-action-key').read_text().strip() == _setup(tmp_path, 'plan')[1]['key']
     again, out2 = _setup(tmp_path)
@@ -117,3 +118,49 @@ def test_install_reuse_and_rebuild(tmp_path):
     (venv / '.mlproj-action-key').write_text('mlproj-action-old\n')
     stale, _ = _setup(tmp_path)
     assert stale.returncode == 0 and 'mlproj: installed ' in stale.stdout
+
+
+# What the standalone action (a repository holding only the action, `uses: org/mlproj-action@v1`)
+# consists of; README.md, "The standalone action", lists the same files.
+STANDALONE_FILES = ('action.yml', 'mlproj/ci/action/setup.sh')
+
+
+def test_pinned_version_is_mlprojs_version():
+    import mlproj
+
+    m = re.search(r'^pinned_version="([^"]+)"$', SETUP.read_text(), re.M)
+    assert m and m.group(1) == mlproj.__version__
+
+
+def test_standalone_action_installs_the_pinned_release(tmp_path):
+    """Only action.yml and setup.sh beside it: no pyproject.toml, so setup.sh installs mlproj==<pinned>.
+
+    The release comes from a wheel built here from this checkout (version rewritten to a local
+    one no index has, given through MLPROJ_PINNED_VERSION) found through UV_FIND_LINKS;
+    mlproj's dependencies come from the package index as in the other install tests.
+    """
+    action = tmp_path / 'standalone'
+    for name in STANDALONE_FILES:
+        (action / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / name, action / name)
+    src = _action_copy(tmp_path / 'src')
+    for name in ('README.md', 'LICENSE'):
+        shutil.copy(REPO / name, src / name)
+    init = src / 'mlproj' / '__init__.py'
+    version = '0.0.0.dev4242'
+    init.write_text(re.sub(r"^__version__ = '[^']+'$", f"__version__ = '{version}'", init.read_text(), flags=re.M))
+    wheels = tmp_path / 'wheels'
+    built = subprocess.run([str(BIN / 'uv'), 'build', '--wheel', '--out-dir', str(wheels), str(src)],
+                           env=clean_environ(), capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    env = {'GITHUB_ACTION_PATH': str(action), 'MLPROJ_PINNED_VERSION': version, 'UV_FIND_LINKS': str(wheels)}
+    plan = _setup(tmp_path, 'plan', **env)[1]
+    got, out = _setup(tmp_path, **env)
+    assert got.returncode == 0, got.stdout + got.stderr
+    assert f'mlproj: installed mlproj[run,github]=={version} into {plan["venv"]}' in got.stdout
+    assert Path(out['mlproj']) == Path(plan['venv']) / 'bin' / 'mlproj'
+    assert re.search(rf'^mlproj\s+{re.escape(version)}$', got.stdout, re.M)  # `mlproj --version`
+    # the default, without the override, is the pinned release
+    default = _setup(tmp_path, 'plan', GITHUB_ACTION_PATH=str(action))[1]
+    assert default['venv'] != plan['venv']
+
