@@ -4,8 +4,15 @@
 repository (act copies the local tree; nothing is downloaded), then ``uses: ./``: the action
 installs mlproj from its own path with uv (packages from PyPI, nothing from GitHub), runs the
 fixture project against a real ``mlflow server`` and reports to the strict fake GitHub API.
-``actions/cache`` (pinned by SHA) is replaced through ``--local-repository`` by a stub that
-records the path and key it was given.
+``actions/cache`` (pinned by SHA) is replaced through ``--local-repository`` by a local cache
+(tests/ci/fixtures/cache-stub, a node20 action like the real one): its main step restores the
+entry saved for the exact key (else the newest entry matching the key or a restore key as a
+prefix) by copying the saved trees back and sets ``cache-hit``; its post step (``post-if:
+success()``) copies the paths into ``$ACT_CACHE_STORE`` unless an entry with that key exists.
+It records every call in ``$STUB_OUT``.  Where it differs from GitHub's service: entries are
+plain directory copies (no tar/zstd, hard links not kept), there is no branch scoping, no size
+limit or eviction, no globs or ``~`` in ``path``, and no upload/lookup-only/fail-on-cache-miss
+options.
 
 Where act differs from GitHub, and how the test deals with it:
 * act exports every input of a composite action as ``INPUT_<NAME>`` (``INPUT_GITHUB-TOKEN``
@@ -27,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ci.conftest import FIXTURE, REPO, clean_environ, git
+from tests.ci.conftest import FIXTURE, HERE, REPO, clean_environ, git
 
 CACHE_PIN = 'actions/cache@27d5ce7f107fe9357f9df03efb73ab90386fccae'
 PY = f'{sys.version_info[0]}.{sys.version_info[1]}'
@@ -68,6 +75,16 @@ jobs:
         run: |
           echo "ACT-OUTPUTS main $(echo "$MAIN" | tr -d '\\n')"
           echo "ACT-OUTPUTS env $(echo "$ENV" | tr -d '\\n')"
+  reuse:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@08c6903cd8c0fde910a37f88322edcfb5dd907a8
+      - uses: ./
+        with:
+          uri: '#fixture'
+          lint: only
+          check: none
+          comment: 'false'
   fail:
     runs-on: ubuntu-latest
     steps:
@@ -92,22 +109,7 @@ jobs:
           echo "ACT-OUTCOME $OUTCOME"
 '''
 
-CACHE_STUB = '''\
-name: actions/cache stub
-description: Records what the action asked actions/cache for.
-inputs:
-  path: {description: path, required: true}
-  key: {description: key, required: true}
-  restore-keys: {description: restore keys, required: false}
-outputs:
-  cache-hit: {description: hit, value: 'false'}
-runs:
-  using: composite
-  steps:
-    - shell: bash
-      env: {P: '${{ inputs.path }}', K: '${{ inputs.key }}', R: '${{ inputs.restore-keys }}'}
-      run: printf '%s\\n%s\\n%s\\n' "$P" "$K" "$R" > "$STUB_OUT"
-'''
+CACHE_STUB = HERE / 'fixtures' / 'cache-stub'  # a node20 action: restore in main, save in post
 
 
 def _copy_action_repo(dest: Path) -> None:
@@ -141,31 +143,36 @@ def act_setup(tmp_path_factory):
     event.write_text(json.dumps({'number': 7, 'pull_request': {
         'number': 7, 'head': {'sha': sha, 'ref': 'feature'}, 'base': {'sha': sha, 'ref': 'main'}}}))
     stub = base / 'cache-stub'
-    stub.mkdir()
-    (stub / 'action.yml').write_text(CACHE_STUB)
+    shutil.copytree(CACHE_STUB, stub)
     return {'base': base, 'repo': repo, 'sha': sha, 'event': event, 'stub': stub}
 
 
-def _act(setup: dict, job: str, fake_url: str, token: str, tracking: str) -> tuple[subprocess.CompletedProcess, dict]:
+def _act(setup: dict, job: str, fake_url: str, token: str, tracking: str, *, work_name: str = '',
+         store: Path | None = None, home: Path | None = None, env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, dict]:
     base = setup['base']
-    work = base / job
+    work = base / (work_name or job)
     shutil.rmtree(work, ignore_errors=True)
     (work / 'home').mkdir(parents=True)
+    home = home or work / 'home'
+    home.mkdir(exist_ok=True)
     (work / 'project').mkdir()
     values = {
         'GITHUB_API_URL': fake_url, 'TRACKING_URI': tracking, 'FIXTURE_BIN': str(Path(sys.executable).parent),
-        'CI_FIXTURE_DIR': str(work / 'project'), 'STUB_OUT': str(work / 'cache-stub.txt'),
+        'CI_FIXTURE_DIR': str(work / 'project'), 'STUB_OUT': str(work / 'cache-stub.jsonl'),
+        'ACT_CACHE_STORE': str(store or work / 'cache-store'),
         'MLPROJ_CACHE_DIR': str(work / 'mlproj-cache'), 'MLPROJ_GITHUB_WRITE_INTERVAL': '0',
-        'UV_CACHE_DIR': str(work / 'uv-cache'),
+        'UV_CACHE_DIR': str(work / 'uv-cache'), **(env or {}),
     }
     argv = [str(Path(sys.executable).parent / 'act'), 'pull_request', '-W', '.github/workflows/act.yml', '-j', job,
             '-e', str(setup['event']), '-P', 'ubuntu-latest=-self-hosted', '--action-offline-mode',
             '--local-repository', f'{CACHE_PIN}={setup["stub"]}', '-s', f'GITHUB_TOKEN={token}']
     for k, v in values.items():
         argv += ['--env', f'{k}={v}']
-    env = {**clean_environ(), 'HOME': str(work / 'home')}  # act keeps its caches under HOME
-    got = subprocess.run(argv, cwd=setup['repo'], env=env, capture_output=True, text=True, timeout=600)
-    return got, {'work': work, 'log': _step_lines(got.stdout), 'summaries': _summaries(got.stdout)}
+    environ = {**clean_environ(), 'HOME': str(home)}  # act keeps its caches (and RUNNER_TEMP) under HOME
+    got = subprocess.run(argv, cwd=setup['repo'], env=environ, capture_output=True, text=True, timeout=600)
+    records = work / 'cache-stub.jsonl'
+    calls = [json.loads(x) for x in records.read_text().splitlines()] if records.exists() else []
+    return got, {'work': work, 'log': _step_lines(got.stdout), 'summaries': _summaries(got.stdout), 'cache': calls}
 
 
 def _step_lines(stdout: str) -> list[str]:
@@ -224,7 +231,8 @@ def test_action_runs_reports_and_caches(act_setup, fake_github, token, mlflow_se
     assert any(line.startswith('mlproj: not passed to the project:') and 'INPUT_GITHUB-TOKEN' in line
                for line in lines)
     # the environment cache: actions/cache got mlproj's own environment name as its key
-    path, key, prefix = (run['work'] / 'cache-stub.txt').read_text().splitlines()
+    [restore] = [c for c in run['cache'] if c['step'] == 'restore' and c['key'].startswith('mlproj-env-')]
+    path, key, prefix = restore['path'], restore['key'], restore['restore-keys']
     env_hash = tracker.get_run(envp['run-id']).tags['mlproj.env.hash']
     assert key.endswith(f'-uv-{env_hash[:24]}') and key.startswith(prefix) and prefix.endswith('-uv-')
     assert path == str(run['work'] / 'mlproj-cache' / 'envs')
@@ -253,3 +261,49 @@ def test_failed_run_fails_the_action(act_setup, fake_github, token):
     assert all(s == summary for s in run['summaries']), run['summaries']
     assert summary.startswith('## ❌ mlproj run `main` FAILED') and '| `fail` | `3` |' in summary
     assert fake_github.state.requests == []  # comment and check were off
+
+
+def _setup_line(lines: list[str]) -> tuple[str, float]:
+    [line] = [x for x in lines if re.match(r'mlproj: (installed|reused) .* in [0-9.]+ s$', x)]
+    m = re.match(r'mlproj: (\w+) .* in ([0-9.]+) s$', line)
+    assert m
+    return m.group(1), float(m.group(2))
+
+
+def test_second_job_reuses_the_cached_mlproj_venv(act_setup, token):
+    """Two jobs (two act runs) share the stub's store: the second restores mlproj's venv and uv's
+    cache by exact key and setup.sh reuses the venv instead of installing.
+
+    act's RUNNER_TEMP is a new random directory per job (GitHub's is the same path in every
+    job), so both runs set MLPROJ_ACTION_DIR to one fixed directory; the test deletes the first
+    run's venv and uv cache there, so only the cache can bring them back.
+    """
+    store, home = act_setup['base'] / 'shared-cache-store', act_setup['base'] / 'reuse-home'
+    fixed = {'MLPROJ_ACTION_DIR': str(act_setup['base'] / 'mlproj-action')}  # act's RUNNER_TEMP is random
+    first, one = _act(act_setup, 'reuse', '', token, '', work_name='reuse-1', store=store, home=home, env=fixed)
+    assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-2000:]
+    [restore1, save1] = [c for c in one['cache'] if c['key'].startswith('mlproj-action-')]
+    assert restore1['step'] == 'restore' and restore1['matched'] == '' and save1 == {'step': 'save', 'key': restore1['key']}
+    venv, uv_cache = restore1['path'].splitlines()
+    assert Path(venv).name.startswith('venv-') and Path(uv_cache).name == 'uv-cache'
+    how1, seconds1 = _setup_line(one['log'])
+    assert how1 == 'installed'
+    shutil.rmtree(venv)
+    shutil.rmtree(uv_cache)
+    assert not Path(venv).exists()
+
+    second, two = _act(act_setup, 'reuse', '', token, '', work_name='reuse-2', store=store, home=home, env=fixed)
+    assert second.returncode == 0, second.stdout[-6000:] + second.stderr[-2000:]
+    [restore2, save2] = [c for c in two['cache'] if c['key'].startswith('mlproj-action-')]
+    assert restore2['key'] == restore1['key'], (restore1, restore2)
+    assert restore2['path'] == restore1['path']  # deterministic
+    assert restore2['matched'] == restore2['key'] and 'cache-hit=true' in second.stdout
+    assert f'Cache restored from key: {restore2["key"]}' in two['log']
+    assert 'not saving cache' in second.stdout  # an exact hit is not saved again
+    how2, seconds2 = _setup_line(two['log'])
+    assert how2 == 'reused' and Path(venv, 'bin', 'mlproj').is_file() and Path(uv_cache).is_dir()
+    restore_step = re.search(r'Success - Main Restore mlproj cache \[([0-9.]+)(m?s)\]', second.stdout)
+    assert restore_step
+    restored = float(restore_step.group(1)) / (1000 if restore_step.group(2) == 'ms' else 1)
+    print(f'mlproj setup: first job {how1} in {seconds1} s; second job {how2} in {seconds2} s '
+          f'after the stub restored the cache in {restored:.1f} s')

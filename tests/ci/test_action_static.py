@@ -158,3 +158,15 @@ def test_workflows_pin_third_party_actions():
                 uses = step.get('uses')
                 if uses and not uses.startswith('./'):
                     assert SHA_PIN.match(uses), f'{wf.name}: {uses} is not pinned to a commit SHA'
+
+
+def test_mlproj_cache_step_skips_the_same_events_as_env_key():
+    from mlproj.ci.gha import NO_CACHE_EVENTS
+
+    steps = action()['runs']['steps']
+    [key] = [s for s in steps if s.get('id') == 'toolkey']
+    m = re.search(r"fromJSON\('(\[.*?\])'\), github\.event_name\)", key['if'])
+    assert m and tuple(yaml.safe_load(m.group(1))) == NO_CACHE_EVENTS
+    assert "github.ref_type != 'tag'" in key['if'] and "inputs.cache == 'true'" in key['if']
+    ids = [s.get('id') for s in steps]
+    assert ids.index('toolkey') < ids.index('toolcache') < ids.index('setup')
