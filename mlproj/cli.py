@@ -121,14 +121,26 @@ class LazyGroup(click.Group):
               help='Color output (default auto: off with NO_COLOR, on with FORCE_COLOR, else on a terminal).')
 @click.option('-q', '--quiet', is_flag=True, envvar='MLPROJ_QUIET',
               help="Print only the project's own output and errors (no status lines or warnings).")
+@click.option('--verbose', is_flag=True, envvar='MLPROJ_VERBOSE',
+              help="Show the installer's full output while environments are built, and Git detail "
+                   '(no -v: `mlproj run -v` is the Git revision, as in `mlflow run`).')
 @click.pass_context
-def cli(ctx: click.Context, debug: bool, color: str | None, quiet: bool) -> None:
+def cli(ctx: click.Context, debug: bool, color: str | None, quiet: bool, verbose: bool) -> None:
     """mlproj: run MLflow Projects fast, Git-native and validated."""
     from mlproj import color as color_policy
+    from mlproj import verbose as verbose_mode
 
     ctx.ensure_object(dict)
     ctx.obj['debug'] = debug
     color_policy.set_choice(color)
+    verbose_mode.disable()   # one invocation's mode (tests run many in one process)
+    if quiet and verbose:
+        from mlproj.errors import BadArgumentError
+        from mlproj.verbose import CONFLICT
+
+        raise BadArgumentError(CONFLICT)
+    if verbose:
+        verbose_mode.enable()
     if quiet and not debug:
         from mlproj import quiet as quiet_mode
 

@@ -59,6 +59,18 @@ class QuietStream:
         return getattr(self._inner, name)
 
 
+def active() -> bool:
+    """Whether quiet mode is on (``sys.stderr`` is the filter)."""
+    return isinstance(sys.stderr, QuietStream)
+
+
 def enable() -> None:
+    """Turn quiet mode on; a ``BadArgumentError`` when verbose mode (``mlproj.verbose``) is on."""
+    from mlproj import verbose
+
+    if verbose.active():
+        from mlproj.errors import BadArgumentError
+
+        raise BadArgumentError(verbose.CONFLICT)
     if not isinstance(sys.stderr, QuietStream) and sys.stderr is not None:
         sys.stderr = QuietStream(sys.stderr)  # type: ignore[assignment]

@@ -95,6 +95,7 @@ SETTINGS: tuple[Setting, ...] = (
        '(MLFLOW_RUN_ID set too) without --env-manager uses the same manager', choices=ENV_MANAGERS),
     _s('MLPROJ_DEBUG', 'bool', False, 'show tracebacks for errors (same as --debug)'),
     _s('MLPROJ_QUIET', 'bool', False, "print only the project's output and mlproj's errors (same as -q/--quiet)"),
+    _s('MLPROJ_VERBOSE', 'bool', False, "show installers' full output and Git detail (same as --verbose)"),
     _s('MLPROJ_PASS_ENV', 'names', '', "comma-separated variables passed to the project's processes despite "
        'the policy (same as --pass-env)'),
     _s('MLPROJ_ENV_ROOT', 'path', None, 'where environments are stored (none: <cache dir>/envs)'),

@@ -7,6 +7,7 @@ import time
 
 import click
 
+from mlproj import verbose
 from mlproj.request import ENV_MANAGERS
 
 _DURATION = re.compile(r'^(\d+(?:\.\d+)?)\s*([smhdw]?)$')
@@ -129,6 +130,7 @@ def _remove_external(meta: dict) -> None:
 @click.option('--build-image', is_flag=True, help='docker_env projects: build the project image.')
 @click.option('-e', '--entry-point', default=None,
               help="Prepare the environment this entry point runs in (its own, when it declares one).")
+@verbose.option()
 def build(path: str, env_manager: str | None, build_image: bool, entry_point: str | None) -> None:
     """Prepare the environment of the project in PATH without running anything."""
     from mlproj.envs import EnvContext, prepare, select_manager

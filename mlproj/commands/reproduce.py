@@ -22,6 +22,7 @@ from typing import Any
 
 import click
 
+from mlproj import verbose
 from mlproj.request import ENV_MANAGERS
 from mlproj.tags import (
     ENV_LOCK_SHA256,
@@ -186,6 +187,7 @@ def build_request(run_id: str, record: Any, *, tracking_uri: str | None, env_man
               help="Build the environment from the project's spec, not from the run's recorded exact lock.")
 @click.option('--dry-run', is_flag=True, help='Show what would run; create nothing.')
 @click.option('--json', 'as_json', is_flag=True, help='With --dry-run: print JSON.')
+@verbose.option()
 def reproduce(run_id: str, tracking_uri: str | None, env_manager: str | None, experiment_name: str | None,
               experiment_id: str | None, keep_checkout: bool, no_lock: bool, dry_run: bool, as_json: bool) -> None:
     """Run the recorded run RUN_ID again (same source commit, entry point, parameters, env manager,

@@ -15,7 +15,7 @@ import sys
 
 import click
 
-from mlproj import completion
+from mlproj import completion, verbose
 from mlproj.request import ENV_MANAGERS
 
 
@@ -58,6 +58,8 @@ from mlproj.request import ENV_MANAGERS
 @click.option('-q', '--quiet', 'quiet', is_flag=True, expose_value=False,
               callback=lambda ctx, param, value: _quiet(value),
               help="Print only the project's own output and errors (also `mlproj -q`, MLPROJ_QUIET=1).")
+@verbose.option("Show the installer's full output while an environment is built and what Git fetches "
+                '(also `mlproj --verbose`, MLPROJ_VERBOSE=1; no -v: that is --version, as in `mlflow run`).')
 @click.option('--strict', is_flag=True,
               help='Refuse what `mlproj lint` reports as errors (by default such files run as MLflow runs them).')
 @click.option('--reuse/--force', 'reuse', default=None,

@@ -50,7 +50,8 @@ class EnvContext:
     tracking_uri: str | None = None
     run_id: str | None = None
     experiment_id: str | None = None
-    log: TextIO = sys.stderr
+    # the stderr of when the context is made, so --quiet's filter (mlproj.quiet) applies to the build lines
+    log: TextIO = field(default_factory=lambda: sys.stderr)
     pass_env: tuple[str, ...] = ()     # --pass-env names (mlproj.childenv)
     env_lock: bytes | None = None      # uv/virtualenv: install this exact lock (mlproj.envs.lock) instead of the spec
 

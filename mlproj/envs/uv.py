@@ -38,6 +38,7 @@ from mlproj.envs.venv import (
     VenvEnvironment,
     base_env,
     prepare_venv,
+    quiet_flag,
     requirement_args,
     run_step,
 )
@@ -72,7 +73,8 @@ def install_python(spec: str | None) -> str | None:
     if spec is None:
         return 'no version given'
     try:
-        run_step([uv_bin(), 'python', 'install', spec], f'uv python install {spec}', cwd=Path.cwd(), env=base_env())
+        run_step([uv_bin(), 'python', 'install', spec], f'uv python install {spec}', cwd=Path.cwd(), env=base_env(),
+                 show=True)
     except EnvError as e:
         return e.message
     return None
@@ -116,8 +118,8 @@ def build(target: Path, spec: PythonEnv, interpreter: Interpreter, project_dir: 
     uv = uv_bin()
     env = base_env(ctx.pass_env)
     where = spec.source or str(project_dir)
-    run_step([uv, 'venv', '--quiet', '--no-project', '--python', interpreter.path, str(target)],
-             'creating the virtual environment', cwd=project_dir, env=env, log=ctx.log, where=where)
+    run_step([uv, 'venv', *quiet_flag(), '--no-project', '--python', interpreter.path, str(target)],
+             'creating the virtual environment', cwd=project_dir, env=env, log=ctx.log, where=where, show=True)
     python = str(target / 'bin' / 'python')
     # uv compiles all of site-packages on the step that asks for it: ask on the last step only
     steps = [s for s in ('build', 'lock', 'deps') if {'build': spec.build_dependencies, 'lock': locked,
@@ -130,7 +132,7 @@ def build(target: Path, spec: PythonEnv, interpreter: Interpreter, project_dir: 
     if spec.build_dependencies:
         run_step([uv, 'pip', 'install', '--python', python, *compiled('build'),
                   *requirement_args(spec.build_dependencies)],
-                 'installing build_dependencies', cwd=project_dir, env=env, log=ctx.log, where=where)
+                 'installing build_dependencies', cwd=project_dir, env=env, log=ctx.log, where=where, show=True)
     if locked:
         with tempfile.TemporaryDirectory(prefix='mlproj-uvlock-') as tmp:
             for name in locked:
@@ -139,10 +141,10 @@ def build(target: Path, spec: PythonEnv, interpreter: Interpreter, project_dir: 
             run_step([uv, 'sync', '--frozen', '--no-dev', '--no-install-project', '--python', python,
                       *compiled('lock')],
                      'installing uv.lock', cwd=Path(tmp), env=sync_env, log=ctx.log,
-                     where=str(project_dir / 'uv.lock'))
+                     where=str(project_dir / 'uv.lock'), show=True)
     if spec.dependencies:
         run_step([uv, 'pip', 'install', '--python', python, *compiled('deps'), *requirement_args(spec.dependencies)],
-                 'installing dependencies', cwd=project_dir, env=env, log=ctx.log, where=where)
+                 'installing dependencies', cwd=project_dir, env=env, log=ctx.log, where=where, show=True)
     return {}
 
 

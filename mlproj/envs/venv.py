@@ -47,7 +47,7 @@ from mlproj.spec_model import Project
 BuildFn = Callable[[Path, PythonEnv, interp.Interpreter, Path, EnvContext, dict[str, str]], object]
 
 _SKIP_DIRS = {'.git', '__pycache__', '.venv', 'build', 'dist', '.tox', '.mypy_cache', '.pytest_cache'}
-_ANSI = re.compile(r'\x1b\[[0-9;]*[A-Za-z]')
+_ANSI = re.compile(r'\x1b\[[0-9;?]*[A-Za-z]')
 
 
 @dataclass(frozen=True)
@@ -228,8 +228,13 @@ def key_payload(manager: str, spec: PythonEnv, interpreter: interp.Interpreter, 
 
 
 def run_step(argv: list[str], what: str, *, cwd: Path, env: dict[str, str] | None = None,
-             log: TextIO | None = None, where: str = '') -> str:
+             log: TextIO | None = None, where: str = '', show: bool = False) -> str:
     """Run one build step; on failure print its output and raise a one-line ``EnvError``.
+
+    ``show``: an installer step whose progress the user sees while it runs (``mlproj.envs.steps``:
+    live on a terminal, summary lines elsewhere, everything with ``--verbose``, nothing with
+    ``--quiet``) on ``log`` (default ``sys.stderr``); otherwise the output is captured and shown
+    only on failure.  Either way the whole output is returned and summarized on failure.
 
     ``env`` defaults to the build environment of ``mlproj.childenv`` (never ``os.environ`` as is:
     build steps run project code)."""
@@ -237,18 +242,39 @@ def run_step(argv: list[str], what: str, *, cwd: Path, env: dict[str, str] | Non
         from mlproj import childenv
 
         env = childenv.environment('build')
+    shown = False
     try:
-        proc = subprocess.run(argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, errors='replace')
+        if show:
+            from mlproj.envs import steps
+
+            stream = log if log is not None else sys.stderr
+            output = steps.policy(stream)
+            shown = output.show == 'all'
+            code, text = steps.run(argv, cwd=str(cwd), env=env, stream=stream, output=output)
+        else:
+            proc = subprocess.run(argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True, errors='replace')
+            code, text = proc.returncode, proc.stdout or ''
     except OSError as e:
         raise EnvError(f'{what}: cannot run {argv[0]!r}: {e.strerror}', where) from None
-    if proc.returncode != 0:
-        output = proc.stdout or ''
-        if log is not None and output.strip():
-            log.write(output if output.endswith('\n') else output + '\n')
+    if code != 0:
+        if log is not None and text.strip() and not shown:   # shown: it is on the screen already
+            log.write(text if text.endswith('\n') else text + '\n')
             log.flush()
-        raise EnvError(f'{what} failed: {summarize(output) or f"exit code {proc.returncode}"}', where)
-    return proc.stdout
+        raise EnvError(f'{what} failed: {summarize(text) or f"exit code {code}"}', where)
+    return text
+
+
+def quiet_flag(*, show_all: bool = False) -> list[str]:
+    """``['--quiet']`` for an installer step unless its output is shown: with ``show_all`` (pip,
+    whose summary needs its normal output) unless ``--quiet`` is on; else (``uv venv``, whose
+    normal output is only chatter) unless ``--verbose`` is on."""
+    from mlproj import verbose
+    from mlproj.envs import steps
+
+    if show_all:
+        return ['--quiet'] if steps.policy(sys.stderr).installer_quiet else []
+    return [] if verbose.active() else ['--quiet']
 
 
 def summarize(output: str) -> str:
@@ -400,13 +426,14 @@ def _create_venv(manager: str, target: Path, interpreter: interp.Interpreter, cw
     if manager == 'uv':
         from mlproj.envs.uv import uv_bin
 
-        argv = [uv_bin(), 'venv', '--quiet', '--no-project', '--python', interpreter.path, str(target)]
+        argv = [uv_bin(), 'venv', *quiet_flag(), '--no-project', '--python', interpreter.path, str(target)]
     else:
         import importlib.util
 
         if importlib.util.find_spec('virtualenv') is not None:
-            argv = [sys.executable, '-m', 'virtualenv', '--quiet', '--no-periodic-update', '--python',
+            argv = [sys.executable, '-m', 'virtualenv', *quiet_flag(), '--no-periodic-update', '--python',
                     interpreter.path, str(target)]
         else:
             argv = [interpreter.path, '-m', 'venv', str(target)]
-    run_step(argv, 'creating the virtual environment', cwd=cwd, env=env, log=ctx.log, where='environment lock')
+    run_step(argv, 'creating the virtual environment', cwd=cwd, env=env, log=ctx.log, where='environment lock',
+             show=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 from mlproj.envs import EnvContext
 from mlproj.envs.envfiles import PythonEnv
 from mlproj.envs.interpreters import Interpreter
-from mlproj.envs.venv import VenvEnvironment, base_env, prepare_venv, requirement_args, run_step
+from mlproj.envs.venv import VenvEnvironment, base_env, prepare_venv, quiet_flag, requirement_args, run_step
 from mlproj.spec_model import Project
 
 MANAGER = 'virtualenv'
@@ -30,17 +30,18 @@ def build(target: Path, spec: PythonEnv, interpreter: Interpreter, project_dir: 
     env.setdefault('PIP_NO_INPUT', '1')
     where = spec.source or str(project_dir)
     if importlib.util.find_spec('virtualenv') is not None:
-        create = [sys.executable, '-m', 'virtualenv', '--quiet', '--no-periodic-update', '--python',
+        create = [sys.executable, '-m', 'virtualenv', *quiet_flag(), '--no-periodic-update', '--python',
                   interpreter.path, str(target)]
     else:
         create = [interpreter.path, '-m', 'venv', str(target)]
-    run_step(create, 'creating the virtual environment', cwd=project_dir, env=env, log=ctx.log, where=where)
+    run_step(create, 'creating the virtual environment', cwd=project_dir, env=env, log=ctx.log, where=where,
+             show=True)
     python = str(target / 'bin' / 'python')
     for what, lines in (('build_dependencies', spec.build_dependencies), ('dependencies', spec.dependencies)):
         if lines:
-            run_step([python, '-m', 'pip', 'install', '--quiet', '--compile', *requirement_args(lines)],
-                     f'installing {what}',
-                     cwd=project_dir, env=env, log=ctx.log, where=where)
+            run_step([python, '-m', 'pip', 'install', *quiet_flag(show_all=True), '--compile',
+                      *requirement_args(lines)], f'installing {what}',
+                     cwd=project_dir, env=env, log=ctx.log, where=where, show=True)
     return {}
 
 

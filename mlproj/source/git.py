@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mlproj import verbose
 from mlproj.errors import SourceError, first_line
 from mlproj.source import ResolvedSource
 from mlproj.source.cache import CloneCache, Mirror
@@ -145,6 +146,12 @@ class Fetcher:
 
         progress = FetchProgress(parsed.display)
         callbacks = make_callbacks(parsed, self.secrets, repo.config, progress)
+        if verbose.active():
+            if extra:
+                what = ' '.join(extra)
+            else:
+                what = 'branches and tags' + {1: ' (shallow, depth 1)', UNSHALLOW: ' (the full history)'}.get(depth, '')
+            verbose.note(f'git: fetching {what} from {parsed.display} into {repo.path.rstrip("/")}')
         try:
             if extra:
                 remote.fetch(extra, message='mlproj: fetch', callbacks=callbacks, proxy=True)
@@ -159,6 +166,8 @@ class Fetcher:
             raise self._error(parsed, e) from None
         finally:
             progress.done()
+        got, _total, size = progress.state
+        verbose.note(f'git: fetched {got} objects ({size / 1024 ** 2:.1f} MiB) from {parsed.display}')
         if not heads:
             raise SourceError('the remote repository is empty', parsed.display)
         for head in heads:
@@ -188,6 +197,7 @@ class Fetcher:
             repo = pygit2.Repository(str(mirror.path))
             if has_commit(repo, rev):
                 mirror.touch()
+                verbose.note(f'git: commit {rev} of {parsed.display} is in the cache ({mirror.path}); not fetching')
                 return mirror, repo, Revision(str(repo[rev].peel(pygit2.Commit).id), None), False
         try:
             repo = self._fetch(mirror, parsed)
@@ -346,6 +356,8 @@ def resolve_remote(parsed: ParsedURI, rev: str | None, *, keep_checkout: bool = 
                           redact(e.where, fetcher.secrets.values) if e.where else None) from None
     if keep_checkout:
         print(f'mlproj: checkout of {revision.commit[:12]} kept at {checkout}', file=sys.stderr)
+    verbose.note(f'git: {rev or "the default branch"} of {parsed.display} resolved to commit {revision.commit}'
+                 + (f' (branch {revision.branch})' if revision.branch else ''))
     source_name = parsed.display + (f'#{parsed.subdirectory}' if parsed.subdirectory else '')
     return ResolvedSource(
         uri=source_name, project_dir=project_dir, root=checkout, subdirectory=parsed.subdirectory,
