@@ -90,7 +90,7 @@ class Recorder:
         self.installed: list[str] = []
         self.pythons: list[str | None] = []
 
-    def run_step(self, argv, what, *, cwd, env=None, log=None, where=''):
+    def run_step(self, argv, what, *, cwd, env=None, log=None, where='', show=False):
         words = list(argv)
         if 'install' in words[1:4] and words[1] != 'python':  # uv pip install / python -m pip install
             start = words.index('install') + 1
