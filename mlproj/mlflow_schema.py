@@ -2,7 +2,8 @@
 
 A store is written by the fast path only when its alembic revision is one the differential test
 (``tests/tracking/test_sqlite_fast_path.py``) verified against MLflow itself (``VERIFIED_REVISIONS``:
-the oldest supported MLflow, the newest and the release before it, pinned in ``.ci/constraints-*``),
+the oldest supported mlflow-skinny, the newest, and the newest release of the full mlflow package,
+pinned in ``.ci/constraints-*``),
 when that revision is the head of the MLflow installed here (otherwise MLflow would refuse the store
 as out of date), and when every table and column the fast path touches is there.
 

@@ -35,7 +35,8 @@ concurrent runs) wait for each other instead of failing.
 
 ``tests/tracking/test_sqlite_fast_path.py`` runs the same operations through this module and through
 ``MlflowClient`` on two copies of a store and compares them row by row and through MLflow's reads,
-for the newest MLflow (the dev venv), the one before it and the oldest supported one (``.ci/setup``).
+for the newest mlflow-skinny, the dev venv's MLflow (the full package's newest release) and the oldest
+supported one (``.ci/setup``).
 
 Size (~510 lines): the store's writes (``SqliteStore``) and the tracker that decides, call by call,
 between them and ``MlflowClient`` (``SqliteTracker``) are one contract, proven together by that

@@ -45,8 +45,10 @@ def ops(tracker) -> dict:
     runs = []
     r1 = tracker.create_run(out['default'], dict(TAGS), None)      # MLflow names it
     runs.append(r1)
+    time.sleep(0.005)  # distinct start times: searches ordered by start_time break ties by the random run id
     r2 = tracker.create_run(exp_a, {**TAGS, 'mlflow.runName': 'named'}, 'named')
     runs.append(r2)
+    time.sleep(0.005)
     r3 = tracker.create_run(out['exp_b'], {'mlflow.user': 'bob', 'mlflow.parentRunId': r1}, None)
     runs.append(r3)
     tracker.log_params(r1, {'alpha': '0.5', 'path': '/data/x y.csv', 'empty': '', 'quote': "it's"})

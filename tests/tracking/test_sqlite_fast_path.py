@@ -2,8 +2,8 @@
 
 * differential: the same operations through the fast path and through MlflowClient, on two copies
   of a store MLflow created, compared row by row and through MLflow's own reads, for the newest
-  MLflow (the dev venv), the full MLflow of the `mlflow server` venv (the release before it) and
-  the oldest supported one (pyproject's lower bound); .ci/setup pins all three;
+  mlflow-skinny (its own venv), the dev venv's (the release the full mlflow package has) and the
+  oldest supported one (pyproject's lower bound); .ci/setup pins all three;
 * guards: an unknown revision, a revision that is not the installed MLflow's head, a missing
   column, workspaces, a missing store all go to MlflowClient; calls outside the verified bounds
   are answered by MLflow (its validation, its messages);
@@ -27,10 +27,11 @@ import pytest
 from mlproj import mlflow_schema, tracking_sqlite
 from mlproj.errors import TrackingError
 from mlproj.tracking_sqlite import SqliteTracker
-from tests.helpers import MLFLOW_SERVER_VENV, REPO, mlproj_bin, write_project
+from tests.helpers import REPO, mlproj_bin, write_project
 
 OPS = Path(__file__).with_name('mlflow_ops.py')
 OLDEST_VENV = Path(os.environ.get('MLPROJ_TEST_MLFLOW_OLDEST_VENV', '/tmp/mlproj-test-mlflow-oldest-venv'))
+NEWEST_VENV = Path(os.environ.get('MLPROJ_TEST_MLFLOW_NEWEST_VENV', '/tmp/mlproj-test-mlflow-newest-venv'))
 
 
 def _ops(python: str, *args: str, cwd: Path) -> None:
@@ -68,17 +69,17 @@ def _oldest_python() -> str:
     return str(python)
 
 
-def _server_python() -> str:
-    python = MLFLOW_SERVER_VENV / 'bin' / 'python'
-    assert python.exists(), f'{python} missing: .ci/setup installs the full mlflow package there'
+def _newest_python() -> str:
+    python = NEWEST_VENV / 'bin' / 'python'
+    assert python.exists(), f'{python} missing: .ci/setup installs the newest mlflow-skinny there'
     return str(python)
 
 
 def _python(which: str) -> str:
-    return {'newest': sys.executable, 'server': _server_python(), 'oldest': _oldest_python()}[which]
+    return {'newest': _newest_python(), 'dev': sys.executable, 'oldest': _oldest_python()}[which]
 
 
-@pytest.mark.parametrize('which', ['newest', 'server', 'oldest'])
+@pytest.mark.parametrize('which', ['newest', 'dev', 'oldest'])
 @pytest.mark.slow
 def test_fast_path_writes_what_mlflow_writes(which, tmp_path):
     python = _python(which)
@@ -118,7 +119,7 @@ def test_fast_path_writes_what_mlflow_writes(which, tmp_path):
 def test_verified_revisions_are_the_tested_ones():
     """Every allow-listed revision is the head of a venv the differential test runs."""
     heads = set()
-    for python in map(_python, ('newest', 'server', 'oldest')):
+    for python in map(_python, ('newest', 'dev', 'oldest')):
         mlflow_dir = subprocess.run([python, '-c', 'import importlib.util as u; '
                                      'print(list(u.find_spec("mlflow").submodule_search_locations)[0])'],
                                     capture_output=True, text=True, check=True).stdout.strip()
