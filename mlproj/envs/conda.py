@@ -13,6 +13,14 @@
 * Activation (conda): ``source <conda>/../etc/profile.d/conda.sh && conda activate <name> 1>&2``
   when ``CONDA_EXE`` or ``MLFLOW_CONDA_HOME`` is set, else ``source <bin>/activate <name> 1>&2``;
   mamba and micromamba run the command with ``<exe> run -n <name>``.
+* Lock: the exact package set, ``<conda|mamba> list --explicit --md5 --prefix <prefix>``
+  (``micromamba env export --explicit --md5 --prefix``): conda's own explicit-spec format (one
+  package URL with its ``#md5`` per line after ``@EXPLICIT``), which ``conda create --name X --file
+  LOCK`` rebuilds exactly.  It is taken once per environment (kept beside the record in the env
+  store, refreshed when the record's prefix changes), logged as the run artifact
+  ``mlproj/conda.explicit.txt`` and tagged ``mlproj.env.lock_sha256``; a tool that cannot list is a
+  warning, the run goes on without a lock.  Verified against a strict fake of the CLI only: no
+  conda can be installed on the machines this is developed on.
 """
 from __future__ import annotations
 
@@ -28,13 +36,15 @@ from pathlib import Path
 from mlproj import childenv, safefile
 from mlproj.envs import EnvContext
 from mlproj.envs.envfiles import load_conda_env
-from mlproj.envs.store import EnvStore
+from mlproj.envs.store import RECORDS, EnvStore
 from mlproj.envs.venv import announce, run_step, summarize
 from mlproj.errors import EnvError
 from mlproj.spec_model import Project
 
 MANAGER = 'conda'
 FLAVOURS = ('conda', 'mamba', 'micromamba')
+LOCK_ARTIFACT = 'mlproj/conda.explicit.txt'
+MAX_LOCK_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,18 @@ class CondaEnvironment:
     name: str
     prefix: Path
     tool: CondaTool
+    lock_path: Path | None = None     # the explicit spec (see the module docstring)
+    lock_sha256: str | None = None
+
+    @property
+    def extra_tags(self) -> dict[str, str]:
+        from mlproj.tags import ENV_LOCK_SHA256
+
+        return {ENV_LOCK_SHA256: self.lock_sha256} if self.lock_sha256 else {}
+
+    @property
+    def artifacts(self) -> dict[str, Path]:
+        return {LOCK_ARTIFACT: self.lock_path} if self.lock_path and self.lock_sha256 else {}
 
     def argv(self, command: str, env: dict[str, str], cwd: Path) -> tuple[list[str], dict[str, str]]:
         child = dict(env)
@@ -186,4 +208,50 @@ def prepare(project: Project, ctx: EnvContext) -> CondaEnvironment:
                                    str(path))
             store.write_record(record_name, {'manager': MANAGER, 'hash': digest, 'path': str(prefix),
                                              'conda_env_name': name, 'tool': tool.exe, 'source': str(path)})
-    return CondaEnvironment(MANAGER, MANAGER, digest, name, prefix, tool)
+    lock_path, lock_sha = _explicit_lock(store, record_name, tool, prefix, ctx)
+    return CondaEnvironment(MANAGER, MANAGER, digest, name, prefix, tool, lock_path, lock_sha)
+
+
+def list_explicit_argv(tool: CondaTool, prefix: Path) -> list[str]:
+    if tool.flavour == 'micromamba':
+        return [tool.exe, 'env', 'export', '--explicit', '--md5', '--prefix', str(prefix)]
+    return [tool.exe, 'list', '--explicit', '--md5', '--prefix', str(prefix)]
+
+
+def _explicit_lock(store: EnvStore, record_name: str, tool: CondaTool, prefix: Path,
+                   ctx: EnvContext) -> tuple[Path | None, str | None]:
+    """(path, sha256) of the environment's explicit spec, taken once per prefix; (None, None) with a
+    warning when the tool cannot list it."""
+    from mlproj.cachedir import write_text_atomic
+
+    lock_path = store.root / RECORDS / f'{record_name}.explicit.txt'
+    rec = store.read_record(record_name) or {}
+    try:
+        if rec.get('lock_prefix') == str(prefix) and lock_path.stat().st_size <= MAX_LOCK_BYTES:
+            data = lock_path.read_bytes()
+            if hashlib.sha256(data).hexdigest() == rec.get('lock_sha256'):
+                return lock_path, rec['lock_sha256']
+    except OSError:
+        pass
+    argv = list_explicit_argv(tool, prefix)
+    try:
+        out = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL, timeout=300,
+                             env=childenv.environment('build', pass_env=ctx.pass_env))
+    except (OSError, subprocess.SubprocessError) as e:
+        return _no_lock(ctx, f'cannot run {Path(argv[0]).name} {argv[1]}: {e}')
+    text = out.stdout.decode('utf-8', 'replace')
+    if out.returncode != 0 or '@EXPLICIT' not in text.splitlines() or len(out.stdout) > MAX_LOCK_BYTES:
+        why = summarize(out.stderr.decode('utf-8', 'replace') + text) if out.returncode else 'no @EXPLICIT list'
+        return _no_lock(ctx, f'{Path(argv[0]).name} {" ".join(argv[1:3])} gave no explicit list ({why})')
+    try:
+        write_text_atomic(lock_path, text)
+        sha = hashlib.sha256(text.encode('utf-8')).hexdigest()
+        store.write_record(record_name, dict(rec, lock_prefix=str(prefix), lock_sha256=sha))
+    except (OSError, EnvError) as e:
+        return _no_lock(ctx, f'cannot keep the environment lock: {e}')
+    return lock_path, sha
+
+
+def _no_lock(ctx: EnvContext, why: str) -> tuple[None, None]:
+    print(f'mlproj: warning: the conda environment is not locked: {why}', file=ctx.log, flush=True)
+    return None, None

@@ -276,7 +276,30 @@ if args[:2] == ['env', 'create'] and len(args) in (6, 7) and args[2] == '-n' and
     py = os.path.join(prefix, 'bin', 'python')
     if not os.path.exists(py):
         os.symlink(sys.executable, py)
+    deps = [ln.strip()[2:].strip() for ln in text.splitlines() if ln.startswith('  - ') and ':' not in ln]
+    with open(os.path.join(prefix, 'conda-meta', 'fake-packages'), 'w') as f:
+        f.write('\n'.join(deps))
     print('done')
+    sys.exit(0)
+explicit = (args[:5] == ['list', '--explicit', '--md5', '--prefix', args[4] if len(args) > 4 else '']
+            and len(args) == 5 and prog != 'micromamba') or (
+    args[:6] == ['env', 'export', '--explicit', '--md5', '--prefix', args[5] if len(args) > 5 else '']
+    and len(args) == 6 and prog == 'micromamba')
+if explicit:
+    prefix = args[-1]
+    if os.environ.get('FAKE_CONDA_LIST_FAIL'):
+        sys.exit('CondaError: cannot list ' + prefix)
+    import hashlib
+    listed = os.path.join(prefix, 'conda-meta', 'fake-packages')
+    names = open(listed).read().split() if os.path.exists(listed) else []
+    print('# This file may be used to create an environment using:')
+    print('# $ conda create --name <env> --file <this file>')
+    print('# platform: linux-64')
+    print('@EXPLICIT')
+    for spec in names:
+        name, _, version = spec.partition('=')
+        print(f'https://conda.anaconda.org/conda-forge/linux-64/{{name}}-{{version or "1.0"}}-0.conda'
+              f'#{{hashlib.md5(spec.encode()).hexdigest()}}')
     sys.exit(0)
 if args[:4] == ['remove', '--yes', '--name', args[3] if len(args) > 3 else ''] and args[4:] == ['--all']:
     import shutil

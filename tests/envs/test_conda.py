@@ -43,6 +43,7 @@ def test_conda_on_path_is_the_default_and_creates_with_mlflows_argv(tmp_path, fa
         ['conda', 'env', 'list', '--json'],
         ['conda', 'env', 'create', '-n', name, '--file', str(proj / 'conda.yaml')],
         ['conda', 'env', 'list', '--json'],
+        ['conda', 'list', '--explicit', '--md5', '--prefix', str(fake_conda / 'envs' / name)],
     ]
     assert 'Creating conda environment' in log
     assert env.tag == 'conda' and env.name == name
@@ -78,7 +79,9 @@ def test_existing_env_made_by_mlflow_is_reused(tmp_path, fake_conda, monkeypatch
     proj = conda_project(tmp_path)
     (fake_conda / 'envs' / mlflow_name(CONDA_YAML) / 'conda-meta').mkdir(parents=True)
     prep(proj, 'conda')
-    assert conda_calls(fake_conda) == [['conda', 'env', 'list', '--json']]
+    prefix = str(fake_conda / 'envs' / mlflow_name(CONDA_YAML))
+    assert conda_calls(fake_conda) == [['conda', 'env', 'list', '--json'],
+                                       ['conda', 'list', '--explicit', '--md5', '--prefix', prefix]]
 
 
 def test_failed_create_is_removed_and_reported(tmp_path, fake_conda, monkeypatch):
@@ -104,6 +107,9 @@ def test_micromamba_alone(tmp_path, fake_conda, monkeypatch):
     name = mlflow_name(CONDA_YAML)
     assert conda_calls(fake_conda)[1] == ['micromamba', 'env', 'create', '-n', name, '--file',
                                           str(proj / 'conda.yaml'), '--yes']
+    assert conda_calls(fake_conda)[3] == ['micromamba', 'env', 'export', '--explicit', '--md5', '--prefix',
+                                          str(fake_conda / 'envs' / name)]
+    assert env.lock_sha256 and '@EXPLICIT' in env.lock_path.read_text()
     argv, _ = env.argv('echo x', {}, proj)
     assert argv == [str(only / 'micromamba'), 'run', '-n', name, 'bash', '-c', 'echo x']
     assert run_argv(env, 'echo $CONDA_DEFAULT_ENV', proj) == name
@@ -120,6 +126,30 @@ def test_run_records_conda_tag(tmp_path, fake_conda, monkeypatch, file_store):
     tags = mlflow.MlflowClient(file_store).get_run(submitted.run_id).data.tags
     assert tags['mlflow.project.env'] == 'conda'
     assert tags['mlproj.env.hash'] == hashlib.sha256(CONDA_YAML.encode()).hexdigest()
+    # the exact package set: conda's explicit spec, as an artifact whose sha256 is the lock tag
+    client = mlflow.MlflowClient(file_store)
+    local = client.download_artifacts(submitted.run_id, 'mlproj/conda.explicit.txt', str(tmp_path / 'dl'))
+    text = open(local).read()
+    assert tags['mlproj.env.lock_sha256'] == hashlib.sha256(text.encode()).hexdigest()
+    lines = text.splitlines()
+    assert lines[lines.index('@EXPLICIT') + 1:] == [
+        f'https://conda.anaconda.org/conda-forge/linux-64/{n}-{v}-0.conda#{hashlib.md5(s.encode()).hexdigest()}'
+        for s, n, v in (('python=3.11', 'python', '3.11'), ('numpy', 'numpy', '1.0'))]
+    # taken once per environment: a second run lists nothing and records the same lock
+    listed = [c for c in conda_calls(fake_conda) if c[1:3] == ['list', '--explicit']]
+    again = mlproj.run(str(proj), 'main', tracking_uri=file_store)
+    assert [c for c in conda_calls(fake_conda) if c[1:3] == ['list', '--explicit']] == listed and len(listed) == 1
+    assert client.get_run(again.run_id).data.tags['mlproj.env.lock_sha256'] == tags['mlproj.env.lock_sha256']
+
+
+def test_a_conda_that_cannot_list_is_a_warning_and_no_lock(tmp_path, fake_conda, monkeypatch):
+    monkeypatch.setenv('PATH', f"{fake_conda / 'bin'}:{os.environ['PATH']}")
+    monkeypatch.setenv('FAKE_CONDA_LIST_FAIL', '1')
+    env, log = prep(conda_project(tmp_path), 'conda')
+    assert env.lock_sha256 is None and env.extra_tags == {} and env.artifacts == {}
+    assert 'mlproj: warning: the conda environment is not locked: conda list --explicit gave no explicit list' in log
+    assert 'CondaError: cannot list' in log
+    assert run_argv(env, 'echo $CONDA_DEFAULT_ENV', tmp_path) == mlflow_name(CONDA_YAML)  # the run goes on
 
 
 def test_conda_refused_for_python_env_and_env_less_projects(tmp_path, fake_conda, monkeypatch):
