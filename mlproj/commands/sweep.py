@@ -21,7 +21,7 @@ _NOT_FOR_SWEEPS = {'param_list', 'run_id', 'no_wait', 'dry_run', 'as_json', 'reu
 
 def _sweep(param_list: tuple[str, ...], sweep_file: str | None, max_parallel: int | None, fail_fast: bool,
            metric: str | None, goal: str, as_json: bool, dry_run: bool, reuse: bool | None, **kw) -> None:
-    from mlproj import sweep
+    from mlproj import sweep, sweep_points
     from mlproj.errors import BadArgumentError
     from mlproj.params import parse_key_values
     from mlproj.request import RunRequest
@@ -37,7 +37,8 @@ def _sweep(param_list: tuple[str, ...], sweep_file: str | None, max_parallel: in
         print('mlproj: warning: --git-password is visible to other users of this machine (ps, /proc); '
               'set MLFLOW_GIT_PASSWORD instead', file=sys.stderr)
     raw = parse_key_values(param_list, '-P')
-    points, constants, swept = sweep.points_from(raw, sweep.read_sweep_file(sweep_file) if sweep_file else None)
+    from_file = sweep_points.read_sweep_file(sweep_file) if sweep_file else None
+    points, constants, swept = sweep_points.points_from(raw, from_file)
     if dry_run:
         listing = {'constants': constants, 'swept': swept, 'points': points}
         if as_json:

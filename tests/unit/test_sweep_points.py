@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlproj import sweep
+from mlproj import sweep, sweep_points
 from mlproj.errors import BadArgumentError
 
 
@@ -18,11 +18,11 @@ from mlproj.errors import BadArgumentError
     (',', ['', '']),
 ])
 def test_values_split_on_unescaped_commas(text, values):
-    assert sweep.split_values(text) == values
+    assert sweep_points.split_values(text) == values
 
 
 def test_lists_make_a_grid_and_single_values_constants():
-    points, constants, swept = sweep.points_from({'alpha': '0.1,0.5,1.0', 'l1': '0.1,0.9', 'seed': '3'})
+    points, constants, swept = sweep_points.points_from({'alpha': '0.1,0.5,1.0', 'l1': '0.1,0.9', 'seed': '3'})
     assert constants == {'seed': '3'}
     assert swept == ['alpha', 'l1']
     assert len(points) == 6
@@ -32,14 +32,14 @@ def test_lists_make_a_grid_and_single_values_constants():
 
 
 def test_no_list_is_one_point():
-    assert sweep.points_from({'a': '1'}) == ([{'a': '1'}], {'a': '1'}, [])
+    assert sweep_points.points_from({'a': '1'}) == ([{'a': '1'}], {'a': '1'}, [])
 
 
 def test_sweep_file_grid_and_points(tmp_path):
     f = tmp_path / 'sweep.yaml'
     f.write_text('grid:\n  alpha: [0.1, 0.5]\n  flag: [true, false]\npoints:\n  - {alpha: 2, extra: "a,b"}\n')
-    data = sweep.read_sweep_file(str(f))
-    points, constants, swept = sweep.points_from({'seed': '1', 'n': '1,2'}, data)
+    data = sweep_points.read_sweep_file(str(f))
+    points, constants, swept = sweep_points.points_from({'seed': '1', 'n': '1,2'}, data)
     assert swept == ['n', 'alpha', 'flag', 'extra']
     assert len(points) == 2 * 2 * 2 + 1
     assert points[-1] == {'seed': '1', 'alpha': '2', 'extra': 'a,b'}   # a literal comma in a file value
@@ -49,7 +49,7 @@ def test_sweep_file_grid_and_points(tmp_path):
 def test_only_explicit_points(tmp_path):
     f = tmp_path / 's.yaml'
     f.write_text('points:\n  - {a: 1}\n  - {a: 2, b: x}\n')
-    points, _, swept = sweep.points_from({'c': '0'}, sweep.read_sweep_file(str(f)))
+    points, _, swept = sweep_points.points_from({'c': '0'}, sweep_points.read_sweep_file(str(f)))
     assert points == [{'c': '0', 'a': '1'}, {'c': '0', 'a': '2', 'b': 'x'}]
     assert swept == ['a', 'b']
 
@@ -67,26 +67,26 @@ def test_bad_sweep_files_are_one_line_errors(tmp_path, text, message):
     f = tmp_path / 's.yaml'
     f.write_text(text)
     with pytest.raises(BadArgumentError) as e:
-        sweep.read_sweep_file(str(f))
+        sweep_points.read_sweep_file(str(f))
     assert message in str(e.value) and str(f) in str(e.value) and '\n' not in str(e.value)
 
 
 def test_sweep_file_that_is_not_a_regular_file(tmp_path):
     with pytest.raises(BadArgumentError, match='does not exist'):
-        sweep.read_sweep_file(str(tmp_path / 'missing.yaml'))
+        sweep_points.read_sweep_file(str(tmp_path / 'missing.yaml'))
     with pytest.raises(BadArgumentError, match='not a regular file'):
-        sweep.read_sweep_file(str(tmp_path))
+        sweep_points.read_sweep_file(str(tmp_path))
 
 
 def test_a_name_both_on_the_command_line_and_in_the_grid_is_refused():
     with pytest.raises(BadArgumentError, match="'a' is given both"):
-        sweep.points_from({'a': '1'}, {'grid': {'a': ['1', '2']}, 'points': []})
+        sweep_points.points_from({'a': '1'}, {'grid': {'a': ['1', '2']}, 'points': []})
 
 
 def test_huge_grids_are_refused_before_expansion():
     params = {f'p{i}': ','.join(str(j) for j in range(10)) for i in range(6)}  # 10**6 points
     with pytest.raises(BadArgumentError, match='more than'):
-        sweep.points_from(params)
+        sweep_points.points_from(params)
 
 
 def _result(metrics):
