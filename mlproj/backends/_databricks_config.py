@@ -289,4 +289,23 @@ def validate(request: Any, tracking_uri: str, project: Any = None) -> Settings:
     if project is not None and getattr(getattr(project, 'env', None), 'kind', None) == 'docker':
         raise BackendError('docker projects cannot run on the databricks backend; use a python_env or conda_env '
                            'project, or no environment')
+    _env_file_inside(project)
     return parse_config(request.backend_config or {}, tracking_uri)
+
+
+def _env_file_inside(project: Any) -> None:
+    """Databricks receives the project directory only (``_pack``): an environment file above it
+    (``python_env: ../python_env.yaml``, allowed locally inside the repository with MLP026) would be
+    missing on the cluster, so it is refused here, before any run or upload exists."""
+    import os
+
+    env = getattr(project, 'env', None)
+    path = getattr(env, 'path', None)
+    if project is None or path is None:
+        return
+    directory = os.path.realpath(project.directory)
+    if os.path.commonpath([directory, os.path.realpath(path)]) != directory:
+        key = 'conda_env' if getattr(env, 'kind', '') == 'conda' else 'python_env'
+        raise BackendError(f'{key} {os.path.relpath(path, project.directory)} is outside the project directory, and '
+                           'the databricks backend ships only that directory; move the file into it',
+                           str(project.mlproject_path or project.directory))

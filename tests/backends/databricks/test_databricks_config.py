@@ -211,3 +211,39 @@ def test_launcher_maps_fuse_paths(monkeypatch):
     monkeypatch.setenv('MLPROJ_DATABRICKS_FUSE_ROOT', '/srv/fuse')
     assert launcher.local_path('dbfs:/x.tar.gz') == '/srv/fuse/dbfs/x.tar.gz'
     assert launcher.parse(['dbfs:/a', '--env', 'A=b=c', '--', '-e', 'main']) == ('dbfs:/a', {'A': 'b=c'}, ['-e', 'main'])
+
+
+def _repo_with_project(tmp_path, mlproject: str):
+    subprocess.run(['git', 'init', '-q', str(tmp_path)], check=True)
+    (tmp_path / 'python_env.yaml').write_text('python: "3.11"\ndependencies: [pip]\n')
+    sub = tmp_path / 'sub'
+    sub.mkdir()
+    (sub / 'own_env.yaml').write_text('python: "3.11"\ndependencies: [pip]\n')
+    (sub / 'MLproject').write_text(mlproject)
+    return sub
+
+
+@pytest.mark.parametrize('mlproject, entry_point, refused', [
+    ('name: p\npython_env: ../python_env.yaml\nentry_points:\n  main:\n    command: "true"\n', 'main',
+     'python_env ../python_env.yaml'),
+    ('name: p\nentry_points:\n  main:\n    python_env: ../python_env.yaml\n    command: "true"\n'
+     '  other:\n    command: "true"\n', 'main', 'python_env ../python_env.yaml'),
+    ('name: p\nentry_points:\n  main:\n    python_env: ../python_env.yaml\n    command: "true"\n'
+     '  other:\n    command: "true"\n', 'other', None),   # the entry point that runs has no such file
+    ('name: p\npython_env: own_env.yaml\nentry_points:\n  main:\n    command: "true"\n', 'main', None),
+])
+def test_an_env_file_above_the_project_is_refused_before_anything_is_created(tmp_path, mlproject, entry_point,
+                                                                            refused):
+    """Databricks receives the project directory only: the file would be missing on the cluster."""
+    from mlproj.request import RunRequest
+    from mlproj.spec import load_project
+
+    project = load_project(str(_repo_with_project(tmp_path, mlproject))).for_entry_point(entry_point)
+    request = RunRequest(uri=str(tmp_path / 'sub'), backend='databricks', backend_config=dict(SPEC))
+    if refused is None:
+        assert dbx.validate(request, HTTP, project).compute == 'new'
+        return
+    with pytest.raises(BackendError) as e:
+        dbx.validate(request, HTTP, project)
+    assert str(e.value).startswith(f'{refused} is outside the project directory')
+    assert 'databricks backend ships only that directory' in str(e.value)
