@@ -59,6 +59,14 @@ class QuietStream:
         return getattr(self._inner, name)
 
 
+def project_stderr() -> IO[str]:
+    """Where a remote backend writes what the project's job wrote to its stderr (a Databricks task's
+    error and traceback): the terminal's stderr, past the quiet filter, because under ``--quiet``
+    the project's own output is exactly what is shown."""
+    err = sys.stderr
+    return err._inner if isinstance(err, QuietStream) else err
+
+
 def active() -> bool:
     """Whether quiet mode is on (``sys.stderr`` is the filter)."""
     return isinstance(sys.stderr, QuietStream)

@@ -395,10 +395,14 @@ class DatabricksSubmittedRun(Lifecycle):
             sys.stdout.flush()
             if output.logs_truncated:
                 _warn('the job output was truncated by Databricks; see the run page for the full log')
+        from mlproj.quiet import project_stderr
+
+        job_err = project_stderr()  # the job's own error output: shown under --quiet too
         if output.error:
-            print(f'mlproj: Databricks error: {output.error}', file=sys.stderr)
+            print(f'mlproj: Databricks error: {output.error}', file=job_err)
         if output.error_trace:
-            print(output.error_trace.rstrip('\n'), file=sys.stderr)
+            print(output.error_trace.rstrip('\n'), file=job_err)
+        job_err.flush()
         if not output.error and state.message and mlflow_status(state) != FINISHED:
             print(f'mlproj: Databricks: {state.message}', file=sys.stderr)
         sys.stderr.flush()

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -221,6 +222,21 @@ def test_failed_job_prints_output_and_fails_the_run(repo, workspace, dbx_env, ml
     assert 'Databricks error: Python process exited with code 3' in err
     run = only_run(mlflow_client)
     assert run.info.status == 'FAILED'
+
+
+def test_quiet_shows_the_jobs_output_and_error_and_nothing_of_mlprojs(repo, workspace, dbx_env, mlflow_client,
+                                                                      capsys):
+    from mlproj import quiet
+
+    real_stderr = sys.stderr
+    try:
+        code, out, err = cli(['-q', *run_args(repo, {**NEW_CLUSTER, **FAST}, '-e', 'fail')], capsys)
+    finally:
+        sys.stderr = real_stderr  # quiet mode swaps sys.stderr for its filter
+    assert not quiet.active()
+    assert code == 1
+    assert 'about to fail' in out
+    assert err.splitlines() == ['mlproj: Databricks error: Python process exited with code 3'], err
     assert workspace.calls('/jobs/runs/get-output')[0].query == {'run_id': [str(next(iter(workspace.runs.values())).task_run_id)]}
 
 
