@@ -1,7 +1,9 @@
 """Plain helpers every test package shares (ports, processes, projects): imported, never fixtures.
 
-Fixtures live in the ``conftest.py`` files; what a test calls directly lives here, so no test
-imports from a conftest module.
+Fixtures live in the ``conftest.py`` files; what a test calls directly lives in this package, so no
+test imports from a conftest module (tests/unit/test_no_conftest_imports.py checks it).  Helpers of
+one test package live in the module named after it (``tests.helpers.source``, ``.ci``, ``.compat``,
+``.lint``, ``.envs``, ``.backends``); the one Git runner every test uses is ``tests.helpers.git``.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 # The full `mlflow` package (for `mlflow server`) lives in its own venv; .ci/run creates it.
 MLFLOW_SERVER_VENV = Path(os.environ.get('MLPROJ_TEST_MLFLOW_VENV', '/tmp/mlproj-test-mlflow-server-venv'))
 
