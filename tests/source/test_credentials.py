@@ -16,7 +16,7 @@ import pytest
 
 from mlproj import source
 from mlproj.errors import SourceError
-from tests.source.conftest import TOKEN, USER, run_mlproj, stop
+from tests.helpers.source import TOKEN, USER, run_mlproj, stop
 
 
 def _files_containing(root: Path, needle: str) -> list[str]:

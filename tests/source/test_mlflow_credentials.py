@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.source.conftest import TOKEN, USER, run_mlproj
+from tests.helpers.source import TOKEN, USER, run_mlproj
 from tests.source.test_credentials import _files_containing
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.source.conftest import run_mlproj, start_daemon, stop
+from tests.helpers.source import run_mlproj, start_daemon, stop
 from tests.source.test_e2e import cli, run_id
 
 
