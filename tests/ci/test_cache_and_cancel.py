@@ -14,7 +14,8 @@ import pytest
 
 from mlproj.ci import state
 from mlproj.ci.runstep import wait_with_signals
-from tests.helpers.ci import MLPROJ, clean_environ, gha_env, read_outputs
+from tests.helpers import MLPROJ
+from tests.helpers.ci import clean_environ, gha_env, read_outputs
 from tests.helpers.git import git
 
 PY = f'{sys.version_info[0]}.{sys.version_info[1]}'

@@ -14,7 +14,8 @@ import yaml
 
 from mlproj.ci import gha
 from mlproj.ci.runstep import resolve_source
-from tests.helpers.ci import MLPROJ, REPO, clean_environ, gha_env, new_token, read_outputs
+from tests.helpers import MLPROJ
+from tests.helpers.ci import REPO, clean_environ, gha_env, new_token, read_outputs
 from tests.helpers.git import git
 
 pytestmark = pytest.mark.slow  # runs the Action step end to end in subprocesses

@@ -37,6 +37,17 @@ def mlproj_bin() -> str:
     return str(candidate) if candidate.exists() else 'mlproj'
 
 
+MLPROJ = mlproj_bin()
+
+
+def run_mlproj(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+               timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`mlproj ARGS` as a real subprocess (the current os.environ plus ``env``): exit codes, stdout
+    and stderr exactly as a user sees them; no stdin."""
+    return subprocess.run([MLPROJ, *args], env={**os.environ, **(env or {})}, cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
 def wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -15,7 +15,6 @@ from tests.helpers.git import commit_all, git
 HERE = REPO / 'tests' / 'ci'
 FIXTURE = HERE / 'fixtures' / 'project'
 BIN = Path(sys.executable).parent
-MLPROJ = str(BIN / 'mlproj')
 OWNER_REPO = 'octo/demo'
 
 

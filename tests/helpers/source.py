@@ -153,16 +153,8 @@ def start_http(repos: Repos, *, tls: tuple[str, str] | None = None, log: Path | 
 FORMS = ('git', 'http', 'https', 'ssh', 'scp', 'file', 'path', 'worktree')
 
 
-MLPROJ = str(Path(sys.executable).with_name('mlproj'))
 RESOLVE_PY = ('import sys\nfrom mlproj import source\n'
               's = source.resolve(sys.argv[1], sys.argv[2] or None)\nprint(s.commit)\ns.cleanup()\n')
-
-
-def run_mlproj(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-               timeout: float = 120) -> subprocess.CompletedProcess:
-    """`mlproj ARGS` as a real subprocess (the current os.environ plus ``env``)."""
-    return subprocess.run([MLPROJ, *args], env={**os.environ, **(env or {})}, cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 def resolve_process(uri: str, rev: str | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:

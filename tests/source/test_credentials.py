@@ -16,7 +16,8 @@ import pytest
 
 from mlproj import source
 from mlproj.errors import SourceError
-from tests.helpers.source import TOKEN, USER, run_mlproj, stop
+from tests.helpers import run_mlproj
+from tests.helpers.source import TOKEN, USER, stop
 
 
 def _files_containing(root: Path, needle: str) -> list[str]:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.source import TOKEN, USER, run_mlproj
+from tests.helpers import run_mlproj
+from tests.helpers.source import TOKEN, USER
 from tests.source.test_credentials import _files_containing
 
 

@@ -9,8 +9,9 @@ import pytest
 
 from mlproj import source
 from mlproj.errors import SourceError
+from tests.helpers import run_mlproj
 from tests.helpers.git import git, run_git
-from tests.helpers.source import assert_worktree, run_mlproj, start_daemon, stop, tree_digest
+from tests.helpers.source import assert_worktree, start_daemon, stop, tree_digest
 
 pytestmark = pytest.mark.slow  # a git daemon of its own and mlproj subprocesses
 
