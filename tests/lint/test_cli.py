@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from mlproj.rules import RULES
-from tests.lint.conftest import FIXTURES, run_cli
+from tests.helpers.lint import FIXTURES, run_cli
 
 GOOD = 'name: ok\nentry_points:\n  main:\n    parameters: {a: {type: int, default: 1}}\n    command: "echo {a}"\n'
 WARN_ONLY = 'name: ok\nentry_points:\n  main:\n    parameters: {a: {type: int, default: 1}}\n    command: "echo"\n'
@@ -263,7 +263,7 @@ def test_an_env_file_named_on_the_command_line_lints_its_projects(tmp_path):
 
 def test_lint_at_the_root_of_this_repository_is_clean():
     """The README's "check every MLproject below here", in mlproj's own home (its fixtures are excluded)."""
-    from tests.lint.conftest import REPO
+    from tests.helpers import REPO
 
     r = run_cli(['lint'], REPO)
     assert (r.code, r.out) == (0, ''), r.out + r.err

@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from mlproj.lint import lint_paths, load_config
-from tests.lint.conftest import REPO, run_cli
+from tests.helpers import REPO
+from tests.helpers.lint import run_cli
 
 SCHEMA_PATH = REPO / 'mlproj' / 'schemas' / 'mlproject.schema.json'
 # Rules a JSON Schema can express: the shape of the document. The others need the file system
