@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from mlproj.envs import lock as locks
-from tests.envs.conftest import make_wheel, py_version, write_project
-from tests.helpers import free_port, start_mlflow_server, stop_group
+from tests.helpers import free_port, run_mlproj, start_mlflow_server, stop_group
+from tests.helpers.envs import make_wheel, py_version, write_project
+from tests.helpers.git import git
 
-MLPROJ = str(Path(sys.executable).with_name('mlproj'))
 RUN_ID = re.compile(r"=== Run \(ID '([0-9a-f]+)'\) (succeeded|failed)")
 
 # --------------------------------------------------------------------------------------------
@@ -118,14 +118,8 @@ def test_lock_recorded_on_a_real_server(which, request, tmp_path, offline_index,
 # reproduce installs the recorded set
 
 
-def git(*args: str, cwd: Path) -> str:
-    return subprocess.run(['git', '-c', 'user.name=t', '-c', 'user.email=t@example.com', *args], cwd=cwd,
-                          check=True, capture_output=True, text=True).stdout.strip()
-
-
 def mlproj_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([MLPROJ, *args], cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True,
-                          text=True, timeout=300, stdin=subprocess.DEVNULL)
+    return run_mlproj(*args, cwd=cwd, env=env, timeout=300)
 
 
 def run_id_of(proc: subprocess.CompletedProcess) -> str:
