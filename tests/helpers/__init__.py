@@ -40,6 +40,11 @@ def mlproj_bin() -> str:
 MLPROJ = mlproj_bin()
 
 
+def mlproj_argv(*args: str) -> list[str]:
+    """`python -m mlproj ARGS` with the interpreter running the tests (no console script needed)."""
+    return [sys.executable, '-m', 'mlproj', *args]
+
+
 def run_mlproj(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
                timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """`mlproj ARGS` as a real subprocess (the current os.environ plus ``env``): exit codes, stdout

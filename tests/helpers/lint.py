@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from tests.helpers import REPO
+from tests.helpers import REPO, mlproj_argv
 
 FIXTURES = REPO / 'tests' / 'lint' / 'fixtures'
 
@@ -23,7 +22,7 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, stdin
     """`python -m mlproj ARGS` as a real process (exit codes, stdout/stderr exactly as a user sees them)."""
     full_env = {k: v for k, v in os.environ.items() if k not in ('GITHUB_ACTIONS', 'NO_COLOR')}
     full_env.update(env or {})
-    proc = subprocess.run([sys.executable, '-m', 'mlproj', *args], cwd=cwd, env=full_env, input=stdin,
+    proc = subprocess.run(mlproj_argv(*args), cwd=cwd, env=full_env, input=stdin,
                           capture_output=True, timeout=120)
     return CliResult(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
 

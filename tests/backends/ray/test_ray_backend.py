@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from tests.backends.conftest import mlproj_argv
 from tests.backends.ray.ray_helpers import free_port, run_id_of
+from tests.helpers import mlproj_argv
 
 MLPROJECT = '''
 name: raytest

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.backends.conftest import mlproj_argv
 from tests.backends.slurm.slurm_helpers import run_id_of
+from tests.helpers import mlproj_argv
 
 MLPROJECT = '''
 name: slurmtest
