@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from mlproj.rules import RULES
+from tests.helpers.git import git
 from tests.helpers.lint import FIXTURES, run_cli
 
 GOOD = 'name: ok\nentry_points:\n  main:\n    parameters: {a: {type: int, default: 1}}\n    command: "echo {a}"\n'
@@ -149,9 +150,8 @@ def test_misnamed_file_and_the_real_one(tmp_path):
 def test_examples_and_fixtures_run_through_the_cli(tmp_path):
     shutil.copytree(FIXTURES, tmp_path / 'fx')
     # the fixtures live in a Git repository: MLP026 (an env file above the project) needs one as its root
-    import subprocess
 
-    subprocess.run(['git', 'init', '-q', str(tmp_path / 'fx')], check=True)
+    git('init', '-q', str(tmp_path / 'fx'))
     r = run_cli(['lint', '--format', 'json', 'fx'], tmp_path)
     doc = json.loads(r.out)
     assert r.code == 1 and 'Traceback' not in r.err

@@ -42,8 +42,7 @@ def hook(tmp_path_factory):
                **IDENTITY, PRE_COMMIT_HOME=str(base / 'pre-commit-home'),
                PRE_COMMIT_COLOR='never', PIP_CACHE_DIR=str(base / 'pip-cache'))
     repo = base / 'mlproj-hook-repo'
-    listed = subprocess.run(['git', 'ls-files', '-z', '-co', '--exclude-standard'], cwd=REPO, capture_output=True,
-                            check=True).stdout.decode().split('\0')
+    listed = run_git('ls-files', '-z', '-co', '--exclude-standard', cwd=REPO).stdout.split('\0')
     for rel in filter(None, listed):
         src = REPO / rel
         if src.is_file():

@@ -28,6 +28,7 @@ from mlproj import mlflow_schema, tracking_sqlite
 from mlproj.errors import TrackingError
 from mlproj.tracking_sqlite import SqliteTracker
 from tests.helpers import REPO, mlproj_bin, write_project
+from tests.helpers.git import commit_all, git
 
 OPS = Path(__file__).with_name('mlflow_ops.py')
 OLDEST_VENV = Path(os.environ.get('MLPROJ_TEST_MLFLOW_OLDEST_VENV', '/tmp/mlproj-test-mlflow-oldest-venv'))
@@ -286,10 +287,8 @@ def _git_project(d: Path) -> Path:
     repo = write_project(d / 'repo' / 'sub', 'name: rp\nentry_points:\n  main:\n    parameters:\n'
                          '      alpha: {type: float, default: 0.1}\n    command: "python train.py {alpha}"\n',
                          {'train.py': 'import sys\nprint("alpha", sys.argv[1])\n'}).parent
-    git = ['git', '-c', 'user.name=t', '-c', 'user.email=t@e', '-C', str(repo)]
-    subprocess.run(['git', 'init', '-q', str(repo)], check=True)
-    subprocess.run([*git, 'add', '.'], check=True)
-    subprocess.run([*git, 'commit', '-qm', 'c'], check=True)
+    git('init', '-q', str(repo))
+    commit_all(repo, 'c')
     return repo
 
 
