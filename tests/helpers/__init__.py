@@ -85,6 +85,27 @@ def stop_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+def interrupt_on_line(proc: subprocess.Popen, marker: str, *, sig: int = signal.SIGINT, timeout: float = 60,
+                      settle: float = 0.5) -> tuple[str, str]:
+    """Ctrl-C (``sig``) to ``proc`` (text stdout/stderr pipes) once a stdout line holds ``marker``,
+    ``settle`` seconds later (the CLI installs its signal handlers after submitting); returns the rest
+    of (stdout, stderr).  ``proc`` is killed if anything fails on the way."""
+    try:
+        deadline = time.monotonic() + timeout
+        line = ''
+        while marker not in line and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, proc.stderr.read()
+        assert marker in line, f'no {marker!r} line on stdout after {timeout}s'
+        time.sleep(settle)
+        proc.send_signal(sig)
+        return proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def write_project(directory: Path, mlproject: str | None, files: dict[str, str] | None = None) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     if mlproject is not None:
