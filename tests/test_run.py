@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import mlproj_bin, write_project
+from tests.helpers import mlproj_bin, run_mlproj, write_project
 from tests.helpers.git import commit_all, git
 
 pytestmark = pytest.mark.slow  # every test drives `mlproj run` as a subprocess against sqlite and a real server
@@ -75,12 +75,8 @@ def project(tmp_path_factory) -> Path:
 
 def mlproj(args: list[str], *, cwd: Path, uri: str | None = None, env: dict | None = None,
            timeout: float = 120) -> subprocess.CompletedProcess:
-    full_env = dict(os.environ)
-    if uri:
-        full_env['MLFLOW_TRACKING_URI'] = uri
-    full_env.update(env or {})
-    return subprocess.run([mlproj_bin(), *args], cwd=cwd, env=full_env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    return run_mlproj(*args, cwd=cwd, env={**({'MLFLOW_TRACKING_URI': uri} if uri else {}), **(env or {})},
+                      timeout=timeout)
 
 
 @pytest.fixture(params=['sqlite', 'server'])

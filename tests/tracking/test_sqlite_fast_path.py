@@ -27,7 +27,7 @@ import pytest
 from mlproj import mlflow_schema, tracking_sqlite
 from mlproj.errors import TrackingError
 from mlproj.tracking_sqlite import SqliteTracker
-from tests.helpers import REPO, mlproj_bin, write_project
+from tests.helpers import REPO, run_mlproj, write_project
 from tests.helpers.git import commit_all, git
 
 OPS = Path(__file__).with_name('mlflow_ops.py')
@@ -245,9 +245,8 @@ def test_deleted_experiment_is_refused(base_store, tmp_path):
 
 def _mlproj(args: list[str], cwd: Path, uri: str, timeout: float = 300) -> subprocess.CompletedProcess:
     # the project's `python` is this venv's (the child imports mlflow)
-    env = dict(os.environ, MLFLOW_TRACKING_URI=uri, PATH=f'{Path(sys.executable).parent}:{os.environ["PATH"]}')
-    return subprocess.run([mlproj_bin(), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    env = {'MLFLOW_TRACKING_URI': uri, 'PATH': f'{Path(sys.executable).parent}:{os.environ["PATH"]}'}
+    return run_mlproj(*args, cwd=cwd, env=env, timeout=timeout)
 
 
 LOGGER = '''
