@@ -91,7 +91,7 @@ def _read_only(cache: Path, inner: str) -> list[str]:
 
 @needs_mount
 def test_read_only_clone_cache_is_a_source_error(tmp_path):
-    from tests.source.conftest import git
+    from tests.helpers.git import git
 
     home = tmp_path / 'home'
     home.mkdir()

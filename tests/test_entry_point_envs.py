@@ -5,7 +5,6 @@ The environments actually built for two steps are tested in tests/envs/test_entr
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
@@ -15,6 +14,7 @@ from mlproj.request import RunRequest
 from mlproj.runner import plan
 from mlproj.spec import EnvSpec, load_project
 from tests.helpers import write_project
+from tests.helpers.git import git
 
 TWO_STEPS = """\
 name: steps
@@ -97,7 +97,7 @@ def test_entry_point_env_errors_are_the_top_level_ones_with_positions(tmp_path, 
 
 
 def test_entry_point_env_file_may_live_in_the_repository_root(tmp_path):
-    subprocess.run(['git', 'init', '-q', str(tmp_path)], check=True)
+    git('init', '-q', str(tmp_path))
     (tmp_path / 'shared.yaml').write_text(ENV)
     write_project(tmp_path / 'proj', 'entry_points:\n  a:\n    python_env: ../shared.yaml\n    command: "true"\n')
     project = load_project(tmp_path / 'proj')  # MLP026: a warning, as for the top-level key

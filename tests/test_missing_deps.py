@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from mlproj.cli import COMMANDS, OPTIONAL_MODULES
+from tests.helpers.git import git
 
 
 def _mlproj_without(module: str, args: list[str], cwd) -> subprocess.CompletedProcess:
@@ -26,7 +27,7 @@ def _mlproj_without(module: str, args: list[str], cwd) -> subprocess.CompletedPr
 ])
 def test_missing_run_dependency_is_one_line_and_exit_69(tmp_path, module, args):
     (tmp_path / 'MLproject').write_text('name: x\nentry_points:\n  main:\n    command: "true"\n')
-    subprocess.run(['git', 'init', '-q'], cwd=tmp_path, check=True)  # a Git work tree: read with pygit2
+    git('init', '-q', cwd=tmp_path)  # a Git work tree: read with pygit2
     r = _mlproj_without(module, args, tmp_path)
     assert r.returncode == 69, r.stderr
     assert r.stderr == (f'mlproj: error: mlproj {args[0]} needs {module}, which is not installed: '

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import mlproj_bin
-from tests.source.conftest import git, start_daemon, stop
+from tests.helpers.git import git
+from tests.helpers.source import start_daemon, stop
 
 pytestmark = pytest.mark.slow  # a git daemon, mlproj and MLflow subprocesses
 

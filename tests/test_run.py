@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import mlproj_bin, write_project
+from tests.helpers import mlproj_bin, run_mlproj, write_project
+from tests.helpers.git import commit_all, git
 
 pytestmark = pytest.mark.slow  # every test drives `mlproj run` as a subprocess against sqlite and a real server
 
@@ -74,12 +75,8 @@ def project(tmp_path_factory) -> Path:
 
 def mlproj(args: list[str], *, cwd: Path, uri: str | None = None, env: dict | None = None,
            timeout: float = 120) -> subprocess.CompletedProcess:
-    full_env = dict(os.environ)
-    if uri:
-        full_env['MLFLOW_TRACKING_URI'] = uri
-    full_env.update(env or {})
-    return subprocess.run([mlproj_bin(), *args], cwd=cwd, env=full_env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    return run_mlproj(*args, cwd=cwd, env={**({'MLFLOW_TRACKING_URI': uri} if uri else {}), **(env or {})},
+                      timeout=timeout)
 
 
 @pytest.fixture(params=['sqlite', 'server'])
@@ -274,11 +271,8 @@ def test_resume_existing_run(project, sqlite_store, tmp_path):
 
 def test_git_commit_tag_for_local_repo(tmp_path, sqlite_store):
     repo = write_project(tmp_path / 'repo' / 'sub', 'entry_points:\n  main:\n    command: "true"\n').parent
-    git = ['git', '-c', 'user.name=t', '-c', 'user.email=t@e']
-    subprocess.run(['git', 'init', '-q', str(repo)], check=True)
-    subprocess.run([*git, '-C', str(repo), 'add', '.'], check=True)
-    subprocess.run([*git, '-C', str(repo), 'commit', '-qm', 'c'], check=True)
-    sha = subprocess.run(['git', '-C', str(repo), 'rev-parse', 'HEAD'], capture_output=True, text=True).stdout.strip()
+    git('init', '-q', str(repo))
+    sha = commit_all(repo, 'c')
     r = mlproj(['run', f'{repo}#sub', '--run-name', 'gitlocal'], cwd=tmp_path, uri=sqlite_store)
     assert r.returncode == 0, r.stderr
     (run,) = [x for x in all_runs(sqlite_store) if x.data.tags.get('mlflow.runName') == 'gitlocal']

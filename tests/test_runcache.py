@@ -11,6 +11,7 @@ import pytest
 from mlproj import runcache, runner
 from mlproj.request import RunRequest
 from tests.helpers import mlproj_bin, write_project
+from tests.helpers.git import git
 
 PY = sys.executable
 MLPROJECT = (
@@ -25,11 +26,6 @@ MLPROJECT = (
     f'    command: "{PY} -c \\"import sys; open(sys.argv[1], \\x27a\\x27).write(\\x27ran\\\\n\\x27) if sys.argv[1] '
     'else None; sys.exit(int(sys.argv[2] == \\x27-1\\x27))\\" {counter} {alpha}"\n'
 )
-
-
-def git(*args: str, cwd: Path) -> None:
-    subprocess.run(['git', '-c', 'user.name=t', '-c', 'user.email=t@t', *args], cwd=cwd, check=True,
-                   capture_output=True)
 
 
 @pytest.fixture

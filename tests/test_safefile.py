@@ -162,7 +162,8 @@ def test_local_mlproject_symlink_never_leaks(tmp_path, secret, sqlite_store):
 
 @pytest.mark.slow
 def test_remote_mlproject_symlink_never_leaks(tmp_path, secret, sqlite_store):
-    from tests.source.conftest import git, start_daemon, stop
+    from tests.helpers.git import git
+    from tests.helpers.source import start_daemon, stop
 
     home = tmp_path / 'home'
     home.mkdir()

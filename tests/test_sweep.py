@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import mlproj_bin, write_project
+from tests.helpers.git import commit_all, git
 
 pytestmark = pytest.mark.slow
 
@@ -175,9 +176,8 @@ def test_a_signal_mid_sweep_kills_running_points_and_starts_no_queued_one(tmp_pa
 def test_a_sweep_on_a_tracking_server_and_its_per_point_reuse(tmp_path, mlflow_server):
     proj, log = project(tmp_path), tmp_path / 'log'
     log.mkdir()
-    subprocess.run(['git', 'init', '-q'], cwd=proj, check=True)
-    subprocess.run(['git', 'add', '-A'], cwd=proj, check=True)
-    subprocess.run(['git', '-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-qm', 'x'], cwd=proj, check=True)
+    git('init', '-q', cwd=proj)
+    commit_all(proj, 'x')
     args = ('-P', 'a=1,2,3', '-P', f'log={log}', '-P', 'pause=0.1', '--experiment-name', 'swept-http', '--json')
     r = sweep(proj, mlflow_server, *args, '--max-parallel', '3', cwd=tmp_path)
     assert r.returncode == 0, r.stderr

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
 
-from tests.helpers import write_project
-
-
-def mlproj_argv(*args: str) -> list[str]:
-    return [sys.executable, '-m', 'mlproj', *args]
+from tests.helpers import mlproj_argv, write_project
 
 
 @pytest.fixture

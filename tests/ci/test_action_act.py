@@ -34,7 +34,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.ci.conftest import FIXTURE, HERE, REPO, clean_environ, git
+from tests.helpers.ci import FIXTURE, HERE, REPO, clean_environ
+from tests.helpers.git import git
 
 CACHE_PIN = 'actions/cache@27d5ce7f107fe9357f9df03efb73ab90386fccae'
 PY = f'{sys.version_info[0]}.{sys.version_info[1]}'
@@ -134,11 +135,11 @@ def act_setup(tmp_path_factory):
     (repo / '.github' / 'workflows').mkdir(parents=True)
     (repo / '.github' / 'workflows' / 'act.yml').write_text(WORKFLOW)
     (repo / '.gitignore').write_text('mlflow.db\nmlruns/\n')
-    git(repo, 'init', '-q', '-b', 'main')
-    git(repo, 'remote', 'add', 'origin', 'https://github.com/octo/demo.git')
-    git(repo, 'add', '-A')
-    git(repo, 'commit', '-q', '-m', 'act workspace')
-    sha = git(repo, 'rev-parse', 'HEAD')
+    git('init', '-q', '-b', 'main', cwd=repo)
+    git('remote', 'add', 'origin', 'https://github.com/octo/demo.git', cwd=repo)
+    git('add', '-A', cwd=repo)
+    git('commit', '-q', '-m', 'act workspace', cwd=repo)
+    sha = git('rev-parse', 'HEAD', cwd=repo)
     event = base / 'event.json'
     event.write_text(json.dumps({'number': 7, 'pull_request': {
         'number': 7, 'head': {'sha': sha, 'ref': 'feature'}, 'base': {'sha': sha, 'ref': 'main'}}}))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.ci.conftest import BIN, REPO
+from tests.helpers.ci import BIN, REPO
 
 ACTION = REPO / 'action.yml'
 WORKFLOWS = sorted((REPO / '.github' / 'workflows').glob('*.yml'))

@@ -14,7 +14,9 @@ import pytest
 
 from mlproj.ci import state
 from mlproj.ci.runstep import wait_with_signals
-from tests.ci.conftest import MLPROJ, clean_environ, gha_env, git, read_outputs
+from tests.helpers import MLPROJ
+from tests.helpers.ci import clean_environ, gha_env, read_outputs
+from tests.helpers.git import git
 
 PY = f'{sys.version_info[0]}.{sys.version_info[1]}'
 
@@ -25,10 +27,10 @@ def _env_project(base: Path, deps: str = '[]') -> tuple[Path, str]:
     (repo / 'MLproject').write_text('name: ek\npython_env: python_env.yaml\nentry_points:\n'
                                     '  main:\n    command: "python -c \'import sys; print(sys.prefix)\'"\n')
     (repo / 'python_env.yaml').write_text(f'python: "{PY}"\ndependencies: {deps}\n')
-    git(repo, 'init', '-q', '-b', 'main')
-    git(repo, 'add', '-A')
-    git(repo, 'commit', '-q', '-m', 'env project')
-    return repo, git(repo, 'rev-parse', 'HEAD')
+    git('init', '-q', '-b', 'main', cwd=repo)
+    git('add', '-A', cwd=repo)
+    git('commit', '-q', '-m', 'env project', cwd=repo)
+    return repo, git('rev-parse', 'HEAD', cwd=repo)
 
 
 def _env_key(repo: Path, env: dict[str, str], *args: str) -> dict[str, str]:

@@ -9,7 +9,7 @@ import pytest
 from mlproj.ci import gha
 from mlproj.ci.runstep import parse_parameters
 from mlproj.errors import BadArgumentError
-from tests.ci.conftest import read_outputs
+from tests.helpers.ci import read_outputs
 
 
 def _ctx(tmp_path, event_name: str, payload: dict, sha: str = 'm' * 40, **extra: str) -> gha.ActionsContext:

@@ -14,8 +14,9 @@ import subprocess
 import pytest
 
 from mlproj.ci.markdown import marker
-from tests.ci.conftest import MLPROJ, OWNER_REPO, clean_environ, gha_env, make_project_repo, new_token
 from tests.ci.fake_github import FakeGitHub
+from tests.helpers import MLPROJ
+from tests.helpers.ci import OWNER_REPO, clean_environ, gha_env, make_project_repo, new_token
 
 KEY = '.:main'
 CONTEXT = f'mlproj ({KEY})'

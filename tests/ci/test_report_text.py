@@ -5,7 +5,7 @@ import subprocess
 
 from mlproj.ci import findings
 from mlproj.ci.markdown import COMMENT_CAP, LintSummary, Report, commit_state, conclusion, description, marker, render
-from tests.ci.conftest import MLPROJ
+from tests.helpers import MLPROJ
 
 
 def _report(**kw) -> Report:

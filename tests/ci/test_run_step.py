@@ -14,7 +14,9 @@ import yaml
 
 from mlproj.ci import gha
 from mlproj.ci.runstep import resolve_source
-from tests.ci.conftest import MLPROJ, REPO, clean_environ, gha_env, git, new_token, read_outputs
+from tests.helpers import MLPROJ
+from tests.helpers.ci import REPO, clean_environ, gha_env, new_token, read_outputs
+from tests.helpers.git import git
 
 pytestmark = pytest.mark.slow  # runs the Action step end to end in subprocesses
 
@@ -92,8 +94,8 @@ def test_pr_head_runs_not_the_merge_commit(tmp_path, project_repo):
     repo, head = project_repo
     train = repo / 'train.py'
     train.write_text(train.read_text().replace("log_metric('r2', 0.9)", "log_metric('r2', 0.1)"))
-    git(repo, 'commit', '-q', '-am', 'merge-like commit')
-    merge = git(repo, 'rev-parse', 'HEAD')
+    git('commit', '-q', '-am', 'merge-like commit', cwd=repo)
+    merge = git('rev-parse', 'HEAD', cwd=repo)
     env = _env(tmp_path, repo, head, merge_sha=merge)
     got = _run(repo, env, '--tracking-uri', _mlruns(tmp_path))
     assert got.returncode == 0, got.stderr
@@ -101,7 +103,7 @@ def test_pr_head_runs_not_the_merge_commit(tmp_path, project_repo):
     assert out['commit'] == head
     record = _get_run(_mlruns(tmp_path), out['run-id'])
     assert record.metrics['r2'] == 0.9 and record.tags['mlflow.source.git.commit'] == head
-    assert git(repo, 'rev-parse', 'HEAD') == merge and git(repo, 'status', '--porcelain') == ''
+    assert git('rev-parse', 'HEAD', cwd=repo) == merge and git('status', '--porcelain', cwd=repo) == ''
 
 
 def test_default_source_resolution(tmp_path, project_repo):

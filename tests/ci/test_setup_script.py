@@ -11,7 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.ci.conftest import BIN, MLPROJ, REPO, clean_environ, read_outputs
+from tests.helpers import MLPROJ
+from tests.helpers.ci import BIN, REPO, clean_environ, read_outputs
 
 SETUP = REPO / 'mlproj' / 'ci' / 'action' / 'setup.sh'
 PY = f'{sys.version_info[0]}.{sys.version_info[1]}'

@@ -10,8 +10,9 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from tests.compat.conftest import commit_all, git, mlproj, runs, write
 from tests.helpers import REPO
+from tests.helpers.compat import mlproj, runs, write
+from tests.helpers.git import commit_all, git
 
 pytestmark = pytest.mark.slow  # drives mlproj as a subprocess
 
@@ -52,7 +53,7 @@ def test_param_alias_in_a_real_run(example_project, tmp_path, store):
 @pytest.mark.parametrize('version', [None, 'master', 'HEAD'])
 def test_local_git_repo_run_tags(local_git_repo, tmp_path, store, version):
     if version == 'HEAD':
-        version = git(local_git_repo, 'rev-parse', 'HEAD')
+        version = git('rev-parse', 'HEAD', cwd=local_git_repo)
     args = ['-v', version] if version else []
     r = mlproj('run', str(local_git_repo), '-e', 'test_tracking', '-P', 'use_start_run=1', *args,
                '--env-manager', 'local', '--tracking-uri', store, cwd=tmp_path)
@@ -63,7 +64,7 @@ def test_local_git_repo_run_tags(local_git_repo, tmp_path, store, version):
     tags = run.data.tags
     assert tags['mlflow.source.type'] == 'PROJECT' and 'file:' in tags['mlflow.source.name']
     assert tags['mlflow.project.entryPoint'] == 'test_tracking' and tags['mlflow.project.backend'] == 'local'
-    assert tags['mlflow.source.git.commit'] == git(local_git_repo, 'rev-parse', 'HEAD')
+    assert tags['mlflow.source.git.commit'] == git('rev-parse', 'HEAD', cwd=local_git_repo)
     if version == 'master':
         assert tags['mlflow.source.git.branch'] == 'master'
 
@@ -85,7 +86,7 @@ def test_monorepo_env_file_above_the_project_runs_and_strict_refuses(tmp_path, s
         'projects/train/MLproject': 'name: t\npython_env: ../../python_env.yaml\nentry_points:\n'
                                     '  main: {command: "echo trained"}\n',
     })
-    git(repo, 'init', '-q', '-b', 'main')
+    git('init', '-q', '-b', 'main', cwd=repo)
     commit_all(repo)
     for uri in (str(repo / 'projects/train'), f'{repo}#projects/train'):
         r = mlproj('run', uri, '--env-manager', 'local', '--tracking-uri', store, cwd=tmp_path)
@@ -126,7 +127,7 @@ def test_monorepo_env_file_from_a_git_checkout(tmp_path):
                                      '  main: {command: "true"}\n',
     })
     (tmp_path / 'python_env.yaml').write_text('python: "3.11"\n')  # exists, but outside the repository
-    git(repo, 'init', '-q', '-b', 'main')
+    git('init', '-q', '-b', 'main', cwd=repo)
     commit_all(repo)
     for uri in (f'{repo}#projects/train', f'file://{repo}#projects/train'):
         r = mlproj('run', uri, '-v', 'main', '--dry-run', '--json', '--env-manager', 'local', cwd=tmp_path)

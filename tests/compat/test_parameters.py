@@ -13,7 +13,7 @@ import pytest
 from mlproj.errors import ParamError
 from mlproj.params import bind, build_command
 from mlproj.spec import load_project
-from tests.compat.conftest import write
+from tests.helpers.compat import write
 
 
 @pytest.fixture
@@ -122,7 +122,7 @@ def test_strict_refuses_an_invalid_default_only_when_it_is_used(none_defaults, t
 
 @pytest.mark.slow  # mlproj as a subprocess
 def test_cli_run_with_invalid_defaults(none_defaults, tmp_path, store):
-    from tests.compat.conftest import mlproj, runs
+    from tests.helpers.compat import mlproj, runs
 
     r = mlproj('run', str(none_defaults), '-P', 'seed=3', '--env-manager', 'local', '--tracking-uri', store,
                cwd=tmp_path)

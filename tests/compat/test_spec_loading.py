@@ -13,7 +13,8 @@ import pytest
 from mlproj.errors import SpecError
 from mlproj.lint import lint_paths, load_config
 from mlproj.spec import load_project
-from tests.compat.conftest import commit_all, git, write
+from tests.helpers.compat import write
+from tests.helpers.git import commit_all, git
 
 
 def lint(directory: Path) -> list[str]:
@@ -89,7 +90,7 @@ def monorepo(tmp_path) -> Path:
         'projects/c/MLproject': 'name: c\npython_env: ../python_env.yaml\nentry_points:\n  main: {command: "true"}\n',
         'projects/python_env.yaml': 'python: "3.11"\n',
     })
-    git(repo, 'init', '-q', '-b', 'main')
+    git('init', '-q', '-b', 'main', cwd=repo)
     commit_all(repo)
     return repo
 

@@ -1,8 +1,9 @@
-"""Fixtures for the environment managers: isolated stores, a local wheelhouse, a real dockerd, a fake conda."""
+"""Fixtures for the environment managers: isolated stores, a local wheelhouse, a real dockerd, a fake conda.
+
+Their plain helpers (wheels, projects, containers, conda calls): ``tests.helpers.envs``.
+"""
 from __future__ import annotations
 
-import base64
-import hashlib
 import http.server
 import io
 import os
@@ -13,14 +14,12 @@ import sys
 import tarfile
 import threading
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
-BUSYBOX_IMAGE = 'local/mlproj-test-busybox:1'
+from tests.helpers.envs import BUSYBOX_IMAGE, make_wheel
+
 # A stable place for the busybox rootfs tarball, so reruns do not rebuild it (it is tiny anyway).
 IMAGE_CACHE = Path(os.environ.get('MLPROJ_TEST_IMAGE_CACHE', '/var/tmp/mlproj-test-images'))
 
@@ -46,30 +45,6 @@ def _env_isolation(tmp_path, uv_cache, monkeypatch):
 
 # --------------------------------------------------------------------------------------------
 # a local wheelhouse: tiny pure-Python wheels written by hand (no network, no build backend)
-
-
-def _record_hash(data: bytes) -> str:
-    return 'sha256=' + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()
-
-
-def make_wheel(directory: Path, name: str, version: str, requires: tuple[str, ...] = ()) -> Path:
-    module = name.replace('-', '_')
-    dist = f'{module}-{version}'
-    files = {
-        f'{module}/__init__.py': f'VERSION = {version!r}\n'.encode(),
-        f'{dist}.dist-info/METADATA': (
-            f'Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n'
-            + ''.join(f'Requires-Dist: {r}\n' for r in requires)).encode(),
-        f'{dist}.dist-info/WHEEL': b'Wheel-Version: 1.0\nGenerator: mlproj-tests\nRoot-Is-Purelib: true\n'
-                                   b'Tag: py3-none-any\n',
-    }
-    record = ''.join(f'{p},{_record_hash(d)},{len(d)}\n' for p, d in files.items()) + f'{dist}.dist-info/RECORD,,\n'
-    files[f'{dist}.dist-info/RECORD'] = record.encode()
-    path = directory / f'{dist}-py3-none-any.whl'
-    with zipfile.ZipFile(path, 'w') as z:
-        for p, d in files.items():
-            z.writestr(p, d)
-    return path
 
 
 @pytest.fixture(scope='session')
@@ -117,19 +92,6 @@ def hanging_index():
     finally:
         server.shutdown()
         server.server_close()
-
-
-def write_project(directory: Path, files: dict[str, str]) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        p = directory / name
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-    return directory
-
-
-def py_version() -> str:
-    return f'{sys.version_info[0]}.{sys.version_info[1]}'
 
 
 # --------------------------------------------------------------------------------------------
@@ -235,12 +197,6 @@ def _unmount_under(base: Path) -> None:
 def docker_host(docker_engine, monkeypatch) -> str:
     monkeypatch.setenv('DOCKER_HOST', docker_engine)
     return docker_engine
-
-
-def containers(host: str, all_: bool = True) -> list[str]:
-    argv = ['docker', 'ps', '--format', '{{.Names}}'] + (['-a'] if all_ else [])
-    out = subprocess.run(argv, env=dict(os.environ, DOCKER_HOST=host), capture_output=True, text=True)
-    return out.stdout.split()
 
 
 # --------------------------------------------------------------------------------------------
@@ -349,15 +305,6 @@ def fake_conda(tmp_path, monkeypatch):
     (root / 'etc' / 'profile.d' / 'conda.sh').write_text(CONDA_SH)
     monkeypatch.setenv('FAKE_CONDA_ROOT', str(root))
     return root
-
-
-def conda_calls(root: Path) -> list[list[str]]:
-    import json
-
-    path = root / 'calls.jsonl'
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 @pytest.fixture

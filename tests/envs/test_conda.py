@@ -10,8 +10,8 @@ import pytest
 from mlproj.envs import select_manager
 from mlproj.errors import EnvError
 from mlproj.spec import load_project
-from tests.envs.conftest import conda_calls, py_version, write_project
 from tests.envs.test_uv import prep, run_in
+from tests.helpers.envs import conda_calls, py_version, write_project
 
 CONDA_YAML = 'name: demo\nchannels: [conda-forge]\ndependencies:\n  - python=3.11\n  - numpy\n'
 MLPROJECT = 'name: demo\nconda_env: conda.yaml\nentry_points:\n  main:\n    command: "echo $CONDA_DEFAULT_ENV"\n'

@@ -13,7 +13,7 @@ import pytest
 from mlproj.envs import EnvContext, prepare, select_manager
 from mlproj.errors import EnvError
 from mlproj.spec import load_project
-from tests.envs.conftest import BUSYBOX_IMAGE, containers, write_project
+from tests.helpers.envs import BUSYBOX_IMAGE, containers, write_project
 
 
 def docker_project(tmp_path: Path, entry: str, extra_env: str = '', volumes: str = '[]', files: dict | None = None,

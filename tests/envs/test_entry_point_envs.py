@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.envs.conftest import make_wheel, py_version, write_project
+from tests.helpers.envs import make_wheel, py_version, write_project
 
 CHECK = """import importlib, sys
 own, other = sys.argv[1], sys.argv[2]

@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 
 from mlproj.envs import lock as locks
-from tests.envs.conftest import make_wheel, py_version, write_project
-from tests.helpers import free_port, start_mlflow_server, stop_group
+from mlproj.tags import ENV_LOCK_SHA256
+from tests.helpers import free_port, run_mlproj, start_mlflow_server, stop_group
+from tests.helpers.envs import make_wheel, py_version, write_project
+from tests.helpers.git import git
 
-MLPROJ = str(Path(sys.executable).with_name('mlproj'))
 RUN_ID = re.compile(r"=== Run \(ID '([0-9a-f]+)'\) (succeeded|failed)")
 
 # --------------------------------------------------------------------------------------------
@@ -39,7 +40,7 @@ def _project(tmp_path: Path, deps: list[str], name: str = 'proj') -> Path:
 
 def _check_recorded(client, run_id: str, env_root: Path) -> str:
     run = client.get_run(run_id)
-    digest = run.data.tags[locks.TAG]
+    digest = run.data.tags[ENV_LOCK_SHA256]
     listed = [f.path for f in client.list_artifacts(run_id, 'mlproj')]
     assert listed == [locks.ARTIFACT_PATH]
     got = Path(client.download_artifacts(run_id, locks.ARTIFACT_PATH, str(env_root.parent)))
@@ -71,7 +72,7 @@ def test_lock_recorded_on_sqlite(tmp_path, offline_index, session_sqlite_store, 
     # a second run reuses the environment and records the same lock without rebuilding it
     again = mlproj.run(str(proj), 'main', tracking_uri=session_sqlite_store, experiment_name='locks-sqlite')
     assert again.wait()
-    assert client.get_run(again.run_id).data.tags[locks.TAG] == client.get_run(submitted.run_id).data.tags[locks.TAG]
+    assert client.get_run(again.run_id).data.tags[ENV_LOCK_SHA256] == client.get_run(submitted.run_id).data.tags[ENV_LOCK_SHA256]
 
 
 @pytest.fixture(scope='module')
@@ -118,14 +119,8 @@ def test_lock_recorded_on_a_real_server(which, request, tmp_path, offline_index,
 # reproduce installs the recorded set
 
 
-def git(*args: str, cwd: Path) -> str:
-    return subprocess.run(['git', '-c', 'user.name=t', '-c', 'user.email=t@example.com', *args], cwd=cwd,
-                          check=True, capture_output=True, text=True).stdout.strip()
-
-
 def mlproj_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([MLPROJ, *args], cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True,
-                          text=True, timeout=300, stdin=subprocess.DEVNULL)
+    return run_mlproj(*args, cwd=cwd, env=env, timeout=300)
 
 
 def run_id_of(proc: subprocess.CompletedProcess) -> str:
@@ -177,7 +172,7 @@ def test_reproduce_installs_the_recorded_older_version(manager, tmp_path, served
 
     client = MlflowClient(session_sqlite_store)
     a, b, c = (client.get_run(r) for r in (original, run_id_of(plain), run_id_of(again)))
-    assert c.data.tags[locks.TAG] == a.data.tags[locks.TAG] != b.data.tags[locks.TAG]
+    assert c.data.tags[ENV_LOCK_SHA256] == a.data.tags[ENV_LOCK_SHA256] != b.data.tags[ENV_LOCK_SHA256]
     assert c.data.tags['mlproj.reproduced_from'] == original
     # a second reproduce reuses the environment built from the lock
     twice = mlproj_cli('reproduce', original, cwd=tmp_path)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from mlproj.envs.steps import plain
-from tests.envs.conftest import py_version, write_project
 from tests.helpers import mlproj_bin
+from tests.helpers.envs import py_version, write_project
 
 MARK = 'PROJECT-COMMAND-RAN'
 

@@ -18,7 +18,7 @@ from mlproj.envs import EnvContext, prepare, select_manager
 from mlproj.envs.store import EnvStore
 from mlproj.errors import EnvError
 from mlproj.spec import load_project
-from tests.envs.conftest import py_version, write_project
+from tests.helpers.envs import py_version, write_project
 
 CHECK = """import os, sys, mlproj_tiny_a
 assert sys.prefix == os.environ['VIRTUAL_ENV'], (sys.prefix, os.environ['VIRTUAL_ENV'])

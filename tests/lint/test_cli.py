@@ -7,7 +7,8 @@ import shutil
 import pytest
 
 from mlproj.rules import RULES
-from tests.lint.conftest import FIXTURES, run_cli
+from tests.helpers.git import git
+from tests.helpers.lint import FIXTURES, run_cli
 
 GOOD = 'name: ok\nentry_points:\n  main:\n    parameters: {a: {type: int, default: 1}}\n    command: "echo {a}"\n'
 WARN_ONLY = 'name: ok\nentry_points:\n  main:\n    parameters: {a: {type: int, default: 1}}\n    command: "echo"\n'
@@ -149,9 +150,8 @@ def test_misnamed_file_and_the_real_one(tmp_path):
 def test_examples_and_fixtures_run_through_the_cli(tmp_path):
     shutil.copytree(FIXTURES, tmp_path / 'fx')
     # the fixtures live in a Git repository: MLP026 (an env file above the project) needs one as its root
-    import subprocess
 
-    subprocess.run(['git', 'init', '-q', str(tmp_path / 'fx')], check=True)
+    git('init', '-q', str(tmp_path / 'fx'))
     r = run_cli(['lint', '--format', 'json', 'fx'], tmp_path)
     doc = json.loads(r.out)
     assert r.code == 1 and 'Traceback' not in r.err
@@ -263,7 +263,7 @@ def test_an_env_file_named_on_the_command_line_lints_its_projects(tmp_path):
 
 def test_lint_at_the_root_of_this_repository_is_clean():
     """The README's "check every MLproject below here", in mlproj's own home (its fixtures are excluded)."""
-    from tests.lint.conftest import REPO
+    from tests.helpers import REPO
 
     r = run_cli(['lint'], REPO)
     assert (r.code, r.out) == (0, ''), r.out + r.err

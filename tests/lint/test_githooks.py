@@ -8,7 +8,9 @@ import sys
 import pytest
 
 from mlproj.lint.githooks import render
-from tests.lint.conftest import REPO, run_cli
+from tests.helpers import REPO
+from tests.helpers.git import run_git
+from tests.helpers.lint import run_cli
 
 pytestmark = pytest.mark.slow  # real git commits and pushes through the installed hooks
 
@@ -18,10 +20,7 @@ BAD = 'entry_points:\n  main:\n    command: "echo {nope}"\n'
 
 
 def git(args, cwd, check=True):
-    proc = subprocess.run(['git', *args], cwd=cwd, capture_output=True, text=True)
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
+    return run_git(*args, cwd=cwd, check=check)
 
 
 @pytest.fixture

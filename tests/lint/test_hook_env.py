@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.lint.conftest import REPO
+from tests.helpers import REPO
+from tests.helpers.git import IDENTITY, run_git
 
 pytestmark = pytest.mark.slow  # builds a hook virtualenv from PyPI
 
@@ -27,9 +28,7 @@ RUN_ONLY = {'mlflow', 'mlflow-skinny', 'sqlalchemy', 'alembic', 'pygit2', 'uv', 
 
 
 def _git(args, cwd, env):
-    proc = subprocess.run(['git', *args], cwd=cwd, env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    return run_git(*args, cwd=cwd, env=env).stdout
 
 
 @pytest.fixture(scope='module')
@@ -40,12 +39,10 @@ def hook(tmp_path_factory):
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(('GIT_', 'PRE_COMMIT', 'VIRTUAL_ENV'))}
     env.update(HOME=str(home), GIT_CONFIG_NOSYSTEM='1', XDG_CONFIG_HOME=str(home / '.config'),
-               GIT_AUTHOR_NAME='t', GIT_AUTHOR_EMAIL='t@example.com', GIT_COMMITTER_NAME='t',
-               GIT_COMMITTER_EMAIL='t@example.com', PRE_COMMIT_HOME=str(base / 'pre-commit-home'),
+               **IDENTITY, PRE_COMMIT_HOME=str(base / 'pre-commit-home'),
                PRE_COMMIT_COLOR='never', PIP_CACHE_DIR=str(base / 'pip-cache'))
     repo = base / 'mlproj-hook-repo'
-    listed = subprocess.run(['git', 'ls-files', '-z', '-co', '--exclude-standard'], cwd=REPO, capture_output=True,
-                            check=True).stdout.decode().split('\0')
+    listed = run_git('ls-files', '-z', '-co', '--exclude-standard', cwd=REPO).stdout.split('\0')
     for rel in filter(None, listed):
         src = REPO / rel
         if src.is_file():

@@ -12,7 +12,8 @@ import pytest
 import yaml
 from identify import identify
 
-from tests.lint.conftest import REPO
+from tests.helpers import REPO
+from tests.helpers.git import git
 
 pytestmark = pytest.mark.slow  # builds real pre-commit hook environments
 
@@ -75,10 +76,6 @@ def test_manifest_env_file_pattern_is_the_linters():
         assert bool(re.search(files, 'sub/' + name)) == is_env_file(name), name
 
 
-def _git(args, cwd):
-    subprocess.run(['git', *args], cwd=cwd, check=True, capture_output=True)
-
-
 def test_try_repo_good_passes_bad_fails(tmp_path, git_env):
     repo = tmp_path / 'work'
     (repo / 'good').mkdir(parents=True)
@@ -86,8 +83,8 @@ def test_try_repo_good_passes_bad_fails(tmp_path, git_env):
     (repo / 'good' / 'MLproject').write_text('name: g\nentry_points:\n  main: {command: "echo hi"}\n')
     (repo / 'bad' / 'MLproject').write_text('entry_points:\n  main:\n    command: "echo {nope}"\n')
     (repo / 'bad' / 'MLproject.yaml').write_text('name: stray\n')
-    _git(['init', '-q'], repo)
-    _git(['add', '.'], repo)
+    git('init', '-q', cwd=repo)
+    git('add', '.', cwd=repo)
     # One pip cache for both calls: with uncommitted changes try-repo snapshots the tree into a new
     # commit each time, so the second call builds its hook environment again.
     env = dict(os.environ, PRE_COMMIT_HOME=str(tmp_path / 'pre-commit-home'), PRE_COMMIT_COLOR='never',

@@ -96,7 +96,7 @@ def test_recursive_alias_is_a_finding(tmp_path):
 
 def test_the_cli_never_prints_a_traceback(tmp_path):
     """Every fragment as a real file through the real CLI: exit 0 or 1, never a traceback."""
-    from tests.lint.conftest import run_cli
+    from tests.helpers.lint import run_cli
 
     samples = ['', '\x00', '{', 'entry_points: !!python/object:os.system {}', 'a: &a [*a]', '- 1\n- 2',
                'entry_points: {main: {command: 5, parameters: {a: {type: [1]}}}}', '\ufeffname: x', 'x: 1e9999',

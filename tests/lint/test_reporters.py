@@ -8,7 +8,7 @@ from importlib.resources import files
 import jsonschema
 
 from mlproj.rules import RULES
-from tests.lint.conftest import FIXTURES, run_cli
+from tests.helpers.lint import FIXTURES, run_cli
 
 # ::error file=F,line=L,col=C,title=T::MESSAGE (GitHub workflow commands; properties escape % \r \n : ,)
 ANNOTATION = re.compile(r'^::(error|warning) file=([^,:\n]+)(,line=(\d+)(,col=(\d+))?)?,title=([^,:\n]+)::(.+)$')

@@ -7,7 +7,7 @@ from mlproj.errors import SpecError
 from mlproj.lint import lint_paths, load_config
 from mlproj.rules import RULES, RUN_EFFECT_TEXT
 from mlproj.spec import load_project
-from tests.lint.conftest import FIXTURES, fixture_dirs
+from tests.helpers.lint import FIXTURES, fixture_dirs
 
 GENERATED = {'MLP018'}  # case variants of a file name cannot live in Git portably: made in tmp_path
 
@@ -107,7 +107,7 @@ def test_rule_table_is_stable():
 
 
 def test_readme_lists_every_rule_and_the_editor_modeline():
-    from tests.lint.conftest import REPO
+    from tests.helpers import REPO
 
     text = (REPO / 'README.md').read_text()
     for rule in RULES.values():

@@ -14,7 +14,9 @@ import pytest
 import yaml
 
 from mlproj.lint import lint_paths, load_config
-from tests.lint.conftest import REPO, run_cli
+from tests.helpers import REPO
+from tests.helpers.git import git
+from tests.helpers.lint import run_cli
 
 SCHEMA_PATH = REPO / 'mlproj' / 'schemas' / 'mlproject.schema.json'
 # Rules a JSON Schema can express: the shape of the document. The others need the file system
@@ -281,9 +283,8 @@ def test_schema_keys_and_types_are_the_loaders():
 
 def test_every_structural_rule_has_a_case_both_reject(tmp_path):
     """STRUCTURAL is complete: each of its rules is provoked by a case that the schema rejects too."""
-    import subprocess
 
-    subprocess.run(['git', 'init', '-q', str(tmp_path)], check=True)  # MLP026 needs a repository root
+    git('init', '-q', str(tmp_path))  # MLP026 needs a repository root
     covered = set()
     for i, (text, valid) in enumerate(CASES):
         if valid:

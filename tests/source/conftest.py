@@ -1,4 +1,5 @@
-"""Fixture repositories and real Git servers on loopback for the source tests.
+"""Fixture repositories and real Git servers on loopback for the source tests (their plain helpers:
+``tests.helpers.source``).
 
 Servers (each started once per session, stopped by pid / process group):
 ``git daemon`` (git://), smart HTTP and HTTPS through ``git http-backend`` (self-signed cert,
@@ -13,141 +14,18 @@ Repository ``proj`` (served bare from ``srv/``), with MLproject at the root and 
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port, stop_group
-
-HERE = Path(__file__).resolve().parent
-HTTP_SERVER = HERE / 'git_http_server.py'
-TOKEN = 's3cr3t-T0KEN-9f8e7d6c'
-USER = 'alice'
-
-SHOW_PY = '''\
-import json, os, sys
-root = os.getcwd()
-while root != '/' and not os.path.exists(os.path.join(root, 'VERSION')):
-    root = os.path.dirname(root)
-info = {
-    'version': open(os.path.join(root, 'VERSION')).read().strip(),
-    'cwd': os.getcwd(),
-    'args': sys.argv[1:],
-    'files': sorted(os.listdir('.')),
-    'env_has_token': any('TOKEN_PLACEHOLDER' in v for v in os.environ.values()),
-    'lib': os.path.exists(os.path.join(root, 'vendor', 'lib', 'lib.txt')),
-    'leaf': os.path.exists(os.path.join(root, 'vendor', 'lib', 'leaf', 'leaf.txt')),
-}
-out = os.environ.get('MLPROJ_TEST_OUT')
-if out:
-    with open(out, 'a') as f:
-        f.write(json.dumps(info) + '\\n')
-print(json.dumps(info))
-'''.replace('TOKEN_PLACEHOLDER', TOKEN)
-
-MLPROJECT = '''\
-name: {name}
-entry_points:
-  main:
-    parameters:
-      alpha: {{type: float, default: 0.1}}
-    command: "python show.py {{alpha}}"
-'''
-
-
-def wait_port(host: str, port: int, proc: subprocess.Popen, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f'server on {host}:{port} exited with {proc.returncode}')
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f'server on {host}:{port} not ready after {timeout}s')
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """Stop a server started with start_new_session=True (its whole process group)."""
-    stop_group(proc)
-
-
-def git_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith('GIT_')}
-    env.update(HOME=str(home), GIT_CONFIG_NOSYSTEM='1', GIT_AUTHOR_NAME='t', GIT_AUTHOR_EMAIL='t@example.com',
-               GIT_COMMITTER_NAME='t', GIT_COMMITTER_EMAIL='t@example.com', GIT_TERMINAL_PROMPT='0')
-    return env
-
-
-def git(*args: str, cwd: Path | None = None, home: Path) -> str:
-    proc = subprocess.run(['git', '-c', 'protocol.file.allow=always', '-c', 'init.defaultBranch=main', *args],
-                          cwd=cwd, env=git_env(home), capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f'git {" ".join(args)} failed: {proc.stderr}')
-    return proc.stdout.strip()
-
-
-def tree_digest(root: Path) -> str:
-    """Hash of every path, mode, link target and file content under ``root`` (incl. .git)."""
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]):
-            p = os.path.join(dirpath, name)
-            st = os.lstat(p)
-            h.update(f'{os.path.relpath(p, root)}\0{st.st_mode}\0'.encode())
-            if os.path.islink(p):
-                h.update(os.readlink(p).encode())
-            else:
-                with open(p, 'rb') as f:
-                    h.update(f.read())
-        h.update(f'{os.path.relpath(dirpath, root)}/\0'.encode())
-    return h.hexdigest()
-
-
-def assert_worktree(root: Path, commit: str, *, sparse: str | None = None, origin: str | None = None) -> None:
-    """``root`` is a Git working tree at ``commit`` (detached), clean, owning no objects."""
-    env = {**os.environ, 'GIT_CONFIG_NOSYSTEM': '1', 'GIT_CONFIG_GLOBAL': '/dev/null'}
-
-    def g(*args: str) -> str:
-        proc = subprocess.run(['git', *args], cwd=root, env=env, capture_output=True, text=True)
-        assert proc.returncode == 0, f'git {args}: {proc.stderr}'
-        return proc.stdout.strip()
-
-    assert g('rev-parse', 'HEAD') == commit
-    assert g('rev-parse', '--show-toplevel') == str(root.resolve())
-    assert subprocess.run(['git', 'symbolic-ref', '-q', 'HEAD'], cwd=root, env=env).returncode == 1  # detached
-    assert g('status', '--porcelain', '--untracked-files=all') == ''
-    alternates = (root / '.git' / 'objects' / 'info' / 'alternates').read_text().split()
-    assert len(alternates) == 1 and Path(alternates[0]).is_dir()
-    own = [p for p in (root / '.git' / 'objects').rglob('*') if p.is_file() and 'info' not in p.parts]
-    assert own == [], 'the checkout must borrow its objects, not copy them'
-    if origin is not None:
-        assert g('config', 'remote.origin.url') == origin
-    if sparse:
-        assert g('config', 'core.sparseCheckout') == 'true'
-        assert g('config', 'core.sparseCheckoutCone') == 'true'
-        assert sparse in g('sparse-checkout', 'list').splitlines()
-
-
-@dataclass
-class Repos:
-    base: Path
-    home: Path                 # HOME for git fixtures and subprocesses (has .ssh/known_hosts later)
-    srv: Path                  # served bare repositories
-    work: Path                 # a user's working clone of proj (recursive, branch feature too)
-    plain: Path                # a project directory outside any Git repository
-    sha: dict[str, str] = field(default_factory=dict)
+from tests.helpers import free_port
+from tests.helpers.git import git
+from tests.helpers.source import MLPROJECT, SHOW_PY, Repos, start_daemon, start_http, stop, tree_digest, wait_port
 
 
 def _write(path: Path, text: str) -> None:
@@ -251,18 +129,6 @@ class Servers:
     http_log: str = ''
 
 
-def start_daemon(root: Path, home: Path, log_path: Path) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    log = open(log_path, 'ab')
-    proc = subprocess.Popen(
-        ['git', 'daemon', f'--base-path={root}', '--export-all', '--listen=127.0.0.1', f'--port={port}',
-         '--reuseaddr', '--enable=upload-pack', '--verbose', str(root)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=git_env(home))
-    log.close()
-    wait_port('127.0.0.1', port, proc)
-    return proc, port
-
-
 @pytest.fixture(scope='session')
 def git_daemon(repos):
     proc, port = start_daemon(repos.srv, repos.home, repos.base / 'daemon.log')
@@ -270,24 +136,6 @@ def git_daemon(repos):
         yield port
     finally:
         stop(proc)
-
-
-def start_http(repos: Repos, *, tls: tuple[str, str] | None = None, log: Path | None = None,
-               throttle: Path | None = None, port: int | None = None, root: Path | None = None
-               ) -> tuple[subprocess.Popen, int]:
-    port = port or free_port()
-    argv = [sys.executable, str(HTTP_SERVER), '--root', str(root or repos.srv), '--port', str(port),
-            '--auth', f'{USER}:{TOKEN}']
-    if tls:
-        argv += ['--cert', tls[0], '--key', tls[1]]
-    if log:
-        argv += ['--log', str(log)]
-    if throttle:
-        argv += ['--throttle-file', str(throttle)]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            env=git_env(repos.home))
-    wait_port('127.0.0.1', port, proc)
-    return proc, port
 
 
 @pytest.fixture(scope='session')
@@ -388,9 +236,6 @@ def _source_env(monkeypatch, tmp_path):
     monkeypatch.setenv('HOME', str(home))
 
 
-FORMS = ('git', 'http', 'https', 'ssh', 'scp', 'file', 'path', 'worktree')
-
-
 @pytest.fixture
 def url_for(repos, request, monkeypatch):
     """``url_for(form, repo='proj.git')``: start the server the form needs and return its URI."""
@@ -431,20 +276,3 @@ def trust_ssh_host(ssh: SSH, monkeypatch) -> Path:
     return home
 
 
-MLPROJ = str(Path(sys.executable).with_name('mlproj'))
-RESOLVE_PY = ('import sys\nfrom mlproj import source\n'
-              's = source.resolve(sys.argv[1], sys.argv[2] or None)\nprint(s.commit)\ns.cleanup()\n')
-
-
-def run_mlproj(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-               timeout: float = 120) -> subprocess.CompletedProcess:
-    """`mlproj ARGS` as a real subprocess (the current os.environ plus ``env``)."""
-    return subprocess.run([MLPROJ, *args], env={**os.environ, **(env or {})}, cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-def resolve_process(uri: str, rev: str | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """`source.resolve(uri, rev)` in a child process (own process group), printing the commit."""
-    return subprocess.Popen([sys.executable, '-c', RESOLVE_PY, uri, rev or ''], env={**os.environ, **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            stdin=subprocess.DEVNULL)

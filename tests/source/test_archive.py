@@ -10,7 +10,8 @@ import pytest
 
 from mlproj import source
 from mlproj.errors import SourceError
-from tests.source.conftest import MLPROJECT, free_port, stop, wait_port
+from tests.helpers import free_port
+from tests.helpers.source import MLPROJECT, stop, wait_port
 
 
 @pytest.fixture

@@ -14,16 +14,9 @@ from mlproj import source
 from mlproj.cli import main
 from mlproj.errors import SourceError
 from mlproj.source.cache import CloneCache, mirror_name
-from tests.source.conftest import (
-    MLPROJ,
-    assert_worktree,
-    git,
-    resolve_process,
-    run_mlproj,
-    start_daemon,
-    start_http,
-    stop,
-)
+from tests.helpers import MLPROJ, run_mlproj
+from tests.helpers.git import git
+from tests.helpers.source import assert_worktree, resolve_process, start_daemon, start_http, stop
 
 
 def _mirrors(cache: Path) -> list[Path]:

@@ -16,7 +16,9 @@ import pytest
 
 from mlproj import source
 from mlproj.errors import SourceError
-from tests.source.conftest import TOKEN, USER, run_mlproj, stop
+from tests.helpers import run_mlproj
+from tests.helpers.git import git
+from tests.helpers.source import TOKEN, USER, stop
 
 
 def _files_containing(root: Path, needle: str) -> list[str]:
@@ -113,7 +115,7 @@ def test_git_credential_helper(repos, http_server, tmp_path, kind):
         helper = f'store --file={creds}'
     else:
         helper = f'!f() {{ test "$1" = get && echo username={USER} && echo password={TOKEN}; }}; f'
-    subprocess.run(['git', 'config', '--file', str(home / '.gitconfig'), 'credential.helper', helper], check=True)
+    git('config', '--file', str(home / '.gitconfig'), 'credential.helper', helper)
     r = _show(f'http://127.0.0.1:{http_server}/private/proj.git#sub/folder', 'feature',
               env={'MLPROJ_CACHE_DIR': str(tmp_path / 'c')})
     assert r.returncode == 0, r.stderr

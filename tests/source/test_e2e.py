@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from mlproj.cli import main
-from tests.source.conftest import FORMS, TOKEN, USER, run_mlproj, start_daemon, stop
+from tests.helpers import run_mlproj
+from tests.helpers.source import FORMS, TOKEN, USER, start_daemon, stop
 
 RUN_ID = re.compile(r"=== Run \(ID '([0-9a-f]+)'\) (succeeded|failed)")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mlproj.source import gitstate, local
-from tests.source.conftest import git, git_env
+from tests.helpers.git import git, git_env
 
 
 def truth(path: Path) -> dict:

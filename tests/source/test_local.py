@@ -8,7 +8,8 @@ import pytest
 
 from mlproj import source
 from mlproj.errors import SourceError
-from tests.source.conftest import git, tree_digest
+from tests.helpers.git import git
+from tests.helpers.source import tree_digest
 
 
 @pytest.fixture

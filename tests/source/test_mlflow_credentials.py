@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.source.conftest import TOKEN, USER, run_mlproj
+from tests.helpers import run_mlproj
+from tests.helpers.git import git
+from tests.helpers.source import TOKEN, USER
 from tests.source.test_credentials import _files_containing
 
 
@@ -78,7 +80,7 @@ def test_mlflow_variables_come_before_the_credential_helper(private, tmp_path):
     marker = tmp_path / 'helper-asked'
     home = Path(os.environ['HOME'])
     helper = f'!f() {{ touch {marker}; echo username={USER}; echo password={TOKEN}; }}; f'
-    subprocess.run(['git', 'config', '--file', str(home / '.gitconfig'), 'credential.helper', helper], check=True)
+    git('config', '--file', str(home / '.gitconfig'), 'credential.helper', helper)
     r = _dry_run(private, env={'MLFLOW_GIT_USERNAME': USER, 'MLFLOW_GIT_PASSWORD': TOKEN})
     assert r.returncode == 0, r.stderr
     assert not marker.exists()

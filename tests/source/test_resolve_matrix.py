@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mlproj import source
-from tests.source.conftest import FORMS, assert_worktree
+from tests.helpers.source import FORMS, assert_worktree
 
 # (revision, expected commit label, expected branch tag)
 REVS = [

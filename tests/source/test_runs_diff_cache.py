@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tests.source.conftest import run_mlproj, start_daemon, stop
+from tests.helpers import run_mlproj
+from tests.helpers.source import start_daemon, stop
 from tests.source.test_e2e import cli, run_id
 
 

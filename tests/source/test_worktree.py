@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from mlproj import source
 from mlproj.errors import SourceError
-from tests.source.conftest import assert_worktree, git, run_mlproj, start_daemon, stop, tree_digest
+from tests.helpers import run_mlproj
+from tests.helpers.git import git, run_git
+from tests.helpers.source import assert_worktree, start_daemon, stop, tree_digest
 
 pytestmark = pytest.mark.slow  # a git daemon of its own and mlproj subprocesses
 
 
 def _g(root: Path, *args: str) -> str:
-    env = {**os.environ, 'GIT_CONFIG_NOSYSTEM': '1', 'GIT_CONFIG_GLOBAL': '/dev/null'}
-    proc = subprocess.run(['git', *args], cwd=root, env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    return run_git(*args, cwd=root).stdout
 
 
 @pytest.fixture(scope='module')

@@ -27,7 +27,8 @@ import pytest
 from mlproj import mlflow_schema, tracking_sqlite
 from mlproj.errors import TrackingError
 from mlproj.tracking_sqlite import SqliteTracker
-from tests.helpers import REPO, mlproj_bin, write_project
+from tests.helpers import REPO, run_mlproj, write_project
+from tests.helpers.git import commit_all, git
 
 OPS = Path(__file__).with_name('mlflow_ops.py')
 OLDEST_VENV = Path(os.environ.get('MLPROJ_TEST_MLFLOW_OLDEST_VENV', '/tmp/mlproj-test-mlflow-oldest-venv'))
@@ -244,9 +245,8 @@ def test_deleted_experiment_is_refused(base_store, tmp_path):
 
 def _mlproj(args: list[str], cwd: Path, uri: str, timeout: float = 300) -> subprocess.CompletedProcess:
     # the project's `python` is this venv's (the child imports mlflow)
-    env = dict(os.environ, MLFLOW_TRACKING_URI=uri, PATH=f'{Path(sys.executable).parent}:{os.environ["PATH"]}')
-    return subprocess.run([mlproj_bin(), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    env = {'MLFLOW_TRACKING_URI': uri, 'PATH': f'{Path(sys.executable).parent}:{os.environ["PATH"]}'}
+    return run_mlproj(*args, cwd=cwd, env=env, timeout=timeout)
 
 
 LOGGER = '''
@@ -286,10 +286,8 @@ def _git_project(d: Path) -> Path:
     repo = write_project(d / 'repo' / 'sub', 'name: rp\nentry_points:\n  main:\n    parameters:\n'
                          '      alpha: {type: float, default: 0.1}\n    command: "python train.py {alpha}"\n',
                          {'train.py': 'import sys\nprint("alpha", sys.argv[1])\n'}).parent
-    git = ['git', '-c', 'user.name=t', '-c', 'user.email=t@e', '-C', str(repo)]
-    subprocess.run(['git', 'init', '-q', str(repo)], check=True)
-    subprocess.run([*git, 'add', '.'], check=True)
-    subprocess.run([*git, 'commit', '-qm', 'c'], check=True)
+    git('init', '-q', str(repo))
+    commit_all(repo, 'c')
     return repo
 
 

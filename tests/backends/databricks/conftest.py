@@ -1,4 +1,5 @@
-"""Fixtures for the databricks backend: the strict fake workspace, its environment, a Git project.
+"""Fixtures for the databricks backend: the strict fake workspace, its environment, a Git project
+(its token: ``tests.helpers.backends.DATABRICKS_TOKEN``).
 
 Tracking goes to the real ``mlflow server`` of ``tests/conftest.py`` (the databricks backend, like
 MLflow's, refuses local sqlite/file stores: the cluster could never write to them).  The fake
@@ -8,16 +9,14 @@ workspace's "cluster" runs the uploaded launcher on this machine, so the cluster
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.backends.databricks.databricks_fake import FakeWorkspace
-
-TOKEN = 'dapi-fake-7c3e91d0b2a44f58-SECRET'
+from tests.helpers.backends import DATABRICKS_TOKEN as TOKEN
+from tests.helpers.git import commit_all, git
 
 MLPROJECT = '''\
 name: dbx-demo
@@ -64,12 +63,6 @@ sys.exit(3)
 '''
 
 
-def _git(cwd: Path, *args: str) -> None:
-    subprocess.run(['git', *args], cwd=cwd, check=True, capture_output=True,
-                   env={**os.environ, 'GIT_AUTHOR_NAME': 't', 'GIT_AUTHOR_EMAIL': 't@example.com',
-                        'GIT_COMMITTER_NAME': 't', 'GIT_COMMITTER_EMAIL': 't@example.com'})
-
-
 @pytest.fixture
 def repo(tmp_path) -> Path:
     """A Git repository whose project lives in ``proj/``, with ignored secrets and MLflow leftovers."""
@@ -90,9 +83,8 @@ def repo(tmp_path) -> Path:
     (proj / 'mlruns' / '0' / 'meta.yaml').write_text('name: Default\n')
     (proj / 'mlflow.db').write_text('not a db')
     (root / 'other' / 'README.md').write_text('not part of the project')
-    _git(root, 'init', '-q', '-b', 'main')
-    _git(root, 'add', '.')
-    _git(root, 'commit', '-q', '-m', 'init')
+    git('init', '-q', '-b', 'main', cwd=root)
+    commit_all(root, 'init')
     (proj / 'untracked.txt').write_text('untracked but not ignored')
     return root
 
@@ -133,16 +125,3 @@ def mlflow_client(tracking_server):
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_server)
-
-
-def mlproj_subprocess_argv() -> list[str]:
-    return [sys.executable, '-m', 'mlproj']
-
-
-def free_port_closed() -> int:
-    """A loopback port with nothing listening on it."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]

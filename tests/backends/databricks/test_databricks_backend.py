@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.backends.databricks.conftest import TOKEN, free_port_closed, mlproj_subprocess_argv
+from tests.helpers import free_port, mlproj_argv
+from tests.helpers.backends import DATABRICKS_TOKEN as TOKEN
 
 NEW_CLUSTER = {'spark_version': '15.4.x-scala2.12', 'num_workers': 1, 'node_type_id': 'Standard_DS3_v2'}
 FAST = {'poll_max_seconds': 0.5, 'retry_timeout_seconds': 20}
@@ -368,7 +369,7 @@ def test_python_api_wait_status_and_cancel(repo, workspace, dbx_env, mlflow_clie
 @pytest.mark.parametrize('sig, code', [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_cancels_the_databricks_run(repo, workspace, dbx_env, mlflow_client, tmp_path, sig, code):
     config = {**NEW_CLUSTER, **FAST}
-    proc = subprocess.Popen([*mlproj_subprocess_argv(), 'run', f'{repo}#proj', '-e', 'sleep', '-b', 'databricks',
+    proc = subprocess.Popen([*mlproj_argv(), 'run', f'{repo}#proj', '-e', 'sleep', '-b', 'databricks',
                              '-c', json.dumps(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     try:
@@ -399,7 +400,7 @@ def test_signal_cancels_the_databricks_run(repo, workspace, dbx_env, mlflow_clie
 
 def test_unreachable_workspace_is_one_line_within_the_retry_bound(repo, workspace, dbx_env, mlflow_client, capsys,
                                                                    monkeypatch):
-    monkeypatch.setenv('DATABRICKS_HOST', f'http://127.0.0.1:{free_port_closed()}')
+    monkeypatch.setenv('DATABRICKS_HOST', f'http://127.0.0.1:{free_port()}')
     code, out, err = cli(run_args(repo, {**NEW_CLUSTER, 'retry_timeout_seconds': 2}, '-e', 'quick'), capsys)
     assert code == 69
     errors = [line for line in err.splitlines() if line.startswith('mlproj: error:')]

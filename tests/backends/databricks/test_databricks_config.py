@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
 import tarfile
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from mlproj.backends import _pack
 from mlproj.backends import databricks as dbx
 from mlproj.errors import BackendError, SourceError
+from tests.helpers.git import git
 
 SPEC = {'spark_version': '15.4.x-scala2.12', 'num_workers': 1, 'node_type_id': 'i3.xlarge'}
 HTTP = 'http://mlflow.example.com'
@@ -155,11 +155,9 @@ def test_archive_excludes_git_mlruns_and_git_ignored_but_keeps_tracked(tmp_path)
                  'proj/new.secret': 'ignored', 'proj/cache/blob': 'x', 'proj/mlruns/0/meta.yaml': 'x',
                  'proj/mlflow.db': 'x', 'proj/sub/.git': 'gitdir: elsewhere', 'proj/sub/code.py': 'x',
                  'outside.txt': 'x'})
-    env = {**os.environ, 'GIT_AUTHOR_NAME': 't', 'GIT_AUTHOR_EMAIL': 't@x', 'GIT_COMMITTER_NAME': 't',
-           'GIT_COMMITTER_EMAIL': 't@x'}
-    subprocess.run(['git', 'init', '-q'], cwd=root, check=True)
-    subprocess.run(['git', 'add', '-f', 'proj/keep.secret', '.gitignore', 'proj/MLproject'], cwd=root, check=True, env=env)
-    subprocess.run(['git', 'commit', '-q', '-m', 'x'], cwd=root, check=True, env=env)
+    git('init', '-q', cwd=root)
+    git('add', '-f', 'proj/keep.secret', '.gitignore', 'proj/MLproject', cwd=root)
+    git('commit', '-q', '-m', 'x', cwd=root)
     archive = _pack.pack(root / 'proj', tmp_path / 'out')
     assert archive.files == ('MLproject', 'keep.secret', 'sub/code.py')
 
@@ -214,7 +212,7 @@ def test_launcher_maps_fuse_paths(monkeypatch):
 
 
 def _repo_with_project(tmp_path, mlproject: str):
-    subprocess.run(['git', 'init', '-q', str(tmp_path)], check=True)
+    git('init', '-q', str(tmp_path))
     (tmp_path / 'python_env.yaml').write_text('python: "3.11"\ndependencies: [pip]\n')
     sub = tmp_path / 'sub'
     sub.mkdir()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from tests.backends.kubernetes.fake_kube import FakeKube, kubeconfig
+from tests.helpers import free_port
 
 TEMPLATE = '''apiVersion: batch/v1
 kind: Job
@@ -43,11 +44,7 @@ def kube(tmp_path, tracking_uri, monkeypatch):
     scratch = tmp_path / 'kube'
     scratch.mkdir()
     fake = FakeKube(workdir, scratch).start()
-    import socket
-
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        dead = s.getsockname()[1]
+    dead = free_port()                   # nothing listens there
     config = kubeconfig(tmp_path / 'kubeconfig', {'fake': (fake.url, fake.token),
                                                   'dead': (f'http://127.0.0.1:{dead}', 'x')}, current='fake')
     monkeypatch.setenv('KUBECONFIG', str(config))

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import stat
 import subprocess
-import sys
-import time
 
 import pytest
+
+from tests.helpers import interrupt_on_line, mlproj_argv
 
 MLPROJECT = '''
 name: kubetest
@@ -88,21 +87,9 @@ def test_failure_exit_code_comes_from_the_pod(kube, project, run_mlproj, mlflow_
 
 
 def test_ctrl_c_deletes_the_job_and_records_killed(kube, project, tracking_uri, mlflow_client, tmp_path):
-    argv = [sys.executable, '-m', 'mlproj', 'run', str(project(MLPROJECT)), '-e', 'slow', '-b', 'kubernetes',
-            '-c', json.dumps(config(kube))]
+    argv = mlproj_argv('run', str(project(MLPROJECT)), '-e', 'slow', '-b', 'kubernetes', '-c', json.dumps(config(kube)))
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    try:
-        deadline = time.monotonic() + 60
-        line = ''
-        while 'started' not in line and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            assert line or proc.poll() is None, proc.stderr.read()
-        time.sleep(0.5)  # let the CLI install its signal handlers (they come after submit returns)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    out, err = interrupt_on_line(proc, 'started')
     assert proc.returncode == 130, err
     assert mlflow_client.get_run(run_id_of(mlflow_client)).info.status == 'KILLED'
     job = the_job(kube)

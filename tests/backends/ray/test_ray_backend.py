@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
-import time
 
 import pytest
 
-from tests.backends.conftest import mlproj_argv
 from tests.backends.ray.ray_helpers import free_port, run_id_of
+from tests.helpers import interrupt_on_line, mlproj_argv
 
 MLPROJECT = '''
 name: raytest
@@ -75,19 +73,7 @@ def test_ctrl_c_stops_the_job_and_records_killed(ray_head, ray_client, project, 
     proj = project(MLPROJECT)
     proc = subprocess.Popen(mlproj_argv('run', str(proj), '-e', 'slow', '-b', 'ray', '-c', cfg(ray_head.address)),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    try:
-        deadline = time.monotonic() + 60
-        line = ''
-        while 'started' not in line and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            assert line or proc.poll() is None, proc.stderr.read()
-        assert 'started' in line
-        time.sleep(0.5)  # let the CLI install its signal handlers (they come after submit returns)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    out, err = interrupt_on_line(proc, 'started')
     assert proc.returncode == 130, err
     assert 'never' not in out
     run_id = run_id_of(mlflow_client)

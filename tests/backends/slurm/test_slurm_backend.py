@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.backends.conftest import mlproj_argv
 from tests.backends.slurm.slurm_helpers import run_id_of
+from tests.helpers import interrupt_on_line, mlproj_argv
 
 MLPROJECT = '''
 name: slurmtest
@@ -77,18 +76,7 @@ def test_failure_exit_code_is_the_jobs(slurm, slurm_env, project, run_mlproj, ml
 def test_ctrl_c_cancels_the_job_and_records_killed(slurm, slurm_env, project, tracking_uri, mlflow_client, tmp_path):
     proc = subprocess.Popen(mlproj_argv('run', str(project(MLPROJECT)), '-e', 'slow', '-b', 'slurm'),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    try:
-        deadline = time.monotonic() + 60
-        line = ''
-        while 'started' not in line and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            assert line or proc.poll() is None, proc.stderr.read()
-        time.sleep(0.5)  # let the CLI install its signal handlers (they come after submit returns)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    out, err = interrupt_on_line(proc, 'started')
     assert proc.returncode == 130, err
     assert 'never' not in out
     run = mlflow_client.get_run(run_id_of(mlflow_client))

@@ -1,7 +1,9 @@
 """Plain helpers every test package shares (ports, processes, projects): imported, never fixtures.
 
-Fixtures live in the ``conftest.py`` files; what a test calls directly lives here, so no test
-imports from a conftest module.
+Fixtures live in the ``conftest.py`` files; what a test calls directly lives in this package, so no
+test imports from a conftest module (tests/unit/test_no_conftest_imports.py checks it).  Helpers of
+one test package live in the module named after it (``tests.helpers.source``, ``.ci``, ``.compat``,
+``.lint``, ``.envs``, ``.backends``); the one Git runner every test uses is ``tests.helpers.git``.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 # The full `mlflow` package (for `mlflow server`) lives in its own venv; .ci/run creates it.
 MLFLOW_SERVER_VENV = Path(os.environ.get('MLPROJ_TEST_MLFLOW_VENV', '/tmp/mlproj-test-mlflow-server-venv'))
 
@@ -33,6 +35,22 @@ def mlproj_bin() -> str:
     """The `mlproj` console script of the interpreter running the tests."""
     candidate = Path(sys.executable).with_name('mlproj')
     return str(candidate) if candidate.exists() else 'mlproj'
+
+
+MLPROJ = mlproj_bin()
+
+
+def mlproj_argv(*args: str) -> list[str]:
+    """`python -m mlproj ARGS` with the interpreter running the tests (no console script needed)."""
+    return [sys.executable, '-m', 'mlproj', *args]
+
+
+def run_mlproj(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+               timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`mlproj ARGS` as a real subprocess (the current os.environ plus ``env``): exit codes, stdout
+    and stderr exactly as a user sees them; no stdin."""
+    return subprocess.run([MLPROJ, *args], env={**os.environ, **(env or {})}, cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 def wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
@@ -65,6 +83,27 @@ def stop_group(proc: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     proc.wait()
+
+
+def interrupt_on_line(proc: subprocess.Popen, marker: str, *, sig: int = signal.SIGINT, timeout: float = 60,
+                      settle: float = 0.5) -> tuple[str, str]:
+    """Ctrl-C (``sig``) to ``proc`` (text stdout/stderr pipes) once a stdout line holds ``marker``,
+    ``settle`` seconds later (the CLI installs its signal handlers after submitting); returns the rest
+    of (stdout, stderr).  ``proc`` is killed if anything fails on the way."""
+    try:
+        deadline = time.monotonic() + timeout
+        line = ''
+        while marker not in line and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, proc.stderr.read()
+        assert marker in line, f'no {marker!r} line on stdout after {timeout}s'
+        time.sleep(settle)
+        proc.send_signal(sig)
+        return proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def write_project(directory: Path, mlproject: str | None, files: dict[str, str] | None = None) -> Path:
