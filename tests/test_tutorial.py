@@ -16,8 +16,23 @@ from tests.helpers import REPO, mlproj_bin
 pytestmark = pytest.mark.slow  # a cold uv environment with scikit-learn and pandas
 
 
+def _same_mlflow_as_this_process(tmp_path: Path) -> dict[str, str]:
+    """The project's environment gets the mlflow-skinny of the test process (through uv's
+    ``UV_CONSTRAINT``, in an environment store of its own so an environment built with another
+    release is not reused).  The tutorial asks for ``mlflow-skinny>=3.0``: on a user's machine that
+    resolves to the release ``pip install mlproj[run]`` installed too, but CI pins its venv
+    (.ci/constraints-dev.txt) while the index may have a newer release, and the newer MLflow of the
+    project migrates ./mlflow.db to a schema the older client reading it below refuses."""
+    from importlib.metadata import version
+
+    pin = tmp_path / 'constraints.txt'
+    pin.write_text(f"mlflow-skinny=={version('mlflow-skinny')}\n")
+    return {'UV_CONSTRAINT': str(pin), 'MLPROJ_ENV_ROOT': str(tmp_path / 'envs')}
+
+
 def test_tutorial_runs_in_default_store_with_default_env_manager(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != 'MLFLOW_TRACKING_URI'}
+    env.update(_same_mlflow_as_this_process(tmp_path))
     r = subprocess.run([mlproj_bin(), 'run', str(REPO / 'examples' / 'tutorial'), '-e', 'train', '-P', 'alpha=0.8'],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
