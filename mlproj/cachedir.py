@@ -15,7 +15,6 @@ one-line errors.
 from __future__ import annotations
 
 import os
-import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,7 +38,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same directory and a rename:
     readers see the old content or the new, never a half-written record.  The temporary file is
     removed when the write fails; the error is the caller's."""
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp')
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp')  # not `secrets`: +3 ms
     try:
         with open(tmp, 'w', encoding='utf-8') as f:
             f.write(text)

@@ -9,7 +9,6 @@ cache.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -158,6 +157,8 @@ def submodules_of(repo: Any, sha: str, where: str) -> list[Submodule]:
     except KeyError:
         return []
     data = repo[entry.id].data
+    import tempfile  # lazily: ~3 ms (shutil, random) on the run path of every local project
+
     with tempfile.NamedTemporaryFile('wb', suffix='.gitmodules', delete=False) as f:
         f.write(data)
         tmp = f.name
