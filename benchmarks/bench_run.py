@@ -229,8 +229,10 @@ def main() -> None:
         '',
         f'Measured {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} by `benchmarks/bench_run.py --repeat '
         f'{args.repeat}`, all in one run: median of {args.repeat} runs after one warm-up per cell. '
-        f'Machine: {load_before}; {load_after} after. The machine is shared with other engineers\' test runs, '
-        'so absolute times are inflated and noisy; compare within a row (same minutes, same load).',
+        f'Machine: {load_before}; {load_after} after. '
+        + ('The machine was loaded (1-minute load above its core count), so absolute times are inflated and '
+           'noisy; compare within a row (same minutes, same load).' if os.getloadavg()[0] > (os.cpu_count() or 1)
+           else 'Compare within a row: every cell of a row was measured in the same minutes.'),
         '',
         f'Trivial entry point (`python train.py 1`), `--env-manager local`. mlflow-skinny venv: '
         f'{version_of(skinny_venv)} + sqlalchemy + alembic; full venv: {version_of(server_venv)}. '
