@@ -299,12 +299,13 @@ def _env_file_inside(project: Any) -> None:
     missing on the cluster, so it is refused here, before any run or upload exists."""
     import os
 
+    from mlproj.safefile import inside
+
     env = getattr(project, 'env', None)
     path = getattr(env, 'path', None)
     if project is None or path is None:
         return
-    directory = os.path.realpath(project.directory)
-    if os.path.commonpath([directory, os.path.realpath(path)]) != directory:
+    if not inside(path, project.directory):
         key = 'conda_env' if getattr(env, 'kind', '') == 'conda' else 'python_env'
         raise BackendError(f'{key} {os.path.relpath(path, project.directory)} is outside the project directory, and '
                            'the databricks backend ships only that directory; move the file into it',

@@ -17,11 +17,13 @@ whole output (for the one-line error summary, ``venv.summarize``) and, by :func:
 from __future__ import annotations
 
 import codecs
+import contextlib
 import errno
 import os
 import re
 import select
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
@@ -35,11 +37,6 @@ class Output:
     show: str            # 'none' (captured only), 'compact' (summary lines), 'all'
     terminal: bool       # give the child a pseudo-terminal
     verbose: bool = False
-
-    @property
-    def installer_quiet(self) -> bool:
-        """Whether pip gets ``--quiet`` (nothing is shown anyway)."""
-        return self.show == 'none'
 
 
 def _isatty(stream: IO[str] | None) -> bool:
@@ -73,6 +70,17 @@ def _write(stream: IO[str], text: str) -> None:
         pass
 
 
+@contextlib.contextmanager
+def _killed_if_interrupted(proc: subprocess.Popen) -> Iterator[None]:
+    """The child is killed and reaped when reading its output is interrupted or fails."""
+    try:
+        yield
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+
+
 def run(argv: list[str], *, cwd: str, env: dict[str, str], stream: IO[str], output: Output) -> tuple[int, str]:
     """Run ``argv`` showing its output on ``stream`` as ``output`` says; (exit code, whole output).
 
@@ -83,18 +91,15 @@ def run(argv: list[str], *, cwd: str, env: dict[str, str], stream: IO[str], outp
                             stderr=subprocess.STDOUT, text=True, errors='replace')
     chunks: list[str] = []
     try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            chunks.append(line)
-            if output.show == 'all' or (output.show == 'compact' and COMPACT.match(plain(line))):
-                clean = plain(line).rstrip('\n')
-                if clean.strip():
-                    _write(stream, clean.strip() + '\n' if output.show == 'compact' else clean + '\n')
-        code = proc.wait()
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
+        with _killed_if_interrupted(proc):
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                chunks.append(line)
+                if output.show == 'all' or (output.show == 'compact' and COMPACT.match(plain(line))):
+                    clean = plain(line).rstrip('\n')
+                    if clean.strip():
+                        _write(stream, clean.strip() + '\n' if output.show == 'compact' else clean + '\n')
+            code = proc.wait()
     finally:
         if proc.stdout is not None:
             proc.stdout.close()
@@ -129,28 +134,25 @@ def _run_pty(argv: list[str], *, cwd: str, env: dict[str, str], stream: IO[str])
     decoder = codecs.getincrementaldecoder('utf-8')('replace')
     chunks: list[str] = []
     try:
-        while True:
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if not ready:
-                if proc.poll() is not None:   # exited; a grandchild may still hold the terminal open
+        with _killed_if_interrupted(proc):
+            while True:
+                ready, _, _ = select.select([master], [], [], 0.1)
+                if not ready:
+                    if proc.poll() is not None:   # exited; a grandchild may still hold the terminal open
+                        break
+                    continue
+                try:
+                    data = os.read(master, 65536)
+                except OSError as e:
+                    if e.errno != errno.EIO:   # EIO: every writer is gone
+                        raise
+                    data = b''
+                if not data:
                     break
-                continue
-            try:
-                data = os.read(master, 65536)
-            except OSError as e:
-                if e.errno != errno.EIO:   # EIO: every writer is gone
-                    raise
-                data = b''
-            if not data:
-                break
-            text = decoder.decode(data)
-            chunks.append(text)
-            _write(stream, text)
-        code = proc.wait()
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
+                text = decoder.decode(data)
+                chunks.append(text)
+                _write(stream, text)
+            code = proc.wait()
     finally:
         os.close(master)
     chunks.append(decoder.decode(b'', final=True))

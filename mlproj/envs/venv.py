@@ -269,11 +269,10 @@ def quiet_flag(*, show_all: bool = False) -> list[str]:
     """``['--quiet']`` for an installer step unless its output is shown: with ``show_all`` (pip,
     whose summary needs its normal output) unless ``--quiet`` is on; else (``uv venv``, whose
     normal output is only chatter) unless ``--verbose`` is on."""
-    from mlproj import verbose
-    from mlproj.envs import steps
+    from mlproj import quiet, verbose
 
     if show_all:
-        return ['--quiet'] if steps.policy(sys.stderr).installer_quiet else []
+        return ['--quiet'] if quiet.active() else []
     return [] if verbose.active() else ['--quiet']
 
 
