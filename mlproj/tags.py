@@ -37,6 +37,7 @@ MLPROJ_PREFIX = 'mlproj.'
 SOURCE_URI = 'mlproj.source.uri'  # the URI as given (credentials removed)
 SOURCE_SUBDIRECTORY = 'mlproj.source.subdirectory'
 SOURCE_VERSION = 'mlproj.source.version'  # the revision as given (-v), before resolution
+GIT_DIFF_SHA256 = 'mlproj.source.git.diff_sha256'  # a dirty tree's diff hash
 ENV_MANAGER = 'mlproj.env_manager'
 ENV_HASH = 'mlproj.env.hash'
 ENV_LOCK_SHA256 = 'mlproj.env.lock_sha256'

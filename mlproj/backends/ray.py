@@ -278,8 +278,8 @@ def submit(launch: Launch) -> RemoteSubmittedRun:
         submission_id += f'-{int(time.time())}'
     client = _client(address)
     launch.tracker.set_tags(launch.run_id, {
-        'mlproj.ray.submission_id': submission_id,
-        'mlproj.ray.address': _redact(address),
+        RAY_SUBMISSION_ID: submission_id,
+        RAY_ADDRESS: _redact(address),
         RAY_RUNTIME_ENV: label,
     })
     say(f"=== Submitting Ray job '{submission_id}' to {_redact(address)} for run with ID '{launch.run_id}' ===")

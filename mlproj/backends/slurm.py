@@ -416,8 +416,8 @@ def submit(launch: Launch) -> SlurmSubmittedRun:
     output = job_dir / f'slurm-{job_id}.out'
     say(f'=== Slurm job {job_id} submitted; output: {output} ===')
     try:  # one tracking call for all tags (a remote tracking server is the slowest part of submitting)
-        launch.tracker.set_tags(launch.run_id, {**tags, 'mlproj.slurm.job_id': job_id,
-                                                'mlproj.slurm.output': str(output)})
+        launch.tracker.set_tags(launch.run_id, {**tags, SLURM_JOB_ID: job_id,
+                                                SLURM_OUTPUT: str(output)})
     except BaseException:
         _call([_tool('scancel'), job_id])
         raise

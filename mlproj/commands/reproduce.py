@@ -28,6 +28,7 @@ from mlproj.tags import (
     ENV_LOCK_SHA256,
     ENV_MANAGER,
     GIT_COMMIT,
+    GIT_DIFF_SHA256,
     GIT_DIRTY,
     GIT_REPO_URL,
     GIT_REPO_URL_LEGACY,
@@ -154,7 +155,7 @@ def build_request(run_id: str, record: Any, *, tracking_uri: str | None, env_man
     if subdir:
         uri = f'{uri}#{subdir}'
     if tags.get(GIT_DIRTY) == 'true':
-        digest = tags.get('mlproj.source.git.diff_sha256', '')
+        digest = tags.get(GIT_DIFF_SHA256, '')
         warnings.append(f'run {run_id} was made from a working tree with uncommitted changes'
                         f'{" (diff sha256 " + digest[:12] + ")" if digest else ""}; reproducing commit {commit[:12]}')
     if not experiment_name and not experiment_id:

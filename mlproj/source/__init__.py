@@ -19,6 +19,7 @@ from pathlib import Path
 from mlproj.tags import (
     GIT_BRANCH,
     GIT_COMMIT,
+    GIT_DIFF_SHA256,
     GIT_DIRTY,
     GIT_REPO_URL,
     GIT_REPO_URL_LEGACY,
@@ -87,7 +88,7 @@ class ResolvedSource:
         if self.commit:
             tags[GIT_DIRTY] = 'true' if self.dirty else 'false'
         if self.diff_hash:
-            tags['mlproj.source.git.diff_sha256'] = self.diff_hash
+            tags[GIT_DIFF_SHA256] = self.diff_hash
         if self.origin_uri:
             tags[SOURCE_URI] = self.origin_uri
         return tags
