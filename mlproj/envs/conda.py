@@ -253,5 +253,7 @@ def _explicit_lock(store: EnvStore, record_name: str, tool: CondaTool, prefix: P
 
 
 def _no_lock(ctx: EnvContext, why: str) -> tuple[None, None]:
-    print(f'mlproj: warning: the conda environment is not locked: {why}', file=ctx.log, flush=True)
+    from mlproj.safeout import printable  # `why` quotes the tool's output
+
+    print(printable(f'mlproj: warning: the conda environment is not locked: {why}'), file=ctx.log, flush=True)
     return None, None
