@@ -249,8 +249,11 @@ def launch(p: Plan, *, tracker: Any = None, experiment_id: str | None = None, pa
     from mlproj import backends, tracking
 
     request = p.request
+    pre = None
     try:
         backend = backends.get_backend(request.backend)
+        # the local backend's supervisor starts now, beside the tracking calls below
+        pre = getattr(backend, 'prestart', lambda: None)()
         tracker = tracker or tracking.get_tracker(p.tracking_uri)
         if request.run_id:
             record = tracker.get_run(request.run_id)
@@ -270,6 +273,7 @@ def launch(p: Plan, *, tracker: Any = None, experiment_id: str | None = None, pa
             if request.reuse:
                 reused = _find_reusable(p, tracker, str(experiment_id), reuse_announce)
                 if reused is not None:
+                    _abort(pre)
                     p.source.cleanup()
                     return reused
             tags = {**p.tags, **_launcher_tags(request)}
@@ -280,6 +284,7 @@ def launch(p: Plan, *, tracker: Any = None, experiment_id: str | None = None, pa
             resumed_params = {}
             _relabel_nested_at_end(p.source, tracker, str(experiment_id), run_id)
     except BaseException:
+        _abort(pre)
         p.source.cleanup()
         raise
     try:
@@ -293,10 +298,11 @@ def launch(p: Plan, *, tracker: Any = None, experiment_id: str | None = None, pa
         launch = backends.Launch(
             request=request, source=p.source, project=p.project, entry_point=p.entry_point, params=p.params,
             command=p.command, run_id=run_id, experiment_id=str(experiment_id), tracking_uri=p.tracking_uri,
-            tracker=tracker, env_manager=p.env_manager, run_env=run_env, prepared=prepared,
+            tracker=tracker, env_manager=p.env_manager, run_env=run_env, prepared=prepared, prestarted=pre,
         )
         submitted = backend.submit(launch)
     except BaseException as e:
+        _abort(pre)
         status = KILLED if isinstance(e, KeyboardInterrupt) else FAILED
         try:
             tracker.set_status(run_id, status)
@@ -305,6 +311,12 @@ def launch(p: Plan, *, tracker: Any = None, experiment_id: str | None = None, pa
         p.source.cleanup()
         raise
     return submitted
+
+
+def _abort(prestarted: Any) -> None:
+    """Let a backend's prestarted process go (a no-op once the run's command started)."""
+    if prestarted is not None:
+        prestarted.abort()
 
 
 def _find_reusable(p: Plan, tracker: Any, experiment_id: str, announce: Any) -> ReusedRun | None:

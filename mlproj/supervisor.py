@@ -1,9 +1,17 @@
 """The supervisor between mlproj and a local run's command: the run's processes die with mlproj.
 
 The local backend does not start the command itself; it starts this file as
-``python -I -S supervisor.py CTL STATUS GRACE [CLEANUP...] -- COMMAND...`` (stdlib only, no
-``site``: ~30 ms), which
+``python -I -S supervisor.py CTL STATUS CMD GRACE`` (stdlib only, no ``site``, an empty
+environment) *before* the run exists, while the run is being created in MLflow, so the
+interpreter's start-up (~10 ms) is not on the run's path.  The command comes later, as one message
+on the CMD pipe (read to its end): NUL-terminated fields ``CWD``, the number of ``CLEANUP`` words
+and the words, the number of ``COMMAND`` words and the words, the command's environment as
+``NAME=VALUE`` items, and a final ``.`` (a message cut short, or none at all when the launch was
+given up, starts nothing).  The supervisor
 
+* takes the command's environment and directory as its own (the search for the command's
+  executable uses that ``PATH``; its own environment at start is empty, so nothing the command may
+  not see is readable in ``/proc/<pid>/environ``);
 * becomes a *child subreaper* on Linux (``prctl(PR_SET_CHILD_SUBREAPER)`` through ctypes), so a
   descendant that leaves the command's session (``setsid``, double fork, ``nohup ... &``) is
   re-parented to the supervisor instead of init and can still be found and killed;
@@ -84,8 +92,9 @@ def _tree(root):
 
 
 class Supervisor:
-    def __init__(self, ctl, grace, cleanup, command):
-        self.ctl, self.grace, self.cleanup, self.command = ctl, grace, cleanup, command
+    def __init__(self, ctl, grace):
+        self.ctl, self.grace = ctl, grace
+        self.cleanup, self.command = [], []
         self.me = os.getpid()
         self.pid = None
         self.code = None
@@ -240,14 +249,56 @@ class Supervisor:
         return self.code
 
 
+def read_message(fd):
+    """Everything written to ``fd`` until its end of file."""
+    chunks = []
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b''.join(chunks)
+        chunks.append(chunk)
+
+
+def parse_message(message):
+    """(cwd, cleanup, command, env) of the launcher's message; ValueError when it is incomplete."""
+    fields = message.split(b'\0')
+    if len(fields) < 6 or fields[-2:] != [b'.', b'']:
+        raise ValueError('incomplete command message')
+    fields = fields[:-2]
+    cwd, n = fields[0], int(fields[1])
+    cleanup = fields[2:2 + n]
+    m = int(fields[2 + n])
+    command = fields[3 + n:3 + n + m]
+    if len(cleanup) != n or len(command) != m or not command:
+        raise ValueError('incomplete command message')
+    env = {}
+    for item in fields[3 + n + m:]:
+        name, sep, value = item.partition(b'=')
+        if not sep or not name:
+            raise ValueError('bad environment item')
+        env[name] = value
+    return cwd, cleanup, command, env
+
+
 def main(argv):
-    ctl, status, grace = int(argv[0]), int(argv[1]), float(argv[2])
-    sep = argv.index('--')
-    cleanup, command = argv[3:sep], argv[sep + 1:]
-    for fd in (ctl, status):
+    ctl, status, cmd, grace = int(argv[0]), int(argv[1]), int(argv[2]), float(argv[3])
+    for fd in (ctl, status, cmd):
         os.set_inheritable(fd, False)
-    sup = Supervisor(ctl, grace, cleanup, command)
+    sup = Supervisor(ctl, grace)  # a subreaper with its signals set up before the command is known
     try:
+        message = read_message(cmd)
+    finally:
+        os.close(cmd)
+    if not message:
+        return 0  # the launch was given up before the run's command was known
+    try:
+        cwd, sup.cleanup, sup.command, env = parse_message(message)
+    except ValueError:
+        return 2
+    try:
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environb.update(env)
         sup.start()
     except OSError as e:
         os.write(status, f'err {e.errno or errno.ENOENT}\n'.encode())
@@ -262,4 +313,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    sys.exit(main(sys.argv[1:]))
+    # nothing is buffered and nothing runs at exit: skip the interpreter's finalization
+    os._exit(main(sys.argv[1:]))

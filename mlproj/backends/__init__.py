@@ -60,6 +60,8 @@ class Launch:
     # environments already prepared for this project (a sweep's points share one), by manager;
     # None: prepare as usual.  Backends that prepare locally may read and fill it.
     prepared: dict | None = None
+    # a supervisor already started for this run (the local backend's ``prestart``), or None
+    prestarted: Any = None
 
     @property
     def project_dir(self) -> Path:

@@ -7,7 +7,8 @@
 * The child runs in the project directory, in a new session/process group, with the run's
   ``MLFLOW_*`` variables and the environment ``mlproj.childenv`` allows (``--pass-env`` adds
   names); its output goes straight to our stdout/stderr (no buffering).
-* It is started by ``mlproj.supervisor`` (a ~30 ms stdlib process, a child subreaper on Linux):
+* It is started by ``mlproj.supervisor`` (a stdlib process, a child subreaper on Linux, started
+  ahead while the run is being created: ``prestart``):
   when mlproj dies, even by SIGKILL, the supervisor sees its control pipe close and kills every
   process of the run, ``setsid`` escapees included; when the command exits, what it left behind
   is terminated too.
@@ -182,41 +183,103 @@ def _start_sweep(launch: Launch, stop: threading.Event, write_lock: threading.Lo
     return t
 
 
-def spawn(launch: Launch, argv: list[str], env: dict[str, str], cleanup: list[str] | None = None) -> Supervised:
-    """Start ``argv`` under ``mlproj.supervisor``; raises EnvError when the command cannot start."""
-    stdin = subprocess.DEVNULL if sys.stdin is None or _isatty(sys.stdin) else None
-    ctl_r, ctl_w = os.pipe()
-    status_r, status_w = os.pipe()
-    sup = [sys.executable, '-I', '-S', SUPERVISOR, str(ctl_r), str(status_w), str(_grace()), *(cleanup or []),
-           '--', *argv]
-    try:
+class Prestarted:
+    """A supervisor started before its command is known (``mlproj.supervisor``): the runner starts
+    one as a local run is being created in MLflow, so the supervisor's interpreter start-up runs
+    beside the tracking calls instead of after them.  ``start`` hands it the command once;
+    ``abort`` (a no-op after ``start``) lets it exit when the launch is given up."""
+
+    def __init__(self) -> None:
+        stdin = subprocess.DEVNULL if sys.stdin is None or _isatty(sys.stdin) else None
+        ctl_r, self.ctl_w = os.pipe()
+        self.status_r, status_w = os.pipe()
+        cmd_r, self.cmd_w = os.pipe()
+        argv = [sys.executable, '-I', '-S', SUPERVISOR, str(ctl_r), str(status_w), str(cmd_r), str(_grace())]
         try:
-            proc = subprocess.Popen(sup, cwd=str(launch.project_dir), env=env, start_new_session=True, stdin=stdin,
-                                    pass_fds=(ctl_r, status_w))
+            # an empty environment: the command's own comes with it, as mlproj's policy filters it
+            self.proc: subprocess.Popen | None = subprocess.Popen(
+                argv, cwd='/', env={}, start_new_session=True, stdin=stdin, pass_fds=(ctl_r, status_w, cmd_r))
+        except OSError:
+            self.proc = None
+            self._close()
+            raise
         finally:
-            os.close(ctl_r)
-            os.close(status_w)
+            for fd in (ctl_r, status_w, cmd_r):
+                os.close(fd)
+
+    def _close(self) -> None:
+        for name in ('ctl_w', 'status_r', 'cmd_w'):
+            fd = getattr(self, name)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, name, -1)
+
+    def abort(self) -> None:
+        """Let the supervisor exit without a command (end of file on its pipes) and reap it."""
+        if self.proc is None:
+            return
+        proc, self.proc = self.proc, None
+        self._close()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def start(self, cwd: str, argv: list[str], env: Mapping[str, str], cleanup: list[str]) -> Supervised:
+        """Send the command; its pid once it started, else EnvError (the supervisor is reaped)."""
+        proc = self.proc
+        if proc is None:
+            raise EnvError(f'cannot start {argv[0]!r}: the supervisor is gone', cwd)
+        fields = [os.fsencode(cwd), str(len(cleanup)).encode(), *map(os.fsencode, cleanup),
+                  str(len(argv)).encode(), *map(os.fsencode, argv),
+                  *(os.fsencode(k) + b'=' + os.fsencode(v) for k, v in env.items()), b'.']
+        message = memoryview(b'\0'.join(fields) + b'\0')
+        try:
+            while message:
+                message = message[os.write(self.cmd_w, message):]
+        except OSError:
+            pass  # the supervisor is gone: its (empty) status says so below
+        os.close(self.cmd_w)
+        self.cmd_w = -1
         reply = b''
-        while True:
-            chunk = os.read(status_r, 64)
-            if not chunk:
-                break
+        while chunk := os.read(self.status_r, 64):
             reply += chunk
-    except OSError as e:
-        os.close(ctl_w)
-        raise EnvError(f'cannot start {argv[0]!r}: {e.strerror}', str(launch.project_dir)) from None
-    finally:
-        os.close(status_r)
-    words = reply.split()
-    if len(words) == 2 and words[0] == b'ok':
-        return Supervised(proc, ctl_w, int(words[1]))
-    os.close(ctl_w)
-    proc.wait()
+        os.close(self.status_r)
+        self.status_r = -1
+        words = reply.split()
+        if len(words) == 2 and words[0] == b'ok':
+            self.proc, ctl = None, self.ctl_w
+            self.ctl_w = -1
+            return Supervised(proc, ctl, int(words[1]))
+        self.abort()
+        try:
+            reason = os.strerror(int(words[1]))
+        except (IndexError, ValueError):
+            reason = f'the supervisor exited with code {proc.returncode}'
+        raise EnvError(f'cannot start {argv[0]!r}: {reason}', cwd)
+
+
+def prestart() -> Prestarted | None:
+    """A supervisor for the next local run, or None when it cannot be started now (``spawn``
+    then tries again and reports why)."""
     try:
-        reason = os.strerror(int(words[1]))
-    except (IndexError, ValueError):
-        reason = f'the supervisor exited with code {proc.returncode}'
-    raise EnvError(f'cannot start {argv[0]!r}: {reason}', str(launch.project_dir))
+        return Prestarted()
+    except OSError:
+        return None
+
+
+def spawn(launch: Launch, argv: list[str], env: Mapping[str, str], cleanup: list[str] | None = None,
+          prestarted: Prestarted | None = None) -> Supervised:
+    """Start ``argv`` under ``mlproj.supervisor`` (``prestarted``'s when given); raises EnvError
+    when the command cannot start."""
+    cwd = os.path.abspath(launch.project_dir)
+    if prestarted is None:
+        try:
+            prestarted = Prestarted()
+        except OSError as e:
+            raise EnvError(f'cannot start {argv[0]!r}: {e.strerror}', cwd) from None
+    return prestarted.start(cwd, argv, env, list(cleanup or []))
 
 
 def _isatty(stream) -> bool:
@@ -275,7 +338,8 @@ def submit(launch: Launch) -> LocalSubmittedRun:
     print(status(f"=== Running command '{launch.command}' in run with ID '{launch.run_id}' ===", tone='plain'),
           file=sys.stderr, flush=True)
     sys.stdout.flush()
-    supervised = spawn(launch, argv, env, list(getattr(environment, 'cleanup_argv', None) or []))
+    supervised = spawn(launch, argv, env, list(getattr(environment, 'cleanup_argv', None) or []),
+                       prestarted=launch.prestarted)
     return LocalSubmittedRun(launch, supervised, environment.tag)
 
 
