@@ -130,6 +130,10 @@ def cli(ctx: click.Context, debug: bool, color: str | None, quiet: bool, verbose
     from mlproj import color as color_policy
     from mlproj import verbose as verbose_mode
 
+    if ctx.invoked_subcommand != 'run':  # `run` resumes the collector once its command started
+        from mlproj import console
+
+        console.resume()
     ctx.ensure_object(dict)
     ctx.obj['debug'] = debug
     color_policy.set_choice(color)

@@ -183,6 +183,9 @@ def execute(request) -> int:
         except Interrupted as e:
             print(f'mlproj: interrupted by signal {e.signum} while starting the run', file=sys.stderr)
             return 128 + e.signum
+        from mlproj import console
+
+        console.resume()  # the command runs: from here on mlproj only waits (mlproj.console)
         if getattr(submitted, 'reused', False):
             return 0
         if not request.synchronous:
