@@ -11,7 +11,6 @@ stop ``mlproj run`` is ``Project.refused`` (each rule's ``run_effect`` in ``mlpr
 """
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import shlex
@@ -226,6 +225,8 @@ def _safe_script_path(directory: Path, name: str, where: str) -> Path:
 
 
 def did_you_mean(word: str, candidates: Any) -> str:
+    import difflib  # only for a mistake's message: not on a good run's path
+
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return f' (did you mean {close[0]!r}?)' if close else ''
 
