@@ -184,6 +184,8 @@ class RestTracker:
                     continue
                 raise TrackingError(f'cannot reach the tracking server: {getattr(e, "reason", None) or e}',
                                     where) from None
+            except TrackingError:  # _send's own (an oversized answer): not quoted inside another
+                raise
             except Exception as e:  # httplite's or http.client's protocol errors (a server that is not HTTP)
                 raise TrackingError(f'cannot talk to the tracking server: {type(e).__name__}: {e}', where) from None
             if status < 400:
