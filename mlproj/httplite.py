@@ -47,7 +47,7 @@ import io  # loaded at every interpreter's start (stdio): free
 import socket
 
 MAX_LINE = 65536        # http.client's _MAXLINE: a status, header, chunk-size or trailer line
-MAX_HEADERS = 100       # http.client's _MAXHEADERS (trailers share the bound)
+MAX_HEADERS = 100       # http.client's _MAXHEADERS: lines, the blank one included (trailers too)
 MAX_INTERIM = 10        # 1xx answers skipped before the final one
 _BODY_METHODS = frozenset({'POST', 'PUT', 'PATCH'})   # http.client's _METHODS_EXPECTING_BODY
 _NO_BODY_STATUSES = frozenset({204, 304})
@@ -190,6 +190,9 @@ class Connection:
         last: list[str] | None = None
         while True:
             line = self._line(what)
+            count += 1  # as http.client counts: every line, the blank one that ends them included
+            if count > MAX_HEADERS:
+                raise ProtocolError(f'more than {MAX_HEADERS} {what} lines')
             if line in (b'\r\n', b'\n'):
                 return headers
             text = line.rstrip(b'\r\n').decode('latin-1')
@@ -198,9 +201,6 @@ class Connection:
                     raise ProtocolError(f'{what} start with a continuation line')
                 last[-1] = f'{last[-1]} {text.strip()}'.strip()
                 continue
-            count += 1
-            if count > MAX_HEADERS:
-                raise ProtocolError(f'more than {MAX_HEADERS} {what} lines')
             name, colon, value = text.partition(':')
             if not colon or not name or name != name.strip() or ' ' in name or '\t' in name:
                 raise ProtocolError(f'malformed {what} line {text[:80]!r}')
