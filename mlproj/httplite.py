@@ -163,7 +163,7 @@ class Connection:
             lines.append(f'Host: {self._host_header}'.encode('ascii'))
         if 'accept-encoding' not in names:
             lines.append(b'Accept-Encoding: identity')
-        if 'content-length' not in names and (body or method.upper() in _BODY_METHODS):
+        if 'content-length' not in names and (body is not None or method.upper() in _BODY_METHODS):
             lines.append(f'Content-Length: {len(body or b"")}'.encode('ascii'))
         for name, value in headers.items():
             _refuse('header name', name, _CONTROLS + ' :')
@@ -280,19 +280,20 @@ class Connection:
 
 
 def _status_line(line: bytes) -> tuple[int, int, str]:
-    words = line.split(None, 2)
-    if len(words) < 2 or not words[0].startswith(b'HTTP/'):
+    text = line.decode('latin-1')  # as http.client splits and strips it
+    words = text.split(None, 2)
+    if len(words) < 2 or not words[0].startswith('HTTP/'):
         raise ProtocolError(f'not an HTTP status line: {line[:80]!r}')
-    if words[0] == b'HTTP/1.0':
+    if words[0] == 'HTTP/1.0':
         version = 10
-    elif words[0].startswith(b'HTTP/1.'):
+    elif words[0].startswith('HTTP/1.'):
         version = 11
     else:
         raise ProtocolError(f'unsupported HTTP version {words[0][:20]!r}')
-    if len(words[1]) != 3 or not words[1].isdigit() or words[1][:1] == b'0':
+    status = words[1]
+    if len(status) != 3 or not (status.isascii() and status.isdigit()) or status[0] == '0':
         raise ProtocolError(f'not an HTTP status line: {line[:80]!r}')
-    reason = words[2].strip().decode('latin-1') if len(words) > 2 else ''
-    return version, int(words[1]), reason
+    return version, int(status), words[2].strip() if len(words) > 2 else ''
 
 
 def _tokens(headers: dict[str, list[str]], name: str) -> set[str]:

@@ -212,7 +212,8 @@ SAME = {
                                 b'connection: CLOSE\r\n\r\n{}'],
     'bare LF line ends': [b'HTTP/1.1 200 OK\nContent-Type: application/json\nContent-Length: 2\n\n{}'],
     'a status line without reason, a long reason': [b'HTTP/1.1 404\r\nContent-Length: 0\r\n\r\n',
-                                                    b'HTTP/1.1 500 Internal  Server Error \r\nContent-Length: 0\r\n\r\n'],
+                                                    b'HTTP/1.1 500 Internal  Server Error \r\nContent-Length: 0\r\n\r\n',
+                                                    b'HTTP/1.1 200 \xe9t\xe9\xa0\r\nContent-Length: 0\r\n\r\n'],
     'an error status with a JSON body': [
         b'HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{"error": "no"}'],
     'bad status line: garbage': [b'garbage\r\n\r\n'],
@@ -295,7 +296,8 @@ def test_the_request_bytes_are_http_clients(scripted):
     requests = [('GET', '/api/2.0/mlflow/runs/get?run_id=abc&x=%2F', None, {'User-Agent': 'mlproj'}),
                 ('POST', '/api/2.0/mlflow/runs/log-batch', body, headers),
                 ('POST', '/api/2.0/mlflow/runs/update', None, headers),
-                ('DELETE', '/p', None, {})]
+                ('DELETE', '/p', None, {}),
+                ('GET', '/empty-body', b'', {})]  # a body, if empty: Content-Length: 0 too
     seen = []
     server = scripted([OK_JSON] * len(requests))  # every connection gets the same answers
     for client in ('httplite', 'http.client'):
