@@ -14,32 +14,39 @@ host and no proxy variable.  Where it is not: ``https://`` keeps ``http.client``
 imported then anyway), a proxy variable keeps ``urllib.request`` (it honours them), a non-ASCII
 host keeps ``http.client`` (the IDNA codec).
 
-What it does: ``METHOD path HTTP/1.1`` with ``Host`` (as ``http.client`` writes it),
-``Accept-Encoding: identity``, ``Content-Length`` (``0`` for a POST/PUT/PATCH without a body) and
-the caller's headers, in one ``sendall``; CR, LF and NUL (any control character in the method and
-path) are refused with ``ValueError``.  The answer: a ``HTTP/1.x NNN reason`` status line, 1xx
-interim answers skipped (at most 10), headers case-insensitive and bounded like ``http.client``'s
-(65536 bytes a line, 100 headers), a body delimited by ``Transfer-Encoding: chunked`` (chunk
-extensions and trailers ignored, bounded), else by ``Content-Length``, else by the close; no body
-for HEAD, 1xx, 204 and 304; a body bounded by ``max_body`` (``BodyTooLarge``, without reading a
-declared ``Content-Length`` past it).  A malformed answer raises ``ProtocolError`` (not an
-``OSError``: a server that is not HTTP is not retried); a connection closed before or during the
-answer raises ``RemoteDisconnected`` / ``IncompleteRead`` (``ConnectionError`` subclasses, so
-``RestTracker`` retries once, as for a kept-alive connection the server dropped).
+What it does: ``METHOD path HTTP/1.1`` with ``Host`` and ``Accept-Encoding: identity`` (as
+``http.client`` writes them), ``Content-Length`` (also ``0`` for a POST/PUT/PATCH without a body,
+none for a GET without one) and the caller's headers, in one ``sendall``: the same bytes as
+``http.client``'s, in the same order.  CR, LF and NUL in header names and values, and any control
+character or space in the method and path, are refused with ``ValueError``.  The answer: a
+``HTTP/1.x NNN reason`` status line, 1xx interim answers skipped (at most 10), headers
+case-insensitive and bounded as ``http.client`` bounds them (65536 bytes a line, 100 lines), a
+body delimited by ``Transfer-Encoding: chunked`` (chunk extensions and trailers ignored, bounded
+alike), else by ``Content-Length``, else by the close; no body for HEAD, 1xx, 204 and 304; a body
+bounded by ``max_body`` (``BodyTooLarge``, raised before reading a declared ``Content-Length``
+past it).  A malformed answer raises ``ProtocolError`` (not an ``OSError``: a server that is not
+HTTP is not retried); a connection closed before or during the answer raises
+``RemoteDisconnected`` / ``IncompleteRead`` (``ConnectionError`` subclasses, so ``RestTracker``
+retries once, as for a kept-alive connection the server dropped).  A timeout is the socket's
+(``TimeoutError``, an ``OSError``); ``timeout=None`` blocks.
 
 Not supported: proxies, TLS, sending ``Expect: 100-continue``, content codings (MLflow's server
 answers identity-encoded JSON), transfer codings other than ``chunked`` (a ``ProtocolError``),
 pipelining, non-ASCII hosts.
 
-Where it is stricter than ``http.client`` (all on purpose, for a broken or hostile server):
-an invalid or negative ``Content-Length`` is a ``ProtocolError`` (``http.client`` reads until the
-close); a connection closed inside the headers or the body is ``IncompleteRead`` (``http.client``
-ends the headers there, and returns a short body from ``read(amt)``); a header line without a
-colon or a chunk not followed by CRLF is a ``ProtocolError``; 1xx answers other than 100 are
-skipped too (``http.client`` returns them as the answer) and 101 is refused; several
-``Connection`` headers are read together (``http.client`` reads the first).  Header values are
-stripped of surrounding whitespace.  ``tests/tracking/test_httplite.py`` checks all of this
-differentially against ``http.client`` on a scripted loopback server.
+Where it differs from ``http.client`` (on purpose, for a broken or hostile server): an invalid,
+negative or conflicting ``Content-Length`` is a ``ProtocolError`` (``http.client`` reads until the
+close); a connection closed inside the headers or the body is ``IncompleteRead``
+(``http.client`` ends the headers there, and ``read(amt)`` returns a short body silently); a
+header line without a colon, a chunk not followed by CRLF, a malformed chunk size is a
+``ProtocolError`` (``IncompleteRead`` for the last, in ``http.client``); every 1xx answer but 101
+is skipped, at most 10 (``http.client`` skips only 100, without a bound, and returns a 103 as the
+answer), 101 is refused; several ``Connection`` headers are read together (``http.client`` reads
+the first); header values are stripped of surrounding whitespace; a bad path is a ``ValueError``
+(``http.client``'s ``InvalidURL`` is not one); a bare IPv6 host without a port gets
+``Host: [::1]`` (``http.client`` parses ``::1`` as host ``::`` port 1).
+``tests/tracking/test_httplite.py`` checks all of this differentially against ``http.client`` on
+a scripted loopback server.
 """
 from __future__ import annotations
 

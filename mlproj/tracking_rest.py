@@ -116,8 +116,6 @@ class RestTracker:
     def _send(self, method: str, path: str, data: bytes | None) -> tuple[int, str, bytes, str]:
         """(status, reason, body, content type) over the kept-alive connection."""
         conn = self._connection()
-        too_large = TrackingError(f'the tracking server answered more than {MAX_RESPONSE_BYTES} bytes',
-                                  redact_uri(self.uri))
         headers = self._headers(data is not None)
         if self._lite():
             from mlproj import httplite
@@ -126,7 +124,7 @@ class RestTracker:
                 lite = conn.request(method, path, data, headers)
             except httplite.BodyTooLarge:
                 self._drop_connection()
-                raise too_large from None
+                raise self._too_large() from None
             except BaseException:
                 self._drop_connection()
                 raise
@@ -142,10 +140,13 @@ class RestTracker:
             raise
         if len(payload) > MAX_RESPONSE_BYTES:
             self._drop_connection()
-            raise too_large
+            raise self._too_large()
         if resp.will_close:
             self._drop_connection()
         return resp.status, resp.reason, payload, resp.getheader('Content-Type', '') or ''
+
+    def _too_large(self) -> TrackingError:
+        return TrackingError(f'the tracking server answered more than {MAX_RESPONSE_BYTES} bytes', redact_uri(self.uri))
 
     def _send_urllib(self, method: str, url: str, data: bytes | None) -> tuple[int, str, bytes, str]:
         import urllib.error
