@@ -2,10 +2,11 @@
 documented REST API (``/api/2.0/mlflow/...``).
 
 Importing the MLflow client costs ~1 s, most of a short run's overhead; the calls a run needs are
-a handful of JSON requests.  Kept-alive ``http.client`` connections (one per thread), MLflow's
-client variables (MLFLOW_TRACKING_TOKEN, _USERNAME/_PASSWORD, _INSECURE_TLS, _SERVER_CERT_PATH),
-retries of 429/502/503/504 and of one dropped connection, bounded answers, and errors as one
-``TrackingError`` line.  The ``Tracker`` protocol it implements lives in ``mlproj.tracking``.
+a handful of JSON requests.  Kept-alive connections (one per thread: ``mlproj.httplite`` for
+``http://``, ``http.client`` for ``https://``), MLflow's client variables (MLFLOW_TRACKING_TOKEN,
+_USERNAME/_PASSWORD, _INSECURE_TLS, _SERVER_CERT_PATH), retries of 429/502/503/504 and of one
+dropped connection, bounded answers, and errors as one ``TrackingError`` line.  The ``Tracker``
+protocol it implements lives in ``mlproj.tracking``.
 """
 from __future__ import annotations
 
@@ -39,10 +40,13 @@ MAX_RESPONSE_BYTES = 64 << 20  # a hostile or broken server must not exhaust mem
 
 
 class RestTracker:
-    """MLflow's REST API over kept-alive ``http.client`` connections, one per thread (the
-    stale-run check searches from a second thread while the run's own calls go on).  ``urllib.request`` is used instead
-    only where a proxy variable is set (it honours them; ``http.client`` does not): it costs a new
-    connection per call and ~40 ms more of imports, which a run pays five times."""
+    """MLflow's REST API over kept-alive connections, one per thread (the stale-run check
+    searches from a second thread while the run's own calls go on).  ``http://`` (an ASCII host)
+    goes through ``mlproj.httplite``, which imports only ``socket`` (``http.client`` costs 12-13 ms
+    of imports: ``email``, ``ssl``); ``https://`` through ``http.client`` (``ssl`` is needed there
+    anyway).  ``urllib.request`` is used instead only where a proxy variable is set (it honours
+    them; neither of the others does): it costs a new connection per call and ~40 ms more of
+    imports, which a run pays five times."""
 
     def __init__(self, uri: str, timeout: float = 30.0) -> None:
         import threading
@@ -77,16 +81,26 @@ class RestTracker:
             return ssl._create_unverified_context()
         return ssl.create_default_context(cafile=os.environ.get('MLFLOW_TRACKING_SERVER_CERT_PATH') or None)
 
+    def _lite(self) -> bool:
+        """Whether ``mlproj.httplite`` carries the calls (plain http, an ASCII host)."""
+        return self._parts.scheme == 'http' and (self._parts.hostname or '').isascii()
+
     def _connection(self) -> Any:
         conn = getattr(self._local, 'conn', None)
         if conn is None:
-            import http.client
-
             host, port = self._parts.hostname or '', self._parts.port
-            if self._parts.scheme == 'https':
-                conn = http.client.HTTPSConnection(host, port, timeout=self.timeout, context=self._ssl_context())
+            if self._lite():
+                from mlproj import httplite
+
+                conn = httplite.Connection(host, port, timeout=self.timeout, max_body=MAX_RESPONSE_BYTES)
             else:
-                conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
+                import http.client
+
+                if self._parts.scheme == 'https':
+                    conn = http.client.HTTPSConnection(host, port, timeout=self.timeout,
+                                                       context=self._ssl_context())
+                else:
+                    conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
             self._local.conn = conn
         return conn
 
@@ -102,8 +116,23 @@ class RestTracker:
     def _send(self, method: str, path: str, data: bytes | None) -> tuple[int, str, bytes, str]:
         """(status, reason, body, content type) over the kept-alive connection."""
         conn = self._connection()
+        headers = self._headers(data is not None)
+        if self._lite():
+            from mlproj import httplite
+
+            try:
+                lite = conn.request(method, path, data, headers)
+            except httplite.BodyTooLarge:
+                self._drop_connection()
+                raise self._too_large() from None
+            except BaseException:
+                self._drop_connection()
+                raise
+            if lite.will_close:
+                self._drop_connection()
+            return lite.status, lite.reason, lite.body, lite.content_type
         try:
-            conn.request(method, path, body=data, headers=self._headers(data is not None))
+            conn.request(method, path, body=data, headers=headers)
             resp = conn.getresponse()
             payload = resp.read(MAX_RESPONSE_BYTES + 1)
         except BaseException:
@@ -111,11 +140,13 @@ class RestTracker:
             raise
         if len(payload) > MAX_RESPONSE_BYTES:
             self._drop_connection()
-            raise TrackingError(f'the tracking server answered more than {MAX_RESPONSE_BYTES} bytes',
-                                redact_uri(self.uri))
+            raise self._too_large()
         if resp.will_close:
             self._drop_connection()
         return resp.status, resp.reason, payload, resp.getheader('Content-Type', '') or ''
+
+    def _too_large(self) -> TrackingError:
+        return TrackingError(f'the tracking server answered more than {MAX_RESPONSE_BYTES} bytes', redact_uri(self.uri))
 
     def _send_urllib(self, method: str, url: str, data: bytes | None) -> tuple[int, str, bytes, str]:
         import urllib.error
@@ -154,7 +185,9 @@ class RestTracker:
                     continue
                 raise TrackingError(f'cannot reach the tracking server: {getattr(e, "reason", None) or e}',
                                     where) from None
-            except Exception as e:  # http.client's protocol errors (a server that is not HTTP)
+            except TrackingError:  # _send's own (an oversized answer): not quoted inside another
+                raise
+            except Exception as e:  # httplite's or http.client's protocol errors (a server that is not HTTP)
                 raise TrackingError(f'cannot talk to the tracking server: {type(e).__name__}: {e}', where) from None
             if status < 400:
                 return _json_object(payload, endpoint, content_type, where)
