@@ -34,6 +34,10 @@ Not supported: proxies, TLS, sending ``Expect: 100-continue``, content codings (
 answers identity-encoded JSON), transfer codings other than ``chunked`` (a ``ProtocolError``),
 pipelining, non-ASCII hosts.
 
+A kept-alive connection the server closed while it was idle (between a run's start and its end)
+is noticed before the next request (the socket is readable) and replaced, where ``http.client``
+sends into it, fails, and ``RestTracker`` had to sleep and retry.
+
 Where it differs from ``http.client`` (on purpose, for a broken or hostile server): an invalid,
 negative or conflicting ``Content-Length`` is a ``ProtocolError`` (``http.client`` reads until the
 close); a connection closed inside the headers or the body is ``IncompleteRead``
@@ -147,6 +151,8 @@ class Connection:
                 headers: dict[str, str] | None = None) -> Response:
         """Send one request and read its whole answer.  Any exception closes the connection."""
         head = self._head(method, path, body, headers or {})
+        if self._sock is not None and self._closed_while_idle():
+            self.close()
         try:
             if self._sock is None:
                 self._connect()
@@ -159,6 +165,20 @@ class Connection:
         if resp.will_close:
             self.close()
         return resp
+
+    def _closed_while_idle(self) -> bool:
+        """Whether the kept-alive socket became readable between two requests: the server closed
+        it (its idle timeout: uvicorn's is 5 s, gunicorn's 2 s, so the end of any longer run would
+        meet it) or wrote something unasked.  Either way the next request goes on a new connection
+        instead of failing on this one and being retried."""
+        import select  # a C module, and subprocess has loaded it already on a run's path
+
+        assert self._sock is not None
+        try:
+            readable, _, _ = select.select([self._sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
 
     def _head(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> bytes:
         _refuse('method', method, _CONTROLS + ' ')
