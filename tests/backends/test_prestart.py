@@ -72,7 +72,11 @@ def test_a_cut_message_starts_nothing(tmp_path):
 def test_abort_reaps_the_supervisor_and_is_idempotent():
     pre = local.Prestarted()
     proc = pre.proc
-    assert proc is not None and proc.pid in supervisors_of_this_checkout()
+    assert proc is not None
+    deadline = time.monotonic() + 10
+    while proc.pid not in supervisors_of_this_checkout():  # its exec may not be visible in /proc yet
+        assert time.monotonic() < deadline, 'the prestarted supervisor never showed up'
+        time.sleep(0.01)
     pre.abort()
     assert proc.returncode == 0
     assert proc.pid not in supervisors_of_this_checkout()
