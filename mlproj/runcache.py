@@ -51,10 +51,11 @@ _RACY_NS = 2_000_000_000
 
 
 def _sha256_file(path: str, budget: list[int]) -> str:
-    import hashlib
     import time
 
-    h = hashlib.sha256()
+    from mlproj.digest import sha256
+
+    h = sha256()
     with open(path, 'rb') as f:
         st = os.fstat(f.fileno())
         ident = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
@@ -84,14 +85,14 @@ def _sha256_file(path: str, budget: list[int]) -> str:
 
 def fingerprint_path(path: str) -> str | None:
     """``file:<sha256>`` / ``dir:<sha256>`` of a local path's content, None when it does not exist."""
-    import hashlib
+    from mlproj.digest import sha256
 
     budget = [MAX_FILES, MAX_BYTES]
     if os.path.isfile(path):
         return 'file:' + _sha256_file(path, budget)
     if not os.path.isdir(path):
         return None
-    h = hashlib.sha256()
+    h = sha256()
     for top, dirs, files in os.walk(path):  # symlinked directories are listed, not followed
         dirs.sort()
         rel_top = os.path.relpath(top, path)
@@ -160,7 +161,7 @@ def key_document(plan: Any) -> dict[str, Any] | None:
 
 def cache_key(plan: Any) -> tuple[str | None, str | None]:
     """(key, why there is none)."""
-    import hashlib
+    from mlproj.digest import sha256
 
     try:
         doc = key_document(plan)
@@ -171,7 +172,7 @@ def cache_key(plan: Any) -> tuple[str | None, str | None]:
     if doc is None:
         return None, 'the project is not a Git checkout (no commit names its content)'
     text = json.dumps(doc, sort_keys=True, separators=(',', ':'), default=str)
-    return hashlib.sha256(text.encode('utf-8', 'surrogateescape')).hexdigest(), None
+    return sha256(text.encode('utf-8', 'surrogateescape')).hexdigest(), None
 
 
 def find_reusable(tracker: Any, experiment_id: str, key: str) -> Any:

@@ -27,7 +27,6 @@ local user.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from pathlib import Path
@@ -188,7 +187,9 @@ def is_regular(path: str | os.PathLike[str], root: str | os.PathLike[str] | None
 def sha256(path: str | os.PathLike[str], root: str | os.PathLike[str] | None, what: str = 'file') -> str:
     """SHA-256 of a regular file (no size bound: the content is hashed, never parsed or shown)."""
     fd, _ = open_regular(path, root, what)
-    digest = hashlib.sha256()
+    from mlproj.digest import sha256
+
+    digest = sha256()
     try:
         while True:
             block = os.read(fd, 1 << 20)

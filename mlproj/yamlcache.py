@@ -50,15 +50,14 @@ def _pyyaml_identity() -> str | None:
 
 
 def _entry_path(text: str) -> Any:
-    import hashlib
-
     from mlproj import __version__
     from mlproj.cachedir import cache_root
+    from mlproj.digest import sha256
 
     identity = _pyyaml_identity()
     if identity is None:
         return None
-    h = hashlib.sha256(f'{FORMAT}\0{__version__}\0{identity}\0'.encode())
+    h = sha256(f'{FORMAT}\0{__version__}\0{identity}\0'.encode())
     h.update(text.encode('utf-8', 'surrogatepass'))
     return cache_root() / 'facts' / 'yaml' / f'{h.hexdigest()}.json'
 

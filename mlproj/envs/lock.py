@@ -38,12 +38,12 @@ passed on: a lock with installer options (``--index-url``, ``-e``, ``-r``) is re
 """
 from __future__ import annotations
 
-import hashlib
 import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlproj.digest import sha256
 from mlproj.errors import EnvError
 
 FORMAT_LINE = '# mlproj environment lock 1'
@@ -58,7 +58,7 @@ class Lock:
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.text.encode('utf-8')).hexdigest()
+        return sha256(self.text.encode('utf-8')).hexdigest()
 
     @property
     def header(self) -> dict[str, str]:

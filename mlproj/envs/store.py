@@ -21,7 +21,6 @@ Reusing a ready environment costs two ``stat`` calls and no subprocess.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import secrets
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mlproj.cachedir import FileLock, cache_root
+from mlproj.digest import sha256
 from mlproj.errors import EnvError
 
 MARKER = '.mlproj-env.json'
@@ -53,7 +53,7 @@ def env_root() -> Path:
 def content_hash(payload: Any) -> str:
     """sha256 of a canonical JSON rendering of ``payload``."""
     text = json.dumps(payload, sort_keys=True, separators=(',', ':'), ensure_ascii=False)
-    return hashlib.sha256(text.encode('utf-8')).hexdigest()
+    return sha256(text.encode('utf-8')).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -99,12 +99,12 @@ def lock_files(project_dir: Path, root: Path | None = None) -> dict[str, str]:
 
     A lock file that exists but is refused by the reader (a symlink leaving the repository, a
     FIFO, too big) is an error, not silently "unlocked"."""
-    import hashlib
+    from mlproj.digest import sha256
 
     present = [n for n in LOCK_NAMES if os.path.lexists(project_dir / n)]
     if 'uv.lock' not in present or 'pyproject.toml' not in present:
         return {}
-    return {n: hashlib.sha256(_read_lock_file(project_dir, n, root)).hexdigest() for n in present}
+    return {n: sha256(_read_lock_file(project_dir, n, root)).hexdigest() for n in present}
 
 
 def project_lock_files(project: Project) -> dict[str, str]:

@@ -23,7 +23,6 @@ manager, the interpreter, the platform and the lock's sha256.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import re
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import TextIO
 
 from mlproj import safefile
+from mlproj.digest import sha256
 from mlproj.envs import EnvContext
 from mlproj.envs import interpreters as interp
 from mlproj.envs.envfiles import FILE_OPTIONS, PythonEnv, project_python_env
@@ -114,7 +114,7 @@ def hash_file(path: Path, root: Path | None = None) -> str:
 
 
 def _hash_tree(root: Path) -> str:
-    h = hashlib.sha256()
+    h = sha256()
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.endswith('.egg-info'))
         for n in sorted(filenames):
@@ -191,7 +191,7 @@ def referenced_files(lines: tuple[str, ...], base: Path, seen: set[Path] | None 
                     data = safefile.read_bytes(base / ref, root, what=f'requirements file {ref!r}')
                 except safefile.Refused as e:
                     raise EnvError(e.message, str(base)) from None
-                out[str(path)] = hashlib.sha256(data).hexdigest()
+                out[str(path)] = sha256(data).hexdigest()
                 nested = tuple(data.decode('utf-8', 'replace').splitlines())
                 nested = tuple(x for x in nested if x.strip() and not x.lstrip().startswith('#'))
                 out.update(referenced_files(nested, path.parent, seen, root))

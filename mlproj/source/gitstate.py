@@ -87,11 +87,10 @@ def _git_files(root: Path) -> tuple[dict[str, list[int] | None], str | None] | N
 
 
 def _entry_path(root: Path) -> Path:
-    import hashlib
-
     from mlproj.cachedir import cache_root
+    from mlproj.digest import sha256
 
-    digest = hashlib.sha256(os.fsencode(str(root))).hexdigest()[:32]
+    digest = sha256(os.fsencode(str(root))).hexdigest()[:32]
     return cache_root() / 'facts' / 'gitstate' / f'{digest}.json'
 
 

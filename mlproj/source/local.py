@@ -95,9 +95,9 @@ def _dirty_state(repo: Any) -> tuple[bool, str | None]:
         return False, None
     if not flags:
         return False, None
-    import hashlib  # lazily: loading OpenSSL costs ~6 ms on the run path of a clean tree
+    from mlproj.digest import sha256
 
-    digest = hashlib.sha256()
+    digest = sha256()
     try:
         head_tree = repo.head.peel(pygit2.Tree)
         patch = repo.diff(head_tree)  # working tree (incl. index) against HEAD
