@@ -8,7 +8,6 @@ exists, any failure ends it FAILED before the error propagates: no run is ever l
 """
 from __future__ import annotations
 
-import getpass
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,13 +82,6 @@ def _redact(uri: str) -> str:
     return redact_uri(uri)
 
 
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:
-        return 'unknown'
-
-
 def plan(request: RunRequest, *, warn: Any = None) -> Plan:
     """Resolve and validate a request; creates no MLflow run. The caller must clean up ``source``."""
     warn = warn or _warn
@@ -149,7 +141,7 @@ def plan_point(request: RunRequest, src: Any, project: Any, *, warn: Any = None)
     # backend config, tracking URI, project kind: before any run exists
     backends.get_backend(request.backend).validate(request, tracking_uri, project)
     tags = {
-        USER: _user(),
+        USER: tracking.user(),
         **src.tags(),
         PROJECT_ENTRY_POINT: request.entry_point,
         PROJECT_BACKEND: request.backend,

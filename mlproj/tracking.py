@@ -16,7 +16,6 @@ _INSECURE_TLS, _SERVER_CERT_PATH).
 """
 from __future__ import annotations
 
-import getpass
 import os
 import time
 from dataclasses import dataclass, field
@@ -133,7 +132,10 @@ def resolve_experiment_args(name: str | None, experiment_id: str | None) -> tupl
     return name, experiment_id
 
 
-def _user() -> str:
+def user() -> str:
+    """The user MLflow records a run under (``mlflow.user``): ``getpass.getuser()``, as MLflow."""
+    import getpass  # (termios with it) only when a run is created
+
     try:
         return getpass.getuser()
     except Exception:

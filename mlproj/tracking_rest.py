@@ -17,7 +17,7 @@ from typing import Any
 
 from mlproj.errors import TrackingError
 from mlproj.tags import RUNNING, USER
-from mlproj.tracking import RunRecord, _user, redact_uri
+from mlproj.tracking import RunRecord, redact_uri, user
 
 
 def _json_object(payload: bytes, endpoint: str, content_type: str, where: str) -> dict:
@@ -232,7 +232,7 @@ class RestTracker:
     def create_run(self, experiment_id: str, tags: dict[str, str], run_name: str | None) -> str:
         body: dict[str, Any] = {
             'experiment_id': experiment_id,
-            'user_id': tags.get(USER, _user()),
+            'user_id': tags.get(USER, user()),
             'start_time': int(time.time() * 1000),
             'tags': [{'key': k, 'value': v} for k, v in tags.items()],
         }
