@@ -277,8 +277,8 @@ def spawn(launch: Launch, argv: list[str], env: Mapping[str, str], cleanup: list
     if prestarted is None:
         try:
             prestarted = Prestarted()
-        except OSError as e:
-            raise EnvError(f'cannot start {argv[0]!r}: {e.strerror}', cwd) from None
+        except OSError as e:  # the interpreter itself (a removed venv, a directory one may not enter)
+            raise EnvError(f"cannot start the run's supervisor {sys.executable!r}: {e.strerror}", cwd) from None
     return prestarted.start(cwd, argv, env, list(cleanup or []))
 
 

@@ -151,10 +151,11 @@ def test_reused_run_leaves_no_supervisor(tmp_path):
 
 def test_prestart_failure_falls_back_to_spawn_time(monkeypatch):
     """When the supervisor cannot be started ahead (here: the interpreter is missing), ``prestart``
-    answers None and ``spawn`` reports the reason as one EnvError."""
+    answers None and ``spawn`` reports the reason as one EnvError naming the supervisor, not the
+    command (which was never tried)."""
     monkeypatch.setattr(sys, 'executable', '/nonexistent/python')
     assert local.prestart() is None
-    with pytest.raises(EnvError, match='cannot start .true.'):
+    with pytest.raises(EnvError, match="cannot start the run's supervisor '/nonexistent/python': No such file"):
         local.spawn(SimpleNamespace(project_dir=Path('/')), ['true'], {})  # type: ignore[arg-type]
 
 
