@@ -1,5 +1,15 @@
-"""The ``mlproj`` console script (``python -m mlproj`` too): the CLI, with Python's cyclic garbage
-collector held off while it starts.
+"""The ``mlproj`` console script (``python -m mlproj`` too): the CLI, in a process the project's
+code cannot read, with Python's cyclic garbage collector held off while it starts.
+
+**Not dumpable.**  A project's processes run as the same user as mlproj, so they could read
+``/proc/<mlproj's pid>/environ`` (and ``mem``, ``fd/``) and find every secret mlproj's
+child-environment policy (``mlproj.childenv``) keeps from them: a CI token, a Databricks token.
+``main`` first marks the process not dumpable (``prctl(PR_SET_DUMPABLE, 0)``, Linux): those files
+then belong to root.  Its children are dumpable again once they ``exec``; the supervisor starts
+with an empty environment of its own (``mlproj.supervisor``).  Limits: root (and a user who can
+``sudo``, as on GitHub-hosted runners) reads them anyway; the processes that started mlproj (a
+shell, a CI step) are not covered; debuggers need root to attach to mlproj; mlproj writes no core
+dump.  Library use (``mlproj.run``) leaves the caller's process as it is.
 
 Starting a run imports ~200 modules and builds the run's plan; on the way the collector ran ~40
 young and 4 older collections, ~5 ms of a trivial run's ~0.1 s overhead (measured with
@@ -19,12 +29,29 @@ _held = False
 
 def main() -> None:
     global _held
+    not_dumpable()
     if gc.isenabled():
         gc.disable()
         _held = True
     from mlproj.cli import entry
 
     entry()
+
+
+def not_dumpable() -> bool:
+    """Mark this process not dumpable (Linux); False where that is not possible."""
+    import sys
+
+    if not sys.platform.startswith('linux'):
+        return False
+    PR_SET_DUMPABLE = 4
+    try:  # ctypes' C core, as mlproj.supervisor does: ``import ctypes`` costs ~3 ms
+        import _ctypes
+
+        program = _ctypes.dlopen(None)  # type: ignore[arg-type]  # NULL: the program's own symbols
+        return _ctypes.call_function(_ctypes.dlsym(program, 'prctl'), (PR_SET_DUMPABLE, 0, 0, 0, 0)) == 0
+    except Exception:
+        return False
 
 
 def resume() -> None:
