@@ -140,43 +140,45 @@ def kind_of(e: BaseException) -> str:
     raise e
 
 
-def with_httpclient(port: int, requests: list[tuple[str, str, bytes | None]]):
+def _drive(conn, send, requests: list[tuple[str, str, bytes | None]]) -> list:
+    """Each request's answer (what ``send`` makes of it), or its failure's kind, over ``conn``;
+    the first failure ends the sequence, and the connection is closed at the end."""
+    out: list = []
+    try:
+        for method, path, body in requests:
+            try:
+                out.append(send(conn, method, path, body))
+            except Exception as e:
+                out.append(kind_of(e))
+                break
+    finally:
+        conn.close()
+    return out
+
+
+def _send_httpclient(conn, method: str, path: str, body: bytes | None) -> tuple:
+    conn.request(method, path, body=body, headers=JSON_HEADERS)
+    r = conn.getresponse()
+    data = r.read()
+    if len(data) > MAX_BODY:
+        raise httplite.BodyTooLarge
+    return r.status, r.reason, data, r.getheader('Content-Type', '') or '', r.will_close
+
+
+def _send_httplite(conn, method: str, path: str, body: bytes | None) -> tuple:
+    r = conn.request(method, path, body, JSON_HEADERS)
+    return r.status, r.reason, r.body, r.content_type, r.will_close
+
+
+def with_httpclient(port: int, requests: list[tuple[str, str, bytes | None]]) -> list:
     """Each request's (status, reason, body, content type, will_close), or its failure's kind,
     over one ``http.client`` connection, the body read whole (a longer one than MAX_BODY is 'too
     large', as RestTracker decides)."""
-    conn = http.client.HTTPConnection('127.0.0.1', port, timeout=2)
-    out: list = []
-    try:
-        for method, path, body in requests:
-            try:
-                conn.request(method, path, body=body, headers=JSON_HEADERS)
-                r = conn.getresponse()
-                data = r.read()
-                if len(data) > MAX_BODY:
-                    raise httplite.BodyTooLarge
-                out.append((r.status, r.reason, data, r.getheader('Content-Type', '') or '', r.will_close))
-            except Exception as e:
-                out.append(kind_of(e))
-                break
-    finally:
-        conn.close()
-    return out
+    return _drive(http.client.HTTPConnection('127.0.0.1', port, timeout=2), _send_httpclient, requests)
 
 
-def with_httplite(port: int, requests: list[tuple[str, str, bytes | None]]):
-    conn = httplite.Connection('127.0.0.1', port, timeout=2, max_body=MAX_BODY)
-    out: list = []
-    try:
-        for method, path, body in requests:
-            try:
-                r = conn.request(method, path, body, JSON_HEADERS)
-                out.append((r.status, r.reason, r.body, r.content_type, r.will_close))
-            except Exception as e:
-                out.append(kind_of(e))
-                break
-    finally:
-        conn.close()
-    return out
+def with_httplite(port: int, requests: list[tuple[str, str, bytes | None]]) -> list:
+    return _drive(httplite.Connection('127.0.0.1', port, timeout=2, max_body=MAX_BODY), _send_httplite, requests)
 
 
 def both(scripted, answers: list[bytes | None], requests=(('GET', '/x', None),), **kw):
