@@ -167,18 +167,8 @@ class Connection:
         return resp
 
     def _closed_while_idle(self) -> bool:
-        """Whether the kept-alive socket became readable between two requests: the server closed
-        it (its idle timeout: uvicorn's is 5 s, gunicorn's 2 s, so the end of any longer run would
-        meet it) or wrote something unasked.  Either way the next request goes on a new connection
-        instead of failing on this one and being retried."""
-        import select  # a C module, and subprocess has loaded it already on a run's path
-
         assert self._sock is not None
-        try:
-            readable, _, _ = select.select([self._sock], [], [], 0)
-        except (OSError, ValueError):
-            return True
-        return bool(readable)
+        return readable_while_idle(self._sock)
 
     def _head(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> bytes:
         _refuse('method', method, _CONTROLS + ' ')
@@ -304,6 +294,21 @@ class Connection:
             parts.append(self._exactly(size))
             if self._exactly(2) != b'\r\n':
                 raise ProtocolError('a chunk is not followed by CRLF')
+
+
+def readable_while_idle(sock: socket.socket) -> bool:
+    """Whether a kept-alive socket became readable between two requests: the server closed it
+    (its idle timeout: uvicorn's is 5 s, gunicorn's 2 s, so the end of any longer run would meet
+    it) or wrote something unasked.  Either way the next request should go on a new connection
+    instead of failing on this one and being retried.  (``RestTracker`` asks this of its
+    ``http.client`` connections too.)"""
+    import select  # a C module, and subprocess has loaded it already on a run's path
+
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 def _status_line(line: bytes) -> tuple[int, int, str]:

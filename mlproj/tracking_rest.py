@@ -131,6 +131,10 @@ class RestTracker:
             if lite.will_close:
                 self._drop_connection()
             return lite.status, lite.reason, lite.body, lite.content_type
+        from mlproj.httplite import readable_while_idle
+
+        if conn.sock is not None and readable_while_idle(conn.sock):
+            conn.close()  # closed by the server while idle: http.client reconnects on the request
         try:
             conn.request(method, path, body=data, headers=headers)
             resp = conn.getresponse()

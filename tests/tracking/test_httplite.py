@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -34,11 +35,13 @@ class Scripted:
     of every request it read, ``connections`` counts the connections it accepted."""
 
     def __init__(self, answers: list[bytes | None], close: bool = False,
-                 per_connection: list[list[bytes | None]] | None = None) -> None:
+                 per_connection: list[list[bytes | None]] | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.answers, self.close_after, self.per_connection = answers, close, per_connection
         self.requests: list[bytes] = []
         self.connections = 0
         self.sock = socket.create_server(('127.0.0.1', 0))
+        if tls is not None:  # every accepted connection speaks TLS (the handshake happens in accept)
+            self.sock = tls.wrap_socket(self.sock, server_side=True)
         self.port = self.sock.getsockname()[1]
         self._threads: list[threading.Thread] = []
         self._accepter = threading.Thread(target=self._accept, daemon=True)
@@ -507,6 +510,36 @@ def test_an_idle_connection_the_server_closed_costs_no_retry(scripted, no_proxy,
     t = RestTracker(f'http://127.0.0.1:{server.port}', timeout=2)
     assert t.get_run('r1').status == 'RUNNING'
     time.sleep(0.2)  # the server's close arrives while the connection is idle
+
+    def no_sleep(seconds):
+        raise AssertionError(f'retried after sleeping {seconds} s')
+
+    monkeypatch.setattr('mlproj.tracking_rest.time.sleep', no_sleep)
+    assert t.get_run('r1').status == 'RUNNING'
+    assert server.connections == 2
+
+
+@pytest.fixture(scope='module')
+def tls_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp('tls')
+    crt, key = d / 'tls.crt', d / 'tls.key'
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=127.0.0.1',
+                    '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', str(key), '-out', str(crt)],
+                   check=True, capture_output=True)
+    return str(crt), str(key)
+
+
+def test_an_idle_https_connection_the_server_closed_costs_no_retry(scripted, no_proxy, monkeypatch, tls_files):
+    """The same on https://, where RestTracker keeps http.client: an idle connection the server
+    closed is replaced before the request instead of failing, sleeping and being retried."""
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(*tls_files)
+    server = scripted(per_connection=[[RUN_ANSWER, None], [RUN_ANSWER]], answers=[], close=True, tls=server_ctx)
+    monkeypatch.setenv('MLFLOW_TRACKING_SERVER_CERT_PATH', tls_files[0])
+    t = RestTracker(f'https://127.0.0.1:{server.port}', timeout=5)
+    assert not t._lite()
+    assert t.get_run('r1').status == 'RUNNING'
+    time.sleep(0.2)
 
     def no_sleep(seconds):
         raise AssertionError(f'retried after sleeping {seconds} s')
