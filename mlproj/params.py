@@ -28,6 +28,8 @@ EXTRA_KEY_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.\-]*$')
 
 @dataclass(frozen=True)
 class BoundParams:
+    """An entry point's parameters bound to the run's values: substituted, extra, and as MLflow logs them."""
+
     values: dict[str, str]                    # declared parameters, declaration order
     extras: dict[str, str]                    # undeclared -P keys, in the order given
     logged: dict[str, str] = field(default_factory=dict)  # what MLflow records (unquoted)

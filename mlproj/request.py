@@ -14,6 +14,8 @@ ENV_MANAGERS: tuple[str, ...] = CLI_MANAGERS
 
 @dataclass(frozen=True)
 class RunRequest:
+    """Everything one run was asked for: the CLI flags and the API arguments, immutable."""
+
     uri: str = '.'
     entry_point: str = 'main'
     version: str | None = None

@@ -41,6 +41,8 @@ DEFAULT_CONDA_ENV = 'conda.yaml'
 
 @dataclass(frozen=True)
 class Parameter:
+    """An entry point's declared parameter: name, type, default and where it was declared."""
+
     name: str
     type: str = 'string'
     default: Any = None
@@ -61,6 +63,8 @@ class Parameter:
 
 @dataclass(frozen=True)
 class EntryPoint:
+    """An entry point: its parameters, command template and own environment, if any."""
+
     name: str
     command: str | None
     parameters: dict[str, Parameter] = field(default_factory=dict)
@@ -71,6 +75,8 @@ class EntryPoint:
 
 @dataclass(frozen=True)
 class DockerSpec:
+    """A ``docker_env``: image, volumes and environment entries."""
+
     image: str
     volumes: tuple[str, ...] = ()
     # each entry: a host variable name to copy, or a (name, value) pair
@@ -79,6 +85,8 @@ class DockerSpec:
 
 @dataclass(frozen=True)
 class EnvSpec:
+    """The project's environment: its kind and the file or image that declares it."""
+
     kind: str  # 'docker' | 'python' | 'conda' | 'none'
     path: Path | None = None
     docker: DockerSpec | None = None
@@ -91,6 +99,8 @@ class EnvSpec:
 
 @dataclass(frozen=True)
 class Project:
+    """A loaded MLproject: name, entry points, environment, and the findings of loading it."""
+
     directory: Path
     name: str | None
     entry_points: dict[str, EntryPoint]

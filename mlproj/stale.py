@@ -116,6 +116,8 @@ def alive(tags: Mapping[str, str]) -> bool:
 
 @dataclass
 class Ended:
+    """A stale run this launcher ended, and why."""
+
     run_id: str
     experiment_id: str
     reason: str

@@ -28,6 +28,8 @@ from mlproj.tags import FINISHED, RUNNING, SCHEDULED
 
 @dataclass
 class RunRecord:
+    """An MLflow run as mlproj reads it back: ids, status, tags, params, metrics, times."""
+
     run_id: str
     experiment_id: str
     status: str

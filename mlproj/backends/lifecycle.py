@@ -43,6 +43,8 @@ T = TypeVar('T')
 
 @dataclass(frozen=True)
 class JobState:
+    """A job's state as its engine reports it."""
+
     status: str                  # one of RUNNING, SCHEDULED, FINISHED, FAILED, KILLED
     exit_code: int | None = None  # the job's own exit code when the engine knows it
     detail: str = ''             # the engine's state name / message, for the final line

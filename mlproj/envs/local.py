@@ -10,6 +10,8 @@ from mlproj.spec_model import Project
 
 @dataclass(frozen=True)
 class LocalEnvironment:
+    """The caller's own interpreter and PATH (``--env-manager local``)."""
+
     manager: str = 'local'
     tag: str | None = None
     hash: str | None = None

@@ -33,6 +33,8 @@ from mlproj.tags import (
 
 @dataclass
 class ResolvedSource:
+    """A resolved project source: where its files are, the commit and tags that name it, and its clean-up."""
+
     uri: str                      # the URI as given, credentials removed
     project_dir: Path             # the directory holding the project (root / subdirectory)
     root: Path                    # the checkout root
