@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # root, another user, mlproj as a subprocess
+
 PROBE = textwrap.dedent('''\
     import json, os, sys
     def parent(pid):

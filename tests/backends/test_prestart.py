@@ -120,6 +120,7 @@ def test_missing_directory_is_one_env_error(tmp_path):
         local.spawn(launch, ['true'], {'PATH': '/usr/bin:/bin'})  # type: ignore[arg-type]
 
 
+@pytest.mark.slow  # mlproj as a subprocess
 def test_launch_given_up_after_prestart_leaves_no_supervisor(tmp_path):
     """A run whose creation fails (the tracking server refuses the connection) started a
     supervisor already: it must be gone when mlproj exits."""
@@ -136,6 +137,7 @@ def test_launch_given_up_after_prestart_leaves_no_supervisor(tmp_path):
     assert supervisors_of_this_checkout() - before == set()
 
 
+@pytest.mark.slow  # mlproj as a subprocess
 def test_reused_run_leaves_no_supervisor(tmp_path):
     project = write_project(tmp_path / 'p', 'name: p\nentry_points:\n  main:\n    command: "true"\n')
     git('init', '-q', cwd=project)
