@@ -234,6 +234,9 @@ class Prestarted:
         fields = [os.fsencode(cwd), str(len(cleanup)).encode(), *map(os.fsencode, cleanup),
                   str(len(argv)).encode(), *map(os.fsencode, argv),
                   *(os.fsencode(k) + b'=' + os.fsencode(v) for k, v in env.items()), b'.']
+        if any(b'\0' in f for f in fields):  # as subprocess refuses them ("embedded null byte")
+            self.abort()
+            raise EnvError(f'cannot start {argv[0]!r}: an argument or environment value contains a NUL byte', cwd)
         message = memoryview(b'\0'.join(fields) + b'\0')
         try:
             while message:

@@ -114,6 +114,16 @@ def test_command_that_cannot_start_is_one_env_error(tmp_path):
     assert pre.proc is None  # reaped
 
 
+def test_a_nul_byte_is_one_env_error_and_starts_nothing(tmp_path):
+    marker = tmp_path / 'ran'
+    pre = local.Prestarted()
+    proc = pre.proc
+    with pytest.raises(EnvError, match='contains a NUL byte'):
+        pre.start(str(tmp_path), ['sh', '-c', f'touch {marker}', 'a\0b'], {'PATH': '/usr/bin:/bin'}, [])
+    assert pre.proc is None and proc is not None and proc.returncode == 0  # reaped, given up
+    assert not marker.exists()
+
+
 def test_missing_directory_is_one_env_error(tmp_path):
     launch = SimpleNamespace(project_dir=tmp_path / 'gone')
     with pytest.raises(EnvError, match='cannot start .true.: No such file or directory'):
