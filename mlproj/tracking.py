@@ -196,7 +196,26 @@ class ClientTracker:
                     raise TrackingError(f'experiment {name!r} is deleted; restore it or choose another name')
                 return str(exp.experiment_id)
             return str(self._call('creating experiment', client.create_experiment, name))
-        return self.resolve_experiment(None, '0')
+        return self._default_experiment()
+
+    # a file store whose directory is new gets its default experiment from the first client that
+    # opens it; waiting for it is bounded by this
+    DEFAULT_EXPERIMENT_WAIT = 2.0
+
+    def _default_experiment(self) -> str:
+        """MLflow's default experiment, ``'0'``.  A file store creates it when its first client opens
+        a new store directory; another process opening the same directory at that moment finds the
+        directory before ``0/meta.yaml`` (MLflow's FileStore race: ``mlflow run`` fails there too,
+        in ``create_run``).  On a file store a missing or half-written ``'0'`` is therefore waited
+        for, up to ``DEFAULT_EXPERIMENT_WAIT`` seconds; any other store answers at once."""
+        deadline = time.monotonic() + (self.DEFAULT_EXPERIMENT_WAIT if self.uri.startswith('file:') else 0.0)
+        while True:
+            try:
+                return self.resolve_experiment(None, '0')
+            except TrackingError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.02)
 
     def create_run(self, experiment_id: str, tags: dict[str, str], run_name: str | None) -> str:
         run = self._call('creating run', self.client.create_run, experiment_id, tags=tags, run_name=run_name)
@@ -270,7 +289,9 @@ def _get_experiment_or_none(client: Any, experiment_id: str) -> Any:
     try:
         return client.get_experiment(experiment_id)
     except Exception as e:
-        if 'RESOURCE_DOES_NOT_EXIST' in str(e) or 'does not exist' in str(e) or 'No Experiment' in str(e):
+        text = str(e)
+        if any(m in text for m in ('RESOURCE_DOES_NOT_EXIST', 'does not exist', 'No Experiment',
+                                   'Could not find experiment')):  # the last: MLflow's file store
             return None
         raise
 
