@@ -40,18 +40,10 @@ def main() -> None:
 
 def not_dumpable() -> bool:
     """Mark this process not dumpable (Linux); False where that is not possible."""
-    import sys
+    from mlproj.supervisor import prctl  # stdlib C modules only, as the supervisor needs
 
-    if not sys.platform.startswith('linux'):
-        return False
     PR_SET_DUMPABLE = 4
-    try:  # ctypes' C core, as mlproj.supervisor does: ``import ctypes`` costs ~3 ms
-        import _ctypes
-
-        program = _ctypes.dlopen(None)  # type: ignore[arg-type]  # NULL: the program's own symbols
-        return _ctypes.call_function(_ctypes.dlsym(program, 'prctl'), (PR_SET_DUMPABLE, 0, 0, 0, 0)) == 0
-    except Exception:
-        return False
+    return prctl(PR_SET_DUMPABLE, 0)
 
 
 def resume() -> None:

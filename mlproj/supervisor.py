@@ -46,23 +46,29 @@ import time
 LAUNCHER_GONE_GRACE = 2.0
 
 
-def _subreaper() -> bool:
+def prctl(option, arg) -> bool:
+    """``prctl(option, arg)`` of this process (Linux); False where it is unavailable or refused.
+    (``mlproj.console`` marks mlproj not dumpable through it too.)"""
     if not sys.platform.startswith('linux'):
         return False
-    PR_SET_CHILD_SUBREAPER = 36
     try:  # ctypes' C core directly: ``import ctypes`` costs 3 ms idle, 50 ms on a loaded machine
         import _ctypes
 
         program = _ctypes.dlopen(None)  # type: ignore[arg-type]  # NULL: the program's own symbols
-        return _ctypes.call_function(_ctypes.dlsym(program, 'prctl'), (PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+        return _ctypes.call_function(_ctypes.dlsym(program, 'prctl'), (option, arg, 0, 0, 0)) == 0
     except Exception:
         pass
     try:
         import ctypes
 
-        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        return ctypes.CDLL(None, use_errno=True).prctl(option, arg, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
+
+
+def _subreaper() -> bool:
+    PR_SET_CHILD_SUBREAPER = 36
+    return prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
 def _tree(root):
