@@ -8,7 +8,7 @@ exists, any failure ends it FAILED before the error propagates: no run is ever l
 """
 from __future__ import annotations
 
-import functools
+import contextlib
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,15 +104,14 @@ def resolve_project(request: RunRequest, *, warn: Any = None) -> tuple[Any, Any]
         raise EnvError(f'invalid env manager {request.env_manager!r}; choose one of: ' + ', '.join(ENV_MANAGERS))
     if request.backend not in backends.BACKENDS and request.backend not in backends.available():
         raise BackendError(f'unknown backend {request.backend!r}; available: ' + ', '.join(backends.available()))
-    resolve = functools.partial(source.resolve, request.uri, request.version, keep_checkout=request.keep_checkout,
-                                require_clean=request.require_clean, cwd=request.cwd)
+    credential: Any = contextlib.nullcontext()
     if request.git_password:  # --git-password: the credential module only then (a local run has no use for it)
         from mlproj.source.credentials import given_credential
 
-        with given_credential(request.git_username, request.git_password):
-            src = resolve()
-    else:
-        src = resolve()
+        credential = given_credential(request.git_username, request.git_password)
+    with credential:
+        src = source.resolve(request.uri, request.version, keep_checkout=request.keep_checkout,
+                             require_clean=request.require_clean, cwd=request.cwd)
     try:
         if src.dirty:
             warn(f'the working tree of {src.root} has uncommitted changes; the run records commit '
