@@ -186,10 +186,10 @@ def is_regular(path: str | os.PathLike[str], root: str | os.PathLike[str] | None
 
 def sha256(path: str | os.PathLike[str], root: str | os.PathLike[str] | None, what: str = 'file') -> str:
     """SHA-256 of a regular file (no size bound: the content is hashed, never parsed or shown)."""
-    fd, _ = open_regular(path, root, what)
-    from mlproj.digest import sha256
+    from mlproj import digest as digests  # this function's own name is sha256
 
-    digest = sha256()
+    fd, _ = open_regular(path, root, what)
+    digest = digests.sha256()
     try:
         while True:
             block = os.read(fd, 1 << 20)
