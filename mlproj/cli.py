@@ -163,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         code = cli.main(args=args, prog_name='mlproj', standalone_mode=False)
+    except SystemExit as e:  # a command's own exit (``mlproj run`` ends with its run's code)
+        code = _exit_status(e.code)
     except click.exceptions.Exit as e:
         code = e.exit_code
     except click.ClickException as e:
@@ -206,6 +208,17 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_INTERNAL
     sys.stdout.flush()
     return int(code or 0)
+
+
+def _exit_status(code: object) -> int:
+    """The status Python's own exit gives ``SystemExit(code)``: None is 0, an int itself, any other
+    value is printed to stderr and exits 1."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
 
 
 def entry() -> None:
