@@ -40,8 +40,10 @@ MAX_RESPONSE_BYTES = 64 << 20  # a hostile or broken server must not exhaust mem
 
 
 class RestTracker:
-    """MLflow's REST API over kept-alive connections, one per thread (the stale-run check
-    searches from a second thread while the run's own calls go on).  ``http://`` (an ASCII host)
+    """MLflow's REST API over kept-alive connections: a call takes an idle one (or opens one) and
+    gives it back once its answer is read, so a run's end, called from its monitor thread, reuses
+    the connection its start opened, and the stale-run check can search from a second thread while
+    the run's own calls go on.  ``http://`` (an ASCII host)
     goes through ``mlproj.httplite``, which imports only ``socket`` (``http.client`` costs 12-13 ms
     of imports: ``email``, ``ssl``); ``https://`` through ``http.client`` (``ssl`` is needed there
     anyway).  ``urllib.request`` is used instead only where a proxy variable is set (it honours
@@ -55,7 +57,8 @@ class RestTracker:
         self.uri = uri.rstrip('/')
         self.timeout = timeout
         self._parts = urllib.parse.urlsplit(self.uri)
-        self._local = threading.local()
+        self._idle: list[Any] = []
+        self._idle_lock = threading.Lock()
         self._artifact_uris: dict[str, str] = {}   # run id -> artifact_uri, from runs/create
 
     def _headers(self, has_body: bool) -> dict[str, str]:
@@ -86,7 +89,8 @@ class RestTracker:
         return self._parts.scheme == 'http' and (self._parts.hostname or '').isascii()
 
     def _connection(self) -> Any:
-        conn = getattr(self._local, 'conn', None)
+        with self._idle_lock:
+            conn = self._idle.pop() if self._idle else None
         if conn is None:
             host, port = self._parts.hostname or '', self._parts.port
             if self._lite():
@@ -101,17 +105,18 @@ class RestTracker:
                                                        context=self._ssl_context())
                 else:
                     conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
-            self._local.conn = conn
         return conn
 
-    def _drop_connection(self) -> None:
-        conn = getattr(self._local, 'conn', None)
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:
-                pass
-            self._local.conn = None
+    def _give_back(self, conn: Any) -> None:
+        with self._idle_lock:
+            self._idle.append(conn)
+
+    @staticmethod
+    def _drop(conn: Any) -> None:
+        try:
+            conn.close()
+        except Exception:
+            pass
 
     def _send(self, method: str, path: str, data: bytes | None) -> tuple[int, str, bytes, str]:
         """(status, reason, body, content type) over the kept-alive connection."""
@@ -123,13 +128,15 @@ class RestTracker:
             try:
                 lite = conn.request(method, path, data, headers)
             except httplite.BodyTooLarge:
-                self._drop_connection()
+                self._drop(conn)
                 raise self._too_large() from None
             except BaseException:
-                self._drop_connection()
+                self._drop(conn)
                 raise
             if lite.will_close:
-                self._drop_connection()
+                self._drop(conn)
+            else:
+                self._give_back(conn)
             return lite.status, lite.reason, lite.body, lite.content_type
         from mlproj.httplite import readable_while_idle
 
@@ -140,13 +147,15 @@ class RestTracker:
             resp = conn.getresponse()
             payload = resp.read(MAX_RESPONSE_BYTES + 1)
         except BaseException:
-            self._drop_connection()
+            self._drop(conn)
             raise
         if len(payload) > MAX_RESPONSE_BYTES:
-            self._drop_connection()
+            self._drop(conn)
             raise self._too_large()
         if resp.will_close:
-            self._drop_connection()
+            self._drop(conn)
+        else:
+            self._give_back(conn)
         return resp.status, resp.reason, payload, resp.getheader('Content-Type', '') or ''
 
     def _too_large(self) -> TrackingError:
