@@ -1,5 +1,7 @@
 """The ``mlproj`` console script (``python -m mlproj`` too): the CLI, in a process the project's
-code cannot read, with Python's cyclic garbage collector held off while it starts.
+code cannot read, with Python's cyclic garbage collector held off while it starts.  An everyday
+``mlproj run`` argument list is parsed without importing click (``mlproj.clicore``); every other
+goes to the click CLI (``mlproj.cli``).
 
 **Not dumpable.**  A project's processes run as the same user as mlproj, so they could read
 ``/proc/<mlproj's pid>/environ`` (and ``mem``, ``fd/``) and find every secret mlproj's
@@ -23,6 +25,7 @@ reaches ``main`` and keeps the collector as it is.
 from __future__ import annotations
 
 import gc
+import sys
 
 _held = False
 
@@ -33,6 +36,12 @@ def main() -> None:
     if gc.isenabled():
         gc.disable()
         _held = True
+    from mlproj import clicore
+
+    code = clicore.main(sys.argv[1:])  # `mlproj run`'s everyday argument lists, without click
+    if code is not None:
+        clicore.fast_exit(code)
+        sys.exit(code)
     from mlproj.cli import entry
 
     entry()

@@ -5,17 +5,25 @@ The commands of MLflow's own documents work verbatim: ``--param`` (the tutorial)
 names) of ``-b/--backend`` and ``-c/--backend-config``, and ``--git-username``/``--git-password``
 (the same guide) give an HTTPS Git credential (``source.credentials``: tried first, with the
 ``MLFLOW_GIT_USERNAME``/``MLFLOW_GIT_PASSWORD`` variables as fallback).
+
+This module defines the options and their help; what the command does is
+``mlproj.commands.run_body``.  The console script parses everyday argument lists without click
+(``mlproj.clicore``, whose option tables a test holds equal to the options here).
 """
 from __future__ import annotations
 
 import json
 import shlex
-import signal
-import sys
 
 import click
 
 from mlproj import completion, verbose
+from mlproj.commands.run_body import (  # noqa: F401  (execute, backend_config_value: used by reproduce, sweep)
+    backend_config_value,
+    execute,
+    invoke,
+    quiet_option,
+)
 from mlproj.request import ENV_MANAGERS
 
 
@@ -56,7 +64,7 @@ from mlproj.request import ENV_MANAGERS
               help="Pass this variable to the project's processes although mlproj's policy withholds it "
                    '(repeatable; also MLPROJ_PASS_ENV=A,B). See "The project\'s environment" in the README.')
 @click.option('-q', '--quiet', 'quiet', is_flag=True, expose_value=False,
-              callback=lambda ctx, param, value: _quiet(value),
+              callback=lambda ctx, param, value: quiet_option(value),
               help="Print only the project's own output and errors (also `mlproj -q`, MLPROJ_QUIET=1).")
 @verbose.option("Show the installer's full output while an environment is built and what Git fetches "
                 '(also `mlproj --verbose`, MLPROJ_VERBOSE=1; no -v: that is --version, as in `mlflow run`).')
@@ -78,58 +86,10 @@ def run(uri: str, entry_point: str, version: str | None, param_list: tuple[str, 
         require_clean: bool, no_wait: bool, pass_env: tuple[str, ...], strict: bool, reuse: bool | None,
         git_username: str | None, git_password: str | None) -> None:
     """Run the project at URI (a directory, or a Git URI with optional #subdirectory)."""
-    from mlproj.errors import BadArgumentError
-    from mlproj.params import parse_key_values
-    from mlproj.request import RunRequest
-    from mlproj.settings import run_options
-
-    if experiment_name and experiment_id:
-        raise BadArgumentError('specify only one of --experiment-name and --experiment-id')
-    opts = run_options(uri, env_manager=env_manager, backend=backend, backend_config=backend_config,
-                       experiment_name=experiment_name, experiment_id=experiment_id, tracking_uri=tracking_uri,
-                       reuse=reuse)
-    backend = opts.backend
-    if no_wait and backend == 'local' and not dry_run:
-        # nothing would be left to record the final status of a local run once mlproj exits
-        raise BadArgumentError('--no-wait needs a remote backend: a local run lives and ends with this '
-                               'process (run it in the background, or use mlproj.run(..., synchronous=False))')
-    if git_password is not None:
-        print('mlproj: warning: --git-password is visible to other users of this machine (ps, /proc); '
-              'set MLFLOW_GIT_PASSWORD instead', file=sys.stderr)
-    request = RunRequest(
-        uri=uri, entry_point=entry_point, version=version,
-        parameters=parse_key_values(param_list, '-P'),
-        docker_args=parse_key_values(docker_args, '-A', allow_flags=True),
-        experiment_name=opts.experiment_name, experiment_id=experiment_id, backend=backend,
-        backend_config=backend_config_value(opts.backend_config), env_manager=opts.env_manager,
-        storage_dir=storage_dir,
-        run_id=run_id, run_name=run_name, build_image=build_image, synchronous=not no_wait, dry_run=dry_run,
-        keep_checkout=keep_checkout, require_clean=require_clean, tracking_uri=opts.tracking_uri,
-        pass_env=tuple(pass_env), strict=strict, git_username=git_username, git_password=git_password,
-        reuse=opts.reuse,
-    )
-    if dry_run:
-        _dry_run(request, as_json)
-        return
-    code = execute(request)
-    sys.exit(code)
+    invoke(**locals())
 
 
-def backend_config_value(config):
-    """-c text (a file or inline JSON), or a table of a config file, as the request's dict."""
-    from mlproj.runner import load_backend_config
-
-    return dict(config) if isinstance(config, dict) else load_backend_config(config)
-
-
-def _quiet(value: bool) -> None:
-    if value:
-        from mlproj import quiet
-
-        quiet.enable()
-
-
-def _dry_run(request, as_json: bool) -> None:
+def dry_run(request, as_json: bool) -> None:
     from mlproj.commands.show import env_text
     from mlproj.runner import plan
     from mlproj.safeout import printable
@@ -163,44 +123,3 @@ def _dry_run(request, as_json: bool) -> None:
         click.echo(f"  {info['command']}")
     finally:
         p.source.cleanup()
-
-
-def execute(request) -> int:
-    """Submit, wait with signal forwarding (``mlproj.backends.signals``), return the exit code."""
-    from mlproj.backends.signals import Interrupted, Signals
-    from mlproj.color import status as paint
-    from mlproj.runner import submit
-
-    def announce(submitted, signum) -> None:  # noqa: ARG001
-        print(paint(f"\n=== Run (ID '{submitted.run_id}') interrupted, cancelling run ==="), file=sys.stderr,
-              flush=True)
-
-    # Preparing a run can take long (environment build, upload): a signal aborts it; the runner
-    # marks an already created run KILLED on the way out.
-    with Signals((signal.SIGINT, signal.SIGTERM)) as signals:
-        try:
-            submitted = submit(request)
-        except Interrupted as e:
-            print(f'mlproj: interrupted by signal {e.signum} while starting the run', file=sys.stderr)
-            return 128 + e.signum
-        from mlproj import console
-
-        console.resume()  # the command runs: from here on mlproj only waits (mlproj.console)
-        if getattr(submitted, 'reused', False):
-            return 0
-        if not request.synchronous:
-            click.echo(submitted.run_id)
-            return 0
-        ok = signals.wait(submitted, announce)
-    status = submitted.get_status()
-    problem = getattr(submitted, 'tracking_problem', None)
-    if problem:  # the run is over but the store does not know: not a success, whatever the command did
-        from mlproj.errors import EXIT_TRACKING
-
-        print(f'mlproj: error: {problem}', file=sys.stderr)
-        return EXIT_TRACKING
-    if ok:
-        print(paint(f"=== Run (ID '{submitted.run_id}') succeeded ==="), file=sys.stderr)
-        return 0
-    print(paint(f"=== Run (ID '{submitted.run_id}') {status.lower()} ==="), file=sys.stderr)
-    return submitted.exit_code if submitted.exit_code is not None else 1
