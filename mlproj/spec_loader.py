@@ -392,7 +392,9 @@ def load_project(directory: str | os.PathLike[str], *, strict: bool = True,
     else:
         raw = read_mlproject(mlproject, root)
         try:
-            text = raw.decode('utf-8-sig')
+            # utf-8-sig without its codec module: one leading BOM dropped (error offsets are
+            # counted after it, as that codec counts them)
+            text = (raw[3:] if raw.startswith(b'\xef\xbb\xbf') else raw).decode('utf-8')
         except UnicodeDecodeError as e:
             finding = Finding('MLP001', f'MLproject is not UTF-8 text (byte {e.start})', 0, 0, str(mlproject))
             if strict:

@@ -40,8 +40,8 @@ HOST, PID, START, BOOT, PIDNS = (PREFIX + k for k in ('host', 'pid', 'start', 'b
 
 def _read(path: str) -> str:
     try:
-        with open(path, encoding='ascii', errors='replace') as f:
-            return f.read().strip()
+        with open(path, 'rb') as f:  # bytes.decode('ascii') needs no codec module imported
+            return f.read().decode('ascii', 'replace').strip()
     except OSError:
         return ''
 

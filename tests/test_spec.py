@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -204,3 +205,22 @@ def test_entry_point_without_command_fails_only_when_run(tmp_path):
     with pytest.raises(SpecError, match=r"MLP014 entry point 'other' has no command") as e:
         project.get_entry_point('other')
     assert 'MLproject:4:3' in str(e.value)
+
+
+@pytest.mark.parametrize('raw, entry_points, error', [
+    (b'\xef\xbb\xbfname: p\nentry_points:\n  main:\n    command: "true"\n', {'main'}, None),
+    (b'\xef\xbb\xbf\xef\xbb\xbfname: p\n', set(), None),  # one BOM is dropped: a second one is text
+    (b'\xef\xbb\xbfname: p\xff\n', set(), 'MLproject is not UTF-8 text (byte 7)'),  # counted after the BOM
+    (b'name: p\xff\n', set(), 'MLproject is not UTF-8 text (byte 7)'),
+])
+def test_a_leading_bom_is_dropped_as_utf_8_sig_drops_it(tmp_path, raw, entry_points, error):
+    (tmp_path / 'MLproject').write_bytes(raw)
+    if error is None:
+        raw.decode('utf-8-sig')
+        assert set(load_project(tmp_path).entry_points) >= entry_points
+        return
+    with pytest.raises(UnicodeDecodeError) as codec:
+        raw.decode('utf-8-sig')
+    assert f'(byte {codec.value.start})' in error  # the offset the utf-8-sig codec itself reports
+    with pytest.raises(SpecError, match=re.escape(error)):
+        load_project(tmp_path)
