@@ -52,6 +52,19 @@ def median(argv, cwd, env_for, repeat) -> float:
     return statistics.median(timed(argv, cwd, env_for(i)) for i in range(1, repeat + 1))
 
 
+def paired_medians(first: tuple, second: tuple, env_for, repeat) -> tuple[float, float]:
+    """Median wall times of two commands ((argv, cwd) each) run alternately, one warm-up each, so
+    that both see the same minutes of a machine whose speed drifts: their difference is the
+    overhead column."""
+    a, b = [], []
+    timed(*first, env_for(0))
+    timed(*second, env_for(0))
+    for i in range(1, repeat + 1):
+        a.append(timed(*first, env_for(i)))
+        b.append(timed(*second, env_for(i)))
+    return statistics.median(a), statistics.median(b)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
@@ -133,9 +146,11 @@ print(statistics.median(samples[1:]))
 # what a run of an unchanged project imports: PyYAML and pygit2 are not among them once the
 # project's parse and clean work tree are remembered (mlproj.yamlcache, mlproj.source.gitstate);
 # with the collector held off, as the console script (mlproj.console) imports them
-RUN_PATH_IMPORTS = ('import gc; gc.disable(); import mlproj.console, mlproj.cli, mlproj.commands.run, mlproj.runner, mlproj.spec, mlproj.params, '
-                    'mlproj.backends.local, mlproj.envs.local, mlproj.source.local, mlproj.tracking, '
-                    'mlproj.yamlcache, mlproj.source.gitstate')
+RUN_PATH_IMPORTS = ('import gc; gc.disable(); import mlproj.console, mlproj.clicore, mlproj.commands.run_body, mlproj.runner, '
+                    'mlproj.spec, mlproj.params, mlproj.backends.local, mlproj.envs.local, mlproj.source.local, '
+                    'mlproj.tracking, mlproj.yamlcache, mlproj.source.gitstate')
+# a run ends through the fast exit (mlproj.clicore.fast_exit): the import cell ends the same way
+FAST_EXIT = '; import os; os._exit(0)'
 
 
 def tracker_ops(uri: str, env: dict[str, str], repeat: int) -> float:
@@ -231,9 +246,12 @@ def main() -> None:
             ('mlflow server (HTTP)', fixed(url)),
         ]
         for label, env_for in stores:
-            bare = median([sys.executable, 'train.py', '1'], project, env_for, args.repeat)
-            times = [median([str(exe), 'run', str(project), '--env-manager', 'local'], work, env_for, args.repeat)
-                     for _, exe in tools]
+            (_, mlproj_exe), *others = tools
+            bare, ours = paired_medians(([sys.executable, 'train.py', '1'], project),
+                                        ([str(mlproj_exe), 'run', str(project), '--env-manager', 'local'], work),
+                                        env_for, args.repeat)
+            times = [ours] + [median([str(exe), 'run', str(project), '--env-manager', 'local'], work, env_for,
+                                     args.repeat) for _, exe in others]
             rows.append((label, bare, *times))
             print(label, f'{bare:.3f}', *(f'{t:.3f}' for t in times), flush=True)
         # where mlproj's overhead goes, on the existing sqlite store and the server
@@ -247,9 +265,9 @@ def main() -> None:
     bare_pass = median([sys.executable, '-c', 'pass'], work, plain, args.repeat)
     helps = [median([str(exe), '--help'], work, plain, args.repeat) for _, exe in tools]
     imports = {
-        'sqlite': median([sys.executable, '-c', RUN_PATH_IMPORTS + ', mlproj.tracking_sqlite'], work, plain,
+        'sqlite': median([sys.executable, '-c', RUN_PATH_IMPORTS + ', mlproj.tracking_sqlite' + FAST_EXIT], work, plain,
                          args.repeat),
-        'http': median([sys.executable, '-c', RUN_PATH_IMPORTS + ', mlproj.tracking_rest, mlproj.httplite'], work, plain, args.repeat),
+        'http': median([sys.executable, '-c', RUN_PATH_IMPORTS + ', mlproj.tracking_rest, mlproj.httplite' + FAST_EXIT], work, plain, args.repeat),
     }
     shutil.rmtree(work, ignore_errors=True)
     load_after = ', '.join(f'{x:.1f}' for x in os.getloadavg())
@@ -258,7 +276,9 @@ def main() -> None:
         '# Run overhead: bare python vs mlproj vs mlflow run (skinny and full)',
         '',
         f'Measured {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} by `benchmarks/bench_run.py --repeat '
-        f'{args.repeat}`, all in one run: median of {args.repeat} runs after one warm-up per cell. '
+        f'{args.repeat}`, all in one run: median of {args.repeat} runs after one warm-up per cell; '
+        'bare python and `mlproj run` alternate run by run, so their difference (the overhead) is taken in the same '
+        'seconds. '
         f'Machine: {load_before}; {load_after} after. '
         + ('The machine was loaded (1-minute load above its core count), so absolute times are inflated and '
            'noisy; compare within a row (same minutes, same load).' if os.getloadavg()[0] > (os.cpu_count() or 1)
