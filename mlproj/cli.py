@@ -6,7 +6,7 @@ The base install (``pip install mlproj``, also what the pre-commit hook installs
 ``schema`` and ``hooks`` need; running projects needs the ``run`` extra and some backends their own
 extra.  Instead of scattering ``try: import`` checks, :func:`main` maps a ``ModuleNotFoundError`` of
 a known optional module to one line naming the extra to install (exit 69, as for a backend whose
-client library is missing).
+client library is missing): ``mlproj.clicore.guarded``, which the click-free run path shares.
 
 ``mlproj --version`` also names the versions of MLflow, pygit2 and libgit2 (the two things a bug
 report needs), read from the installed distributions' metadata; only pygit2 is imported (for
@@ -20,16 +20,7 @@ import sys
 import click
 
 from mlproj import __version__
-from mlproj.clicore import (  # noqa: F401  (COMMANDS, OPTIONAL_MODULES, missing_dependency: part of this module's API)
-    COMMANDS,
-    OPTIONAL_MODULES,
-    apply_global_options,
-    debug_requested,
-    exit_status,
-    fast_exit,
-    guarded,
-    missing_dependency,
-)
+from mlproj.clicore import COMMANDS, apply_global_options, fast_exit, guarded
 
 
 def _distribution_version(*names: str) -> tuple[str, str] | None:
@@ -104,9 +95,6 @@ def cli(ctx: click.Context, debug: bool, color: str | None, quiet: bool, verbose
     apply_global_options(debug=debug, color=color, quiet=quiet, verbose=verbose, command=ctx.invoked_subcommand)
 
 
-_debug_requested = debug_requested
-
-
 def main(argv: list[str] | None = None) -> int:
     from mlproj.errors import EXIT_INTERRUPTED
 
@@ -133,15 +121,6 @@ def entry() -> None:
     sys.exit(code)
 
 
-_fast_exit = fast_exit
-_exit_status = exit_status
-
-
 if __name__ == '__main__':
     entry()
 
-
-def _printable(e: BaseException) -> str:
-    from mlproj.safeout import printable
-
-    return printable(e)

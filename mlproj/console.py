@@ -39,12 +39,12 @@ def main() -> None:
     from mlproj import clicore
 
     code = clicore.main(sys.argv[1:])  # `mlproj run`'s everyday argument lists, without click
-    if code is not None:
-        clicore.fast_exit(code)
-        sys.exit(code)
-    from mlproj.cli import entry
+    if code is None:
+        from mlproj.cli import main as click_main
 
-    entry()
+        code = click_main()
+    clicore.fast_exit(code)
+    sys.exit(code)
 
 
 def not_dumpable() -> bool:

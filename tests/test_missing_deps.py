@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from mlproj.cli import COMMANDS, OPTIONAL_MODULES
+from mlproj.clicore import COMMANDS, OPTIONAL_MODULES
 from tests.helpers.git import git
 
 
@@ -45,7 +45,7 @@ def test_lint_needs_none_of_them(tmp_path):
 
 
 def test_an_unknown_missing_module_is_still_an_internal_error(tmp_path):
-    from mlproj.cli import missing_dependency
+    from mlproj.clicore import missing_dependency
 
     assert missing_dependency(ModuleNotFoundError("No module named 'nope'", name='nope'), ['run']) is None
     assert missing_dependency(ModuleNotFoundError('x', name='sqlalchemy.orm'), ['run']) == \

@@ -29,7 +29,7 @@ def held(monkeypatch):
 
 def test_main_disables_the_collector_before_the_cli_is_imported():
     code = ('import gc, sys; import mlproj.console as c; import mlproj.cli as m; '
-            'm.entry = lambda: print(gc.isenabled(), "mlproj.cli" in sys.modules); c.main()')
+            'm.main = lambda: print(gc.isenabled(), "mlproj.cli" in sys.modules) or 0; c.main()')
     # mlproj.cli is imported inside main(): patching it first shows what main() leaves for the CLI
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ['False', 'True']
