@@ -107,7 +107,11 @@ class RestTracker:
                     conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
         return conn
 
-    def _give_back(self, conn: Any) -> None:
+    def _release(self, conn: Any, will_close: bool) -> None:
+        """After a complete answer: back to the idle connections, unless the server closes it."""
+        if will_close:
+            self._drop(conn)
+            return
         with self._idle_lock:
             self._idle.append(conn)
 
@@ -133,10 +137,7 @@ class RestTracker:
             except BaseException:
                 self._drop(conn)
                 raise
-            if lite.will_close:
-                self._drop(conn)
-            else:
-                self._give_back(conn)
+            self._release(conn, lite.will_close)
             return lite.status, lite.reason, lite.body, lite.content_type
         from mlproj.httplite import readable_while_idle
 
@@ -152,10 +153,7 @@ class RestTracker:
         if len(payload) > MAX_RESPONSE_BYTES:
             self._drop(conn)
             raise self._too_large()
-        if resp.will_close:
-            self._drop(conn)
-        else:
-            self._give_back(conn)
+        self._release(conn, resp.will_close)
         return resp.status, resp.reason, payload, resp.getheader('Content-Type', '') or ''
 
     def _too_large(self) -> TrackingError:
