@@ -160,6 +160,42 @@ def test_signal_cancels_run_killed_and_no_process_survives(project, sqlite_store
     assert run.info.status == 'KILLED'
 
 
+def test_a_signal_in_the_last_steps_of_a_submission_cancels_the_started_run(project, sqlite_store, tmp_path,
+                                                                            monkeypatch, capsys):
+    """A real run in this process, SIGTERM sent to it once the command runs but before the
+    submission has returned (where the CLI once said "while starting the run" and left it)."""
+    from mlproj.backends import local
+    from mlproj.commands.run_body import execute
+    from mlproj.request import RunRequest
+
+    pidfile = tmp_path / 'pids'
+    original = local.LocalSubmittedRun.__init__
+
+    def signalled_first(self, *args, **kwargs):
+        deadline = time.monotonic() + 60
+        while not (pidfile.exists() and len(pidfile.read_text().split()) == 2):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)  # the handler has run by now
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(local.LocalSubmittedRun, '__init__', signalled_first)
+    monkeypatch.setenv('MLPROJ_KILL_GRACE', '2')
+    before = signal.getsignal(signal.SIGTERM)
+    code = execute(RunRequest(uri=str(project), entry_point='sleep', parameters={'pidfile': str(pidfile)},
+                              run_name='held', tracking_uri=sqlite_store, cwd=str(tmp_path), env_manager='local'))
+    assert code == 143
+    err = capsys.readouterr().err
+    assert 'interrupted, cancelling run' in err and 'while starting' not in err
+    assert signal.getsignal(signal.SIGTERM) is before
+    pids = [int(p) for p in pidfile.read_text().split()]
+    time.sleep(0.2)
+    assert not any(_alive(p) for p in pids), 'a process of the run survived'
+    (run,) = [x for x in all_runs(sqlite_store) if x.data.tags.get('mlflow.runName') == 'held']
+    assert run.info.status == 'KILLED'
+
+
 def test_group_is_killed_after_grace_when_child_ignores_sigterm(tmp_path, sqlite_store):
     pidfile = tmp_path / 'pid'
     write_project(tmp_path / 'p', f'entry_points:\n  main:\n    command: "{PY} stubborn.py {pidfile}"\n', {

@@ -42,6 +42,7 @@ from mlproj.backends._databricks_config import (  # noqa: F401  (re-exported for
     validate,
 )
 from mlproj.backends.lifecycle import Backoff, JobState, Lifecycle, watch
+from mlproj.backends.signals import started
 from mlproj.errors import BackendError
 from mlproj.tags import (
     DATABRICKS_ARCHIVE,
@@ -202,6 +203,7 @@ def submit(launch: Launch) -> DatabricksSubmittedRun:
     body = job_spec(launch, settings, launcher_path=launcher_path, archive_path=archive_path, wheel_path=wheel_path)
     _say(f"Running entry point {launch.request.entry_point} of project {launch.source.uri} on Databricks")
     db_run_id = _submit_job(ws, body)
+    started()  # the job run exists: a signal from here on cancels it (mlproj.backends.signals)
     _say(f'Launched MLflow run as Databricks job run with ID {db_run_id}')
     submitted = DatabricksSubmittedRun(launch, ws, db_run_id, settings)
     try:

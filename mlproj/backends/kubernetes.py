@@ -47,6 +47,7 @@ from mlproj.backends.remote import (
     say,
     validate_config,
 )
+from mlproj.backends.signals import started
 from mlproj.errors import BackendError, EnvError, one_line
 from mlproj.tags import (
     DOCKER_IMAGE_ID,
@@ -418,6 +419,7 @@ def submit(launch: Launch) -> RemoteSubmittedRun:
         job.batch.create_namespaced_job(namespace, body)  # type: ignore[arg-type]  # a dict body is accepted
     except Exception as e:
         raise api_error(e, 'the API server refused the Job', job.host) from None
+    started()  # the Job exists: a signal from here on cancels it (mlproj.backends.signals)
     launch.source.cleanup()  # the code is in the image
     say(f"=== Created Kubernetes Job '{job_name}' in namespace '{namespace}' for run with ID '{launch.run_id}' ===")
     run = RemoteSubmittedRun(launch, job, poll_interval=float(config.get('poll-interval', 2.0)))

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mlproj.backends import FAILED, FINISHED, KILLED, RUNNING, SubmittedRun
+from mlproj.backends.signals import started
 from mlproj.errors import one_line
 
 if TYPE_CHECKING:
@@ -132,6 +133,7 @@ class Lifecycle(SubmittedRun):
 
     def __init__(self, launch: Launch, *, status: str = RUNNING) -> None:
         super().__init__(launch.run_id)
+        started()  # the job exists: a signal from here on cancels it (mlproj.backends.signals)
         self.launch = launch
         self.tracking_problem: str | None = None
         self.final: JobState | None = None

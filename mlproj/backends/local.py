@@ -33,6 +33,7 @@ from collections.abc import Mapping
 
 from mlproj.backends import FAILED, FINISHED, KILLED, Launch
 from mlproj.backends.lifecycle import JobState, Lifecycle, checked_at_submit
+from mlproj.backends.signals import started
 from mlproj.envs import EnvContext, prepare
 from mlproj.errors import BackendError, EnvError
 from mlproj.tags import ENV_HASH, PROJECT_ENV
@@ -341,6 +342,7 @@ def submit(launch: Launch) -> LocalSubmittedRun:
     print(status(f"=== Running command '{launch.command}' in run with ID '{launch.run_id}' ===", tone='plain'),
           file=sys.stderr, flush=True)
     sys.stdout.flush()
+    started()  # a signal from here on cancels the running command (mlproj.backends.signals)
     supervised = spawn(launch, argv, env, list(getattr(environment, 'cleanup_argv', None) or []),
                        prestarted=launch.prestarted)
     return LocalSubmittedRun(launch, supervised, environment.tag)

@@ -38,6 +38,7 @@ from mlproj.backends.remote import (
     say,
     validate_config,
 )
+from mlproj.backends.signals import started
 from mlproj.envs import envfiles
 from mlproj.errors import BackendError, EnvError, one_line
 from mlproj.tags import RAY_ADDRESS, RAY_RUNTIME_ENV, RAY_SUBMISSION_ID
@@ -289,6 +290,7 @@ def submit(launch: Launch) -> RemoteSubmittedRun:
                 'mlflow_experiment_id': launch.experiment_id}
     job_id = _submit(client, address, entrypoint=entrypoint, runtime_env=runtime_env, submission_id=submission_id,
                      metadata=metadata, **kwargs)
+    started()  # the job exists: a signal from here on cancels it (mlproj.backends.signals)
     # The working_dir is uploaded by now: the local checkout is no longer needed.
     launch.source.cleanup()
     say(f"=== Ray job '{job_id}' submitted ===")

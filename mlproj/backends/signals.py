@@ -6,6 +6,10 @@ no moment in which a signal would kill mlproj without cancelling the run:
 * while the run is being prepared and submitted (an environment build, an upload), a signal raises
   ``Interrupted`` (a ``KeyboardInterrupt``) in the main thread; the runner ends an already created
   run KILLED on the way out and the caller exits 128 + the signal;
+* once the backend starts the run's command or job, it calls ``started()``: from then on a signal
+  is held, not raised, and ``wait()`` cancels the run with it first thing.  Without that, a signal
+  in the last steps of a submission (the monitor thread's start, the caller's bookkeeping) would
+  end mlproj as if nothing had started, with the command already running;
 * ``wait(submitted)``: the first signal cancels the run through its backend (``cancel(signum)``,
   in a thread: the run ends KILLED, exit code 128 + the signal), a second one escalates to
   ``cancel(SIGKILL)`` (no more grace); ``wait()`` is called again until the run is no longer
@@ -28,6 +32,17 @@ from typing import Any
 from mlproj.tags import RUNNING, SCHEDULED
 
 ACTIVE = (RUNNING, SCHEDULED)
+
+
+_active: Signals | None = None  # the innermost entered Signals (main thread only)
+
+
+def started() -> None:
+    """The backend is starting the run's command or job: a signal from here on is held for
+    ``wait()`` (which cancels the run) instead of interrupting the submission.  A no-op outside
+    ``Signals`` and off the main thread."""
+    if _active is not None and threading.current_thread() is threading.main_thread():
+        _active.holding = True
 
 
 class Interrupted(KeyboardInterrupt):
@@ -73,17 +88,28 @@ class Signals:
         self.warn = warn
         self.ignore_after_cancel = ignore_after_cancel
         self.received: list[int] = []
+        self.holding = False              # set by started(): signals go to pending
+        self.pending: list[int] = []      # signals held since started(), acted on by wait()
         self._previous: dict[int, Any] = {}
+        self._outer: Signals | None = None
 
     def __enter__(self) -> Signals:
+        global _active
+
         def during_submit(signum: int, frame: Any) -> None:  # noqa: ARG001
+            if self.holding:
+                self.pending.append(signum)
+                return
             raise Interrupted(signum)
 
         self._previous = {s: signal.signal(s, during_submit) for s in self.signums}
+        self._outer, _active = _active, self
         return self
 
     def __exit__(self, *exc: object) -> None:
-        ignore = self.received and self.ignore_after_cancel
+        global _active
+        _active = self._outer
+        ignore = (self.received or self.pending) and self.ignore_after_cancel
         for s, handler in self._previous.items():
             signal.signal(s, signal.SIG_IGN if ignore else handler)
 
@@ -100,6 +126,9 @@ class Signals:
 
         for s in self.signums:
             signal.signal(s, on_signal)
+        held, self.pending = self.pending, []
+        for signum in held:  # arrived between started() and now
+            on_signal(signum, None)
         ok = submitted.wait()
         while submitted.get_status() in ACTIVE:  # wait() returned early on a signal
             ok = submitted.wait()

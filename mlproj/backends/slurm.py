@@ -43,6 +43,7 @@ from mlproj.backends.remote import (
     say,
     validate_config,
 )
+from mlproj.backends.signals import started
 from mlproj.errors import BackendError, one_line
 from mlproj.tags import ENV_HASH, PROJECT_ENV, SLURM_JOB_ID, SLURM_OUTPUT, SLURM_SCRIPT
 
@@ -409,6 +410,7 @@ def submit(launch: Launch) -> SlurmSubmittedRun:
         if not job_id.isdigit():
             raise BackendError(f'sbatch printed no job id: {proc.stdout.strip()[:200]!r}', str(script_path))
         submitted = True
+        started()  # the job is queued: a signal from here on cancels it (mlproj.backends.signals)
     finally:
         if not submitted:
             shutil.rmtree(job_dir, ignore_errors=True)

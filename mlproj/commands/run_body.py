@@ -92,7 +92,7 @@ def execute(request) -> int:
         console.resume()  # the command runs: from here on mlproj only waits (mlproj.console)
         if getattr(submitted, 'reused', False):
             return 0
-        if not request.synchronous:
+        if not request.synchronous and not signals.pending:  # a held signal: cancel and wait below
             print(submitted.run_id, flush=True)
             return 0
         ok = signals.wait(submitted, announce)

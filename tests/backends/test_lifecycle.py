@@ -13,7 +13,7 @@ import pytest
 from mlproj.backends import FAILED, FINISHED, KILLED, RUNNING, SCHEDULED
 from mlproj.backends.lifecycle import Backoff, JobState, Lifecycle, settle, watch
 from mlproj.backends.remote import RemoteSubmittedRun
-from mlproj.backends.signals import Interrupted, Signals
+from mlproj.backends.signals import Interrupted, Signals, started
 from mlproj.errors import BackendError
 from mlproj.tracking import RunRecord
 
@@ -295,6 +295,40 @@ def test_a_signal_during_submission_interrupts_and_after_a_cancel_can_stay_ignor
         threading.Timer(0.3, os.kill, args=(os.getpid(), signal.SIGHUP)).start()
         with Signals((signal.SIGHUP,), ignore_after_cancel=True) as handling:
             handling.wait(run)
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)
+
+
+def test_a_signal_once_the_command_started_is_held_and_cancels_the_run_first_thing(capsys):
+    started()  # outside Signals: nothing to hold, nothing happens
+    run = FakeRun()
+    before = signal.getsignal(signal.SIGTERM)
+    with Signals((signal.SIGINT, signal.SIGTERM)) as handling:
+        started()
+        os.kill(os.getpid(), signal.SIGTERM)  # the last steps of a submission: not interrupted
+        time.sleep(0.05)
+        assert handling.pending == [signal.SIGTERM] and run.cancels == []
+        os.kill(os.getpid(), signal.SIGTERM)  # a second one before the wait: escalates there
+        time.sleep(0.05)
+        assert handling.wait(run) is False
+    assert run.cancels == [signal.SIGTERM, signal.SIGKILL] and handling.pending == []
+    assert 'SIGTERM received, cancelling run r9' in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is before
+    with pytest.raises(Interrupted):  # a new Signals does not inherit the hold
+        with Signals((signal.SIGTERM,)):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+
+
+def test_a_held_signal_keeps_the_ci_step_ignoring_further_ones():
+    before = signal.getsignal(signal.SIGHUP)
+    try:
+        with Signals((signal.SIGHUP,), ignore_after_cancel=True) as handling:
+            started()
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(0.05)
+        assert handling.pending == [signal.SIGHUP]
         assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGHUP, before)
