@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import io  # loaded at every interpreter's start (stdio): free
 import socket
+from collections.abc import Callable  # loaded at every interpreter's start (io): free
 
 MAX_LINE = 65536        # http.client's _MAXLINE: a status, header, chunk-size or trailer line
 MAX_HEADERS = 100       # http.client's _MAXHEADERS: lines, the blank one included (trailers too)
@@ -115,7 +116,7 @@ _CONTROLS = ''.join(map(chr, range(32))) + '\x7f'
 
 class Connection:
     """One kept-alive HTTP/1.1 connection to ``host:port``, opened on the first request and again
-    after an answer that closed it; not thread-safe (``RestTracker`` keeps one per thread)."""
+    after an answer that closed it; used by one thread at a time (``RestTracker`` lends its idle ones out)."""
 
     def __init__(self, host: str, port: int | None = None, timeout: float | None = None,
                  max_body: int = 64 << 20) -> None:
@@ -148,8 +149,10 @@ class Connection:
         self._sock, self._file = sock, sock.makefile('rb')
 
     def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> Response:
-        """Send one request and read its whole answer.  Any exception closes the connection."""
+                headers: dict[str, str] | None = None, sent: Callable[[], None] | None = None) -> Response:
+        """Send one request and read its whole answer.  Any exception closes the connection.
+        ``sent()``, when given, is called once the request is sent, before its answer is read:
+        the caller's work that overlaps the server's."""
         head = self._head(method, path, body, headers or {})
         if self._sock is not None and self._closed_while_idle():
             self.close()
@@ -158,6 +161,8 @@ class Connection:
                 self._connect()
             assert self._sock is not None
             self._sock.sendall(head + body if body else head)
+            if sent is not None:
+                sent()
             resp = self._read_response(method)
         except BaseException:
             self.close()

@@ -143,7 +143,7 @@ def plan_point(request: RunRequest, src: Any, project: Any, *, warn: Any = None)
     manager = envs.select_manager(project, request.env_manager or _inherited_env_manager())
     tracking_uri = tracking.resolve_tracking_uri(request.tracking_uri, request.cwd)
     # backend config, tracking URI, project kind: before any run exists
-    backends.get_backend(request.backend).validate(request, tracking_uri, project)
+    backends.validate(request, tracking_uri, project)
     tags = {
         USER: tracking.user(),
         **src.tags(),
@@ -245,11 +245,31 @@ def launch(p: Plan, *, tracker: Any = None, experiment_id: str | None = None, pa
     from mlproj import backends, tracking
 
     request = p.request
+    backend: Any = None
     pre = None
+
+    def ready() -> None:
+        """The backend's module, and the local backend's supervisor started beside the tracking
+        calls that follow (``prestart``)."""
+        nonlocal backend, pre
+        if backend is None:
+            backend = backends.get_backend(request.backend)
+            pre = getattr(backend, 'prestart', lambda: None)()
+
+    def ready_quietly() -> None:  # while runs/create is on the server: an error comes back below
+        try:
+            ready()
+        except Exception:
+            pass
+
     try:
-        backend = backends.get_backend(request.backend)
-        # the local backend's supervisor starts now, beside the tracking calls below
-        pre = getattr(backend, 'prestart', lambda: None)()
+        # A tracking server's runs/create takes the longest of a run's calls: the backend's module
+        # is imported and its supervisor started while the server works on it.  A local store
+        # is opened after the supervisor started (its interpreter starts beside it).
+        overlap = not request.run_id and (getattr(tracker, 'overlaps_create', False) if tracker is not None
+                                          else tracking.is_server_uri(p.tracking_uri))
+        if not overlap:
+            ready()
         tracker = tracker or tracking.get_tracker(p.tracking_uri)
         if request.run_id:
             record = tracker.get_run(request.run_id)
@@ -276,7 +296,11 @@ def launch(p: Plan, *, tracker: Any = None, experiment_id: str | None = None, pa
             parent = parent_run_id or _parent_run_id()
             if parent:
                 tags[PARENT_RUN_ID] = parent
-            run_id = tracker.create_run(experiment_id, tags, request.run_name)
+            if overlap and getattr(tracker, 'overlaps_create', False):
+                run_id = tracker.create_run(experiment_id, tags, request.run_name, sent=ready_quietly)
+            else:
+                ready()
+                run_id = tracker.create_run(experiment_id, tags, request.run_name)
             resumed_params = {}
             _relabel_nested_at_end(p.source, tracker, str(experiment_id), run_id)
     except BaseException:
@@ -284,6 +308,7 @@ def launch(p: Plan, *, tracker: Any = None, experiment_id: str | None = None, pa
         p.source.cleanup()
         raise
     try:
+        ready()  # a no-op unless it failed beside runs/create: the run now ends FAILED
         tracker.log_params(run_id, {k: v for k, v in p.params.logged.items() if k not in resumed_params})
         run_env = {
             **tracking.child_env_for(p.tracking_uri),

@@ -110,8 +110,13 @@ def redact_uri(uri: str) -> str:
     return strip_credentials(uri)
 
 
+def is_server_uri(uri: str) -> bool:
+    """A tracking server's URI: ``get_tracker`` gives a ``RestTracker`` for it."""
+    return uri.startswith(('http://', 'https://'))
+
+
 def get_tracker(uri: str) -> Tracker:
-    if uri.startswith(('http://', 'https://')):
+    if is_server_uri(uri):
         from mlproj.tracking_rest import RestTracker
 
         return RestTracker(uri)

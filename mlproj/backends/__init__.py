@@ -41,6 +41,11 @@ BACKENDS: dict[str, str] = {
 
 TERMINAL = (FINISHED, FAILED, KILLED)
 
+# Built-in backends with nothing to check before the run exists (their ``validate`` is
+# ``lifecycle.checked_at_submit``): ``validate`` does not import them, the runner does, while a
+# tracking server creates the run (``runner.launch``).
+NOTHING_TO_VALIDATE = frozenset({'local'})
+
 
 @dataclass
 class Launch:
@@ -152,6 +157,13 @@ def _discover_plugins() -> dict[str, Any]:
 
 def available() -> list[str]:
     return sorted(set(BACKENDS) | set(_discover_plugins()))
+
+
+def validate(request: RunRequest, tracking_uri: str, project: Project) -> object:
+    """The request's backend's ``validate`` (an unknown backend is an error here too)."""
+    if request.backend in NOTHING_TO_VALIDATE:
+        return None
+    return get_backend(request.backend).validate(request, tracking_uri, project)
 
 
 def get_backend(name: str) -> Backend:

@@ -253,3 +253,79 @@ def test_an_oversized_answer_is_refused_without_reading_it_all(hostile_server, m
     state.update(status=200, body=b'{"run": "' + b'x' * 5000 + b'"}')
     with pytest.raises(TrackingError, match='answered more than'):
         RestTracker(uri, timeout=10).get_run('0' * 32)
+
+
+@pytest.fixture
+def holding_server():
+    """Answers runs/create only once the test's ``release`` event is set, after ``received``."""
+    state = {'received': threading.Event(), 'release': threading.Event(), 'statuses': [], 'paths': []}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = 'HTTP/1.1'
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get('Content-Length') or 0))
+            state['paths'].append(self.path)
+            state['received'].set()
+            state['release'].wait(10)
+            status = state['statuses'].pop(0) if state['statuses'] else 200
+            body = b'{"run": {"info": {"run_id": "r1", "artifact_uri": "file:///a"}}}' if status == 200 else b'{}'
+            self.send_response(status)
+            self.send_header('Content-Type', 'application/json')
+            self.send_header('Content-Length', str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f'http://127.0.0.1:{server.server_address[1]}', state
+    finally:
+        state['release'].set()
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize('transport', ['httplite', 'http.client'])
+def test_create_run_does_the_callers_work_while_the_server_creates_the_run(holding_server, monkeypatch, transport):
+    """``sent`` runs once the server has the request and before its answer is read: the server
+    answers only after ``sent`` released it (else the call would time out)."""
+    uri, state = holding_server
+    for k in [k for k in os.environ if k.lower().endswith('_proxy')]:
+        monkeypatch.delenv(k)
+    if transport == 'http.client':
+        monkeypatch.setattr(RestTracker, '_lite', lambda self: False)
+    calls = []
+
+    def sent():
+        calls.append(state['received'].wait(5))
+        state['release'].set()
+
+    t = RestTracker(uri, timeout=10)
+    assert t.create_run('0', {'k': 'v'}, 'name', sent=sent) == 'r1'
+    assert calls == [True]
+    assert t.known_artifact_uri('r1') == 'file:///a'
+
+
+def test_create_runs_the_callers_work_once_through_retries_and_a_proxy(holding_server, monkeypatch):
+    uri, state = holding_server
+    for k in [k for k in os.environ if k.lower().endswith('_proxy')]:
+        monkeypatch.delenv(k)
+    state['release'].set()
+    state['statuses'][:] = [503]  # answered, retried after half a second
+    calls = []
+    assert RestTracker(uri, timeout=10).create_run('0', {}, None, sent=lambda: calls.append(1)) == 'r1'
+    assert calls == [1] and len(state['paths']) == 2
+    # through a proxy (urllib sends and reads in one call): still called once, before
+    import urllib.request
+
+    monkeypatch.setattr(urllib.request, '_opener', None)  # urlopen's opener reads the variables once
+    monkeypatch.setenv('http_proxy', uri)
+    monkeypatch.setenv('no_proxy', '')
+    calls.clear()
+    assert RestTracker('http://tracking.invalid:5000', timeout=10).create_run(
+        '0', {}, None, sent=lambda: calls.append(1)) == 'r1'
+    assert calls == [1] and state['paths'][-1] == 'http://tracking.invalid:5000/api/2.0/mlflow/runs/create'

@@ -174,3 +174,82 @@ def test_resume_refuses_a_finished_run(project, tmp_path, fakes):
     tracker.set_status(run_id, 'FINISHED')
     with pytest.raises(Exception, match='FINISHED'):
         runner.submit(_request(project, tmp_path, run_id=run_id))
+
+
+class ServerTracker(RecordingTracker):
+    """A tracking server's tracker: ``create_run`` calls ``sent`` between request and answer."""
+    overlaps_create = True
+
+    def create_run(self, experiment_id, tags, run_name, sent=None):
+        self.calls.append(('request sent',))
+        if sent is not None:
+            sent()
+        return super().create_run(experiment_id, tags, run_name)
+
+
+class Prestarted:
+    def __init__(self, calls):
+        self.calls = calls
+        calls.append(('prestart',))
+
+    def abort(self):
+        self.calls.append(('abort',))
+
+
+@pytest.mark.parametrize('uri, order', [
+    # a server creates the run while the backend module loads and its supervisor starts
+    ('http://127.0.0.1:9/', ['get_tracker', 'resolve_experiment', 'request sent', 'get_backend', 'prestart',
+                             'create_run']),
+    # a local store: the supervisor starts first, its interpreter's start beside the store's work
+    ('sqlite:////nowhere/mlflow.db', ['get_backend', 'prestart', 'get_tracker', 'resolve_experiment',
+                                      'create_run']),
+])
+def test_the_backend_and_its_supervisor_come_beside_a_servers_runs_create(project, tmp_path, monkeypatch, uri,
+                                                                          order):
+    tracker = ServerTracker(uri=uri) if uri.startswith('http') else RecordingTracker(uri=uri)
+    backend = RecordingBackend()
+    backend.prestart = lambda: Prestarted(tracker.calls)
+
+    def get_tracker(u):
+        tracker.calls.append(('get_tracker',))
+        return tracker
+
+    def get_backend(name):
+        tracker.calls.append(('get_backend',))
+        return backend
+
+    monkeypatch.setattr(tracking, 'get_tracker', get_tracker)
+    monkeypatch.setattr(backends, 'get_backend', get_backend)
+    p = runner.plan(_request(project, tmp_path, tracking_uri=uri))
+    assert tracker.calls == []  # the local backend has nothing to validate: not even imported
+    run = runner.launch(p)
+    assert [c[0] for c in tracker.calls] == order
+    (launch,) = backend.launches
+    assert isinstance(launch.prestarted, Prestarted) and launch.run_id == run.run_id
+    launch.source.cleanup()
+
+
+def test_a_backend_failing_beside_runs_create_ends_the_created_run_failed(project, tmp_path, monkeypatch):
+    tracker = ServerTracker(uri='http://127.0.0.1:9/')
+    attempts = []
+
+    def broken(name):
+        attempts.append(name)
+        raise BackendError('the backend module is broken')
+
+    monkeypatch.setattr(tracking, 'get_tracker', lambda uri: tracker)
+    p = runner.plan(_request(project, tmp_path, tracking_uri='http://127.0.0.1:9/'))
+    monkeypatch.setattr(backends, 'get_backend', broken)
+    with pytest.raises(BackendError, match='broken'):
+        runner.launch(p)
+    assert attempts == ['local', 'local']  # beside the server's work (quietly), then for real
+    (record,) = tracker.runs.values()
+    assert record.status == 'FAILED'
+
+
+def test_the_backends_validate_skips_are_backends_with_nothing_to_validate():
+    from mlproj.backends.lifecycle import checked_at_submit
+
+    assert backends.NOTHING_TO_VALIDATE <= set(backends.BACKENDS)
+    for name in backends.NOTHING_TO_VALIDATE:
+        assert backends.get_backend(name).validate is checked_at_submit
