@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlproj.backends import signals
 from mlproj.backends.signals import Interrupted
 from mlproj.color import status as paint
 from mlproj.errors import BadArgumentError
@@ -194,6 +195,7 @@ def _schedule(result: SweepResult, tracker: Any, experiment_id: str, max_paralle
     received: list[int] = []
     submitting = threading.Event()
     stopping = threading.Event()
+    hold = signals.Hold()  # the point being launched has started its command (signals.started)
 
     def cancel_all(sig: int) -> None:
         for p in list(running.values()):
@@ -204,7 +206,7 @@ def _schedule(result: SweepResult, tracker: Any, experiment_id: str, max_paralle
         first = not received
         received.append(signum)
         stopping.set()
-        if submitting.is_set():
+        if submitting.is_set() and not hold.holding:  # once the command started, it is cancelled below
             raise Interrupted(signum)
         if first:
             print(paint(f'\n=== Sweep interrupted: cancelling {len(running)} running point(s); '
@@ -237,12 +239,17 @@ def _schedule(result: SweepResult, tracker: Any, experiment_id: str, max_paralle
                 p.started = time.monotonic()
                 p.status = RUNNING
                 running[p.index] = p
+                hold.holding = False
+                outer = signals.enter(hold)
                 submitting.set()
                 try:
-                    sub = runner.launch(p.plan, tracker=tracker, experiment_id=experiment_id,
-                                        parent_run_id=result.parent_run_id, prepared=prepared,
-                                        reuse_announce=lambda m, i=p.index: print(f'mlproj: point {i}: {m}',
-                                                                                  file=log, flush=True))
+                    try:
+                        sub = runner.launch(p.plan, tracker=tracker, experiment_id=experiment_id,
+                                            parent_run_id=result.parent_run_id, prepared=prepared,
+                                            reuse_announce=lambda m, i=p.index: print(f'mlproj: point {i}: {m}',
+                                                                                      file=log, flush=True))
+                    finally:
+                        signals.leave(outer)
                 except Interrupted as e:
                     submitting.clear()
                     p.status, p.ended = KILLED, time.monotonic()

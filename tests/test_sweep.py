@@ -210,3 +210,45 @@ def test_dry_run_lists_points_and_bad_values_fail_before_any_run(tmp_path, sqlit
     assert r.returncode == 66 and 'Traceback' not in r.stderr
     assert "'x'" in r.stderr or 'x' in r.stderr.splitlines()[-1]
     assert client(sqlite_store).get_experiment_by_name('never') is None
+
+
+def test_a_signal_as_a_point_starts_cancels_that_point_before_the_sweep_returns(tmp_path, sqlite_store, monkeypatch):
+    """In this process: SIGTERM once point 0's command runs, before its launch has returned. The
+    point is cancelled like a running one (its command gone when the sweep returns, not only when
+    mlproj would exit), the queued point never starts."""
+    import io
+    import signal as signals
+
+    from mlproj import sweep as sweeping
+    from mlproj.backends import local
+    from mlproj.request import RunRequest
+
+    proj, log = project(tmp_path), tmp_path / 'log'
+    log.mkdir()
+    original = local.LocalSubmittedRun.__init__
+
+    def signalled_first(self, *args, **kwargs):
+        deadline = time.monotonic() + 60
+        while not list(log.glob('*.start')):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        os.kill(os.getpid(), signals.SIGTERM)
+        time.sleep(0.05)  # the handler has run by now
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(local.LocalSubmittedRun, '__init__', signalled_first)
+    monkeypatch.setenv('MLPROJ_KILL_GRACE', '2')
+    out = io.StringIO()
+    request = RunRequest(uri=str(proj), env_manager='local', tracking_uri=sqlite_store, cwd=str(tmp_path),
+                         experiment_name='held-point')
+    points = [{'a': a, 'log': str(log), 'pause': '120'} for a in ('1', '2')]
+    result = sweeping.run_sweep(request, points, {}, ['a'], out=out)
+    (start,) = log.glob('*.start')
+    pid = int(start.read_text().split()[1])
+    assert not os.path.exists(f'/proc/{pid}') or 'Z' in Path(f'/proc/{pid}/stat').read_text().split()[2]
+    assert result.exit_code == 143 and result.status == 'KILLED'
+    assert [p.status for p in result.points] == ['KILLED', 'SKIPPED']
+    assert 'while starting point' not in out.getvalue() and '1 running point(s)' in out.getvalue()
+    c = client(sqlite_store)
+    runs = c.search_runs([c.get_experiment_by_name('held-point').experiment_id])
+    assert sorted(r.info.status for r in runs) == ['KILLED', 'KILLED']  # the parent and point 0

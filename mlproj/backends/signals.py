@@ -18,7 +18,8 @@ no moment in which a signal would kill mlproj without cancelling the run:
   which the runner follows up with SIGTERM), the signals stay ignored once a cancel has started,
   so the step can still write its outputs.
 
-A sweep cancels many runs and stops starting new ones; it has its own handler (``mlproj.sweep``).
+A sweep cancels many runs and stops starting new ones; it has its own handler (``mlproj.sweep``),
+which ``enter``s a ``Hold`` around each launch so that ``started()`` works for it the same way.
 """
 from __future__ import annotations
 
@@ -34,13 +35,32 @@ from mlproj.tags import RUNNING, SCHEDULED
 ACTIVE = (RUNNING, SCHEDULED)
 
 
-_active: Signals | None = None  # the innermost entered Signals (main thread only)
+class Hold:
+    """Whether the submission in progress has started its command or job (``started()``): a
+    ``Signals``, or a sweep's point being launched (``mlproj.sweep``)."""
+
+    holding = False
+
+
+_active: Hold | None = None  # the innermost submission in progress (main thread only)
+
+
+def enter(hold: Hold) -> Hold | None:
+    """Make ``hold`` the one ``started()`` marks; returns the previous one, for ``leave``."""
+    global _active
+    previous, _active = _active, hold
+    return previous
+
+
+def leave(previous: Hold | None) -> None:
+    global _active
+    _active = previous
 
 
 def started() -> None:
     """The backend is starting the run's command or job: a signal from here on is held for
     ``wait()`` (which cancels the run) instead of interrupting the submission.  A no-op outside
-    ``Signals`` and off the main thread."""
+    ``Signals`` (or a sweep's launch) and off the main thread."""
     if _active is not None and threading.current_thread() is threading.main_thread():
         _active.holding = True
 
@@ -79,7 +99,7 @@ def _default_announce(submitted: Any, signum: int) -> None:
     print(f'\nmlproj: {name} received, cancelling run {submitted.run_id}', file=sys.stderr, flush=True)
 
 
-class Signals:
+class Signals(Hold):
     """Signal handling from submission to the end of one run (see the module docstring)."""
 
     def __init__(self, signums: Iterable[int] = (signal.SIGINT, signal.SIGTERM), *,
@@ -88,14 +108,11 @@ class Signals:
         self.warn = warn
         self.ignore_after_cancel = ignore_after_cancel
         self.received: list[int] = []
-        self.holding = False              # set by started(): signals go to pending
         self.pending: list[int] = []      # signals held since started(), acted on by wait()
         self._previous: dict[int, Any] = {}
-        self._outer: Signals | None = None
+        self._outer: Hold | None = None
 
     def __enter__(self) -> Signals:
-        global _active
-
         def during_submit(signum: int, frame: Any) -> None:  # noqa: ARG001
             if self.holding:
                 self.pending.append(signum)
@@ -103,12 +120,11 @@ class Signals:
             raise Interrupted(signum)
 
         self._previous = {s: signal.signal(s, during_submit) for s in self.signums}
-        self._outer, _active = _active, self
+        self._outer = enter(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        global _active
-        _active = self._outer
+        leave(self._outer)
         ignore = (self.received or self.pending) and self.ignore_after_cancel
         for s, handler in self._previous.items():
             signal.signal(s, signal.SIG_IGN if ignore else handler)
