@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import mlproj_bin, run_mlproj, write_project
+from tests.helpers import mlproj_bin, run_mlproj, signal_once_started, write_project
 from tests.helpers.git import commit_all, git
 
 pytestmark = pytest.mark.slow  # every test drives `mlproj run` as a subprocess against sqlite and a real server
@@ -164,23 +164,11 @@ def test_a_signal_in_the_last_steps_of_a_submission_cancels_the_started_run(proj
                                                                             monkeypatch, capsys):
     """A real run in this process, SIGTERM sent to it once the command runs but before the
     submission has returned (where the CLI once said "while starting the run" and left it)."""
-    from mlproj.backends import local
     from mlproj.commands.run_body import execute
     from mlproj.request import RunRequest
 
     pidfile = tmp_path / 'pids'
-    original = local.LocalSubmittedRun.__init__
-
-    def signalled_first(self, *args, **kwargs):
-        deadline = time.monotonic() + 60
-        while not (pidfile.exists() and len(pidfile.read_text().split()) == 2):
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(0.05)  # the handler has run by now
-        original(self, *args, **kwargs)
-
-    monkeypatch.setattr(local.LocalSubmittedRun, '__init__', signalled_first)
+    signal_once_started(monkeypatch, lambda: pidfile.exists() and len(pidfile.read_text().split()) == 2)
     monkeypatch.setenv('MLPROJ_KILL_GRACE', '2')
     before = signal.getsignal(signal.SIGTERM)
     code = execute(RunRequest(uri=str(project), entry_point='sleep', parameters={'pidfile': str(pidfile)},

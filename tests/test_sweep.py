@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import mlproj_bin, write_project
+from tests.helpers import mlproj_bin, signal_once_started, write_project
 from tests.helpers.git import commit_all, git
 
 pytestmark = pytest.mark.slow
@@ -217,26 +217,13 @@ def test_a_signal_as_a_point_starts_cancels_that_point_before_the_sweep_returns(
     point is cancelled like a running one (its command gone when the sweep returns, not only when
     mlproj would exit), the queued point never starts."""
     import io
-    import signal as signals
 
     from mlproj import sweep as sweeping
-    from mlproj.backends import local
     from mlproj.request import RunRequest
 
     proj, log = project(tmp_path), tmp_path / 'log'
     log.mkdir()
-    original = local.LocalSubmittedRun.__init__
-
-    def signalled_first(self, *args, **kwargs):
-        deadline = time.monotonic() + 60
-        while not list(log.glob('*.start')):
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        os.kill(os.getpid(), signals.SIGTERM)
-        time.sleep(0.05)  # the handler has run by now
-        original(self, *args, **kwargs)
-
-    monkeypatch.setattr(local.LocalSubmittedRun, '__init__', signalled_first)
+    signal_once_started(monkeypatch, lambda: bool(list(log.glob('*.start'))))
     monkeypatch.setenv('MLPROJ_KILL_GRACE', '2')
     out = io.StringIO()
     request = RunRequest(uri=str(proj), env_manager='local', tracking_uri=sqlite_store, cwd=str(tmp_path),

@@ -106,6 +106,25 @@ def interrupt_on_line(proc: subprocess.Popen, marker: str, *, sig: int = signal.
             proc.wait()
 
 
+def signal_once_started(monkeypatch, started, sig: int = signal.SIGTERM) -> None:
+    """Make this process's next local runs send themselves ``sig`` once ``started()`` is true (the
+    command runs) and before the submission returns: the last steps of a launch."""
+    from mlproj.backends import local
+
+    original = local.LocalSubmittedRun.__init__
+
+    def signalled_first(self, *args, **kwargs):
+        deadline = time.monotonic() + 60
+        while not started():
+            assert time.monotonic() < deadline, 'the command never started'
+            time.sleep(0.02)
+        os.kill(os.getpid(), sig)
+        time.sleep(0.05)  # the handler has run by now
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(local.LocalSubmittedRun, '__init__', signalled_first)
+
+
 def write_project(directory: Path, mlproject: str | None, files: dict[str, str] | None = None) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     if mlproject is not None:

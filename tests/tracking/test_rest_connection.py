@@ -2,6 +2,7 @@
 proxy path through urllib, and bounded, one-line errors from servers that misbehave."""
 from __future__ import annotations
 
+import contextlib
 import http.server
 import os
 import socket
@@ -181,6 +182,18 @@ def test_the_end_of_a_run_does_not_wait_for_a_stale_run_search_in_flight(mlflow_
     assert run.info.end_time / 1000 - proxy.held_at < 4.0, (run.info.end_time, proxy.held_at)
 
 
+@contextlib.contextmanager
+def serving(handler):
+    """``handler`` served on a loopback port in threads: its base URL."""
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f'http://127.0.0.1:{server.server_address[1]}'
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
 def hostile_server():
     """Answers every request with a status and body chosen by the test."""
@@ -210,13 +223,8 @@ def hostile_server():
         def log_message(self, *args) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f'http://127.0.0.1:{server.server_address[1]}', state
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as uri:
+        yield uri, state
 
 
 def test_misbehaving_servers_get_one_line_errors(hostile_server, monkeypatch):
@@ -279,14 +287,11 @@ def holding_server():
         def log_message(self, *args) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f'http://127.0.0.1:{server.server_address[1]}', state
-    finally:
-        state['release'].set()
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as uri:
+        try:
+            yield uri, state
+        finally:
+            state['release'].set()  # before the server joins its handlers
 
 
 @pytest.mark.parametrize('transport', ['httplite', 'http.client'])
