@@ -264,10 +264,10 @@ def launch(p: Plan, *, tracker: Any = None, experiment_id: str | None = None, pa
 
     try:
         # A tracking server's runs/create takes the longest of a run's calls: the backend's module
-        # is imported and its supervisor started while the server works on it.  A local store
-        # is opened after the supervisor started (its interpreter starts beside it).
-        overlap = not request.run_id and (getattr(tracker, 'overlaps_create', False) if tracker is not None
-                                          else tracking.is_server_uri(p.tracking_uri))
+        # is imported and its supervisor started while the server works on it (RestTracker's
+        # ``sent``).  A local store is opened after the supervisor started (its interpreter starts
+        # beside it).
+        overlap = not request.run_id and tracking.is_server_uri(p.tracking_uri)
         if not overlap:
             ready()
         tracker = tracker or tracking.get_tracker(p.tracking_uri)
@@ -296,10 +296,9 @@ def launch(p: Plan, *, tracker: Any = None, experiment_id: str | None = None, pa
             parent = parent_run_id or _parent_run_id()
             if parent:
                 tags[PARENT_RUN_ID] = parent
-            if overlap and getattr(tracker, 'overlaps_create', False):
+            if overlap:
                 run_id = tracker.create_run(experiment_id, tags, request.run_name, sent=ready_quietly)
             else:
-                ready()
                 run_id = tracker.create_run(experiment_id, tags, request.run_name)
             resumed_params = {}
             _relabel_nested_at_end(p.source, tracker, str(experiment_id), run_id)

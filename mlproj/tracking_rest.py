@@ -258,9 +258,6 @@ class RestTracker:
         # fails with the server's own message if it was deleted.
         return '0'
 
-    #: ``create_run`` takes ``sent``: the caller's work while the server creates the run
-    overlaps_create = True
-
     def create_run(self, experiment_id: str, tags: dict[str, str], run_name: str | None,
                    sent: Callable[[], None] | None = None) -> str:
         """Create the run; ``sent()``, when given, runs once the request is sent, while the server

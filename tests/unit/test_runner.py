@@ -178,7 +178,6 @@ def test_resume_refuses_a_finished_run(project, tmp_path, fakes):
 
 class ServerTracker(RecordingTracker):
     """A tracking server's tracker: ``create_run`` calls ``sent`` between request and answer."""
-    overlaps_create = True
 
     def create_run(self, experiment_id, tags, run_name, sent=None):
         self.calls.append(('request sent',))
