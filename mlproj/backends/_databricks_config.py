@@ -72,9 +72,9 @@ def cluster_tracking_uri(tracking_uri: str) -> str:
     """The tracking URI the job uses: its own workspace, or the same HTTP server."""
     if tracking_uri == 'databricks' or tracking_uri.startswith('databricks://'):
         return 'databricks'
-    from mlproj.tracking import redact_uri
+    from mlproj.tracking import is_server_uri, redact_uri
 
-    if tracking_uri.startswith(('http://', 'https://')):
+    if is_server_uri(tracking_uri):
         if '@' in tracking_uri.split('://', 1)[1].split('/', 1)[0]:
             raise BackendError('the tracking URI carries credentials, which would be visible in the job spec; '
                                'give the cluster MLFLOW_TRACKING_USERNAME/PASSWORD or _TOKEN through spark_env_vars '

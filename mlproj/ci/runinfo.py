@@ -24,12 +24,12 @@ def default_key(uri: str | None, entry_point: str) -> str:
 
 def mlflow_run_url(tracking_uri: str, experiment_id: str, run_id: str, environ: dict[str, str] | None = None) -> str:
     """The MLflow UI page of a run, when the store has a UI ('' for sqlite/file stores)."""
-    from mlproj.tracking import redact_uri
+    from mlproj.tracking import is_server_uri, redact_uri
 
     env = os.environ if environ is None else environ
     if not (run_id and experiment_id):
         return ''
-    if tracking_uri.startswith(('http://', 'https://')):
+    if is_server_uri(tracking_uri):
         base = redact_uri(tracking_uri).split('?', 1)[0].rstrip('/')
         return f'{base}/#/experiments/{experiment_id}/runs/{run_id}'
     if tracking_uri == 'databricks' or tracking_uri.startswith('databricks://'):

@@ -252,9 +252,11 @@ def build_image(engine: str, project: Project, base: str, base_id: str, ctx: Env
 
 def tracking_access(uri: str | None) -> tuple[list[str], bool]:
     """(volume specs, use host network) so that ``uri`` works unchanged inside the container."""
+    from mlproj.tracking import is_server_uri
+
     if not uri:
         return [], False
-    if uri.startswith(('http://', 'https://')):
+    if is_server_uri(uri):
         return [], True
     if uri.startswith('sqlite:///'):
         path = uri[len('sqlite:///'):].split('?', 1)[0]
